@@ -1,0 +1,68 @@
+# Northwind support assistant. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+RASA    := $(VENV)/bin/rasa
+MODEL   := models/support.tar.gz
+MODEL_INPUTS := config.yml domain.yml $(shell find data bot/nlu -type f \( -name '*.yml' -o -name '*.yaml' -o -name '*.md' -o -name '*.py' \) 2>/dev/null | sort)
+export PYTHONPATH := $(CURDIR)
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export RASA_TELEMETRY_ENABLED := false
+
+.PHONY: help setup run shell train data test test-fast triage seed lock clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed var/.seeded ## Create .venv (Python 3.10), install pinned deps, seed the demo data
+
+$(VENV)/.installed: requirements.lock
+	@PYBIN=$$(scripts/find_python.sh) || exit 1; \
+	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
+	  echo "creating $(VENV) with $$PYBIN"; rm -rf $(VENV); "$$PYBIN" -m venv $(VENV) || exit 1; \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==24.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+var/.seeded: $(VENV)/.installed bot/orders.py scripts/seed_orders.py
+	@mkdir -p var
+	$(PY) scripts/seed_orders.py
+	@touch $@
+
+seed: $(VENV)/.installed ## Create the databases and (re)seed the demo orders
+	$(PY) scripts/seed_orders.py
+
+data: $(VENV)/.installed ## Regenerate data/nlu/bitext from ../shared/datasets (and the hold-out set)
+	$(PY) scripts/convert_bitext.py
+
+train: $(MODEL) ## Train the model into models/ (only when data/, domain.yml or config.yml changed)
+
+$(MODEL): $(VENV)/.installed $(MODEL_INPUTS)
+	@mkdir -p models
+	$(RASA) train --fixed-model-name support --out models
+	@touch $@
+
+run: setup train ## Start the action server and the Rasa server (Ctrl-C stops both)
+	@scripts/run.sh
+
+shell: setup train ## Chat with the bot in the terminal (starts the action server too)
+	@scripts/run.sh shell
+
+triage: setup train ## Triage messages from stdin, one JSON object per line (make triage < msgs.txt)
+	@$(PY) -m bot.triage --model $(MODEL)
+
+test: setup train ## Run every test (unit, stores on SQLite+PostgreSQL, dialogue, NLU score)
+	$(PY) -m pytest
+
+test-fast: setup ## Run the tests that need no trained model
+	$(PY) -m pytest -m "not model"
+
+lock: ## Re-pin requirements.lock from the current .venv
+	$(PY) -m pip freeze --exclude-editable > requirements.lock
+
+clean: ## Remove models, results and local databases (keeps .venv)
+	rm -rf models results var test-output .pytest_cache

@@ -1,0 +1,1 @@
+"""Custom actions of the support assistant (rasa-sdk), one module per group."""

@@ -1,0 +1,82 @@
+"""Hand the conversation to a person: ticket, handoff record, bot paused."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActiveLoop, ConversationPaused, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import collected_slots, customer_id, now_utc, services, text, transcript
+from bot.business_hours import from_settings as business_hours
+from bot.timeparse import humanize
+
+
+def _summary(tracker: Tracker) -> str:
+    texts = [e.get("text") for e in tracker.events if e.get("event") == "user" and e.get("text")]
+    recent = [t for t in texts if not t.startswith("/")][-3:]
+    summary = " / ".join(recent) or "Customer asked for a person"
+    return summary[:500]
+
+
+class ActionHandoff(Action):
+    """Create or update the ticket, record the handoff and pause the bot."""
+
+    def name(self) -> Text:
+        return "action_handoff"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        svc = await services()
+        triage: Dict[str, Any] = tracker.get_slot("triage") or {}
+        category = triage.get("category") or "OTHER"
+        priority = triage.get("priority") or "normal"
+        reasons = triage.get("reasons") or []
+        reason = ",".join(reasons) or "agent_route"
+        details = {
+            "transcript": transcript(tracker),
+            "slots": collected_slots(tracker),
+            "triage": triage,
+            "context": tracker.get_slot("customer_context") or {},
+        }
+        ticket = await svc.store.open_ticket_for_conversation(tracker.sender_id)
+        if ticket is None:
+            ticket = await svc.store.do_create_ticket(
+                conversation_id=tracker.sender_id,
+                summary=_summary(tracker),
+                category=category if category not in ("GENERAL", "OTHER") else "CONTACT",
+                priority=priority,
+                contact_email=tracker.get_slot("contact_email") or tracker.get_slot("customer_email"),
+                customer_id=customer_id(tracker),
+                source="handoff",
+                details=details,
+            )
+        else:
+            ticket = await svc.store.do_update_ticket(
+                ticket.reference, priority=priority, raise_only=True, details_update=details
+            )
+        await svc.store.do_record_handoff(tracker.sender_id, ticket.reference, reason, ticket.priority)
+
+        dispatcher.utter_message(text=self._next_steps(ticket.reference, "angry_language" in reasons))
+        return [
+            ActiveLoop(None),
+            SlotSet("requested_slot", None),
+            SlotSet("handoff_ticket", ticket.reference),
+            ConversationPaused(),
+        ]
+
+    @staticmethod
+    def _next_steps(reference: str, upset: bool) -> str:
+        hours = business_hours()
+        now = now_utc()
+        prefix = text("handoff_upset_prefix") if upset else ""
+        if hours.is_open(now):
+            return text("handoff_queued", prefix=prefix, reference=reference)
+        return text(
+            "handoff_queued_closed",
+            prefix=prefix,
+            reference=reference,
+            opening=humanize(hours.next_opening(now)),
+            hours=hours.describe(),
+        )

@@ -1,0 +1,366 @@
+"""Order flows: track, cancel, change, refund status and refund request."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.common import actor, customer_id, say, services, text, yes_no_buttons
+from bot.orders import OrderStateError, OrderView, normalize_order_number
+
+#: Statuses in which an order can still be cancelled or changed.
+OPEN_STATUSES = ("processing", "packed")
+#: Statuses in which a refund can be requested.
+REFUNDABLE_STATUSES = ("shipped", "in_transit", "delivered")
+
+def _date(value: Any) -> str:
+    return value.strftime("%A %d %B").replace(" 0", " ") if value else ""
+
+
+def describe_order(order: OrderView) -> str:
+    """One or two sentences on where an order is."""
+    tracking = text("order_tracking_code", code=order.tracking_code) if order.tracking_code else ""
+    status = text(
+        f"order_status_{order.status}",
+        number=order.number,
+        carrier=order.carrier or "our carrier",
+        tracking=tracking,
+    )
+    if order.expected_delivery and order.status not in ("delivered", "cancelled"):
+        status += text("order_expected", date=_date(order.expected_delivery))
+    return status
+
+
+async def _find_order(tracker: Tracker, number: Optional[str]) -> Optional[OrderView]:
+    """The order, if it exists and (for a logged-in customer) is theirs."""
+    if not number:
+        return None
+    order = await (await services()).orders.get_order(number)
+    owner = customer_id(tracker)
+    if order is None or (owner is not None and order.customer_id != owner):
+        return None
+    return order
+
+
+class OrderFormValidation(FormValidationAction):
+    """Validates the order number; subclasses add the rest of their form."""
+
+    #: Order statuses for which the rest of the form makes sense (None: all).
+    proceed_statuses: Optional[tuple] = None
+
+    def name(self) -> Text:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def validate_order_number(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        attempts = int(tracker.get_slot("order_attempts") or 0) + 1
+        number = normalize_order_number(str(slot_value or ""))
+        if number is None:
+            say(dispatcher, "order_number_malformed", value=str(slot_value)[:40])
+            return {"order_number": None, "order_attempts": attempts, "order_status": None}
+        order = await _find_order(tracker, number)
+        if order is None:
+            key = "order_not_found_in_account" if customer_id(tracker) else "order_not_found"
+            say(dispatcher, key, number=number)
+            return {"order_number": None, "order_attempts": attempts, "order_status": None}
+        return {"order_number": number, "order_attempts": 0, "order_status": order.status}
+
+    async def required_slots(
+        self,
+        domain_slots: List[Text],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[Text]:
+        status = tracker.get_slot("order_status")
+        if (
+            self.proceed_statuses is not None
+            and tracker.get_slot("order_number")
+            and status is not None
+            and status not in self.proceed_statuses
+        ):
+            return ["order_number"]
+        return domain_slots
+
+
+class ValidateOrderStatusForm(OrderFormValidation):
+    def name(self) -> Text:
+        return "validate_order_status_form"
+
+
+class ValidateRefundStatusForm(OrderFormValidation):
+    def name(self) -> Text:
+        return "validate_refund_status_form"
+
+
+class ValidateCancelOrderForm(OrderFormValidation):
+    proceed_statuses = OPEN_STATUSES
+
+    def name(self) -> Text:
+        return "validate_cancel_order_form"
+
+
+class ValidateChangeOrderForm(OrderFormValidation):
+    proceed_statuses = OPEN_STATUSES
+
+    def name(self) -> Text:
+        return "validate_change_order_form"
+
+    async def validate_change_request(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        text = str(slot_value or "").strip()
+        if len(text) < 3:
+            say(dispatcher, "change_request_too_short")
+            return {"change_request": None}
+        return {"change_request": text[:1000]}
+
+
+class ValidateRefundRequestForm(OrderFormValidation):
+    proceed_statuses = REFUNDABLE_STATUSES
+
+    def name(self) -> Text:
+        return "validate_refund_request_form"
+
+    async def validate_refund_reason(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        text = str(slot_value or "").strip()
+        if len(text) < 3:
+            say(dispatcher, "refund_reason_too_short")
+            return {"refund_reason": None}
+        return {"refund_reason": text[:1000]}
+
+
+class ActionAskOrderNumber(Action):
+    """Ask for the order number, offering the customer's recent orders."""
+
+    def name(self) -> Text:
+        return "action_ask_order_number"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        owner = customer_id(tracker)
+        recent: List[OrderView] = []
+        if owner:
+            recent = await (await services()).orders.recent_orders(owner, limit=3)
+        attempts = int(tracker.get_slot("order_attempts") or 0)
+        hint = text("ask_order_number_hint") if attempts >= 2 else ""
+        if recent:
+            buttons = [
+                {
+                    "title": f"#{o.number} · {_date(o.placed_at)} · {o.status.replace('_', ' ')}",
+                    "payload": f'/inform{{"order_number":"{o.number}"}}',
+                }
+                for o in recent
+            ]
+            say(dispatcher, "ask_order_number_recent", buttons=buttons, hint=hint)
+        else:
+            say(dispatcher, "ask_order_number", hint=hint)
+        return []
+
+
+class _AskConfirm(Action):
+    """Ask to confirm an action on an order."""
+
+    question = ""
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        say(
+            dispatcher,
+            self.question,
+            buttons=yes_no_buttons(),
+            number=tracker.get_slot("order_number"),
+            change=tracker.get_slot("change_request"),
+            reason=tracker.get_slot("refund_reason"),
+        )
+        return []
+
+
+class ActionAskCancelConfirm(_AskConfirm):
+    question = "confirm_cancel"
+
+    def name(self) -> Text:
+        return "action_ask_cancel_order_form_confirm"
+
+
+class ActionAskChangeConfirm(_AskConfirm):
+    question = "confirm_change"
+
+    def name(self) -> Text:
+        return "action_ask_change_order_form_confirm"
+
+
+class ActionAskRefundConfirm(_AskConfirm):
+    question = "confirm_refund"
+
+    def name(self) -> Text:
+        return "action_ask_refund_request_form_confirm"
+
+
+class ActionTrackOrder(Action):
+    """Tell the customer where their order is."""
+
+    def name(self) -> Text:
+        return "action_track_order"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        if order is None:
+            say(dispatcher, "order_gone")
+            return [SlotSet("order_number", None)]
+        if order.status in OPEN_STATUSES:
+            say(dispatcher, "track_order_buttons", status=describe_order(order))
+        elif order.status in ("shipped", "in_transit"):
+            say(dispatcher, "track_order_shipped", status=describe_order(order))
+        else:
+            dispatcher.utter_message(text=describe_order(order))
+        return []
+
+
+class ActionCancelOrder(Action):
+    """Cancel the order if it is confirmed and still open."""
+
+    def name(self) -> Text:
+        return "action_cancel_order"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        events: List[EventType] = [SlotSet("confirm", None)]
+        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        if order is None:
+            say(dispatcher, "order_gone")
+            return events
+        if order.status == "cancelled":
+            say(dispatcher, "already_cancelled", number=order.number)
+            return events
+        if order.status not in OPEN_STATUSES:
+            say(dispatcher, "cannot_cancel_shipped", status=describe_order(order))
+            return events
+        if not tracker.get_slot("confirm"):
+            say(dispatcher, "cancel_declined", number=order.number)
+            return events
+        try:
+            await (await services()).orders.cancel_order(order.number, actor=actor(tracker))
+        except OrderStateError as error:
+            dispatcher.utter_message(text=str(error))
+            return events
+        say(dispatcher, "order_cancelled", number=order.number)
+        return events + [SlotSet("order_status", "cancelled")]
+
+
+async def _order_ticket(
+    tracker: Tracker, order: OrderView, summary: str, category: str, priority: str = "normal"
+) -> str:
+    triage = tracker.get_slot("flow_triage") or {}
+    ticket = await (await services()).store.do_create_ticket(
+        conversation_id=tracker.sender_id,
+        summary=summary,
+        category=category,
+        priority=triage.get("priority") or priority,
+        contact_email=tracker.get_slot("customer_email"),
+        customer_id=customer_id(tracker),
+        source="bot",
+        details={"order_number": order.number, "triage": triage},
+    )
+    return ticket.reference
+
+
+class ActionChangeOrder(Action):
+    """Pass a confirmed change request for an open order to the warehouse."""
+
+    def name(self) -> Text:
+        return "action_change_order"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        events: List[EventType] = [SlotSet("confirm", None), SlotSet("change_request", None)]
+        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        if order is None:
+            say(dispatcher, "order_gone")
+            return events
+        if order.status not in OPEN_STATUSES:
+            say(dispatcher, "cannot_change_shipped", status=describe_order(order))
+            return events
+        if not tracker.get_slot("confirm"):
+            say(dispatcher, "change_declined", number=order.number)
+            return events
+        change = str(tracker.get_slot("change_request") or "")
+        try:
+            await (await services()).orders.request_change(order.number, change, actor=actor(tracker))
+        except OrderStateError as error:
+            dispatcher.utter_message(text=str(error))
+            return events
+        reference = await _order_ticket(
+            tracker, order, f"Change request for order #{order.number}: {change}", "ORDER"
+        )
+        say(dispatcher, "change_requested", number=order.number, reference=reference)
+        return events
+
+
+class ActionTrackRefund(Action):
+    """Tell the customer the state of the refund for an order."""
+
+    def name(self) -> Text:
+        return "action_track_refund"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        if order is None:
+            say(dispatcher, "order_gone")
+            return []
+        amount = text("refund_amount", amount=order.refund_amount_eur) if order.refund_amount_eur else ""
+        say(dispatcher, f"refund_status_{order.refund_status}", number=order.number, amount=amount)
+        return []
+
+
+class ActionRequestRefund(Action):
+    """Request a refund for a delivered or shipped order; opens a ticket."""
+
+    def name(self) -> Text:
+        return "action_request_refund"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        events: List[EventType] = [SlotSet("confirm", None), SlotSet("refund_reason", None)]
+        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        if order is None:
+            say(dispatcher, "order_gone")
+            return events
+        if order.status in OPEN_STATUSES:
+            say(dispatcher, "refund_not_shipped", number=order.number)
+            return events
+        if order.status not in REFUNDABLE_STATUSES:
+            say(dispatcher, "refund_nothing", status=describe_order(order))
+            return events
+        if order.refund_status != "none":
+            say(dispatcher, "refund_exists", number=order.number, refund_status=order.refund_status)
+            return events
+        if not tracker.get_slot("confirm"):
+            say(dispatcher, "refund_declined_by_customer")
+            return events
+        reason = str(tracker.get_slot("refund_reason") or "")
+        try:
+            await (await services()).orders.request_refund(order.number, reason, actor=actor(tracker))
+        except OrderStateError as error:
+            dispatcher.utter_message(text=str(error))
+            return events
+        reference = await _order_ticket(
+            tracker, order, f"Refund request for order #{order.number}: {reason}", "REFUND"
+        )
+        say(dispatcher, "refund_requested", number=order.number, reference=reference)
+        return events

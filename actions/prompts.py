@@ -1,0 +1,50 @@
+"""Form questions whose text lives in ``data/messages.yml``.
+
+Each ``action_ask_<slot>`` asks for one slot with the message ``ask_<slot>``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import say
+
+
+class _Ask(Action):
+    slot = ""
+
+    def name(self) -> Text:
+        return f"action_ask_{self.slot}"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        say(dispatcher, f"ask_{self.slot}")
+        return []
+
+
+class AskChangeRequest(_Ask):
+    slot = "change_request"
+
+
+class AskRefundReason(_Ask):
+    slot = "refund_reason"
+
+
+class AskTicketSummary(_Ask):
+    slot = "ticket_summary"
+
+
+class AskContactEmail(_Ask):
+    slot = "contact_email"
+
+
+class AskPhone(_Ask):
+    slot = "phone"
+
+
+class AskCallbackTime(_Ask):
+    slot = "callback_time"

@@ -1,0 +1,63 @@
+"""Session start: carry the customer's verified profile into slots."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+PROFILE_SLOTS = {
+    "customer_id": "id",
+    "customer_name": "name",
+    "customer_email": "email",
+    "customer_phone": "phone",
+    "customer_tz": "timezone",
+}
+
+#: Slots a new session keeps; dialogue state (route, flow, form slots) starts afresh.
+CARRIED_SLOTS = (*PROFILE_SLOTS, "customer_context", "order_number", "phone", "contact_email")
+
+
+def profile_events(metadata: Optional[Dict[str, Any]]) -> List[EventType]:
+    """Slot events for the profile and app context a channel put into the metadata.
+
+    Channels send ``{"customer": {"id", "name", "email", "phone", "timezone", "locale"},
+    "context": {"app_version", "device", "screen", "locale"}}``. Unknown or malformed
+    metadata is ignored.
+    """
+    if not isinstance(metadata, dict):
+        return []
+    events: List[EventType] = []
+    customer = metadata.get("customer")
+    if isinstance(customer, dict):
+        for slot, key in PROFILE_SLOTS.items():
+            value = customer.get(key)
+            if isinstance(value, (str, int)) and str(value).strip():
+                events.append(SlotSet(slot, str(value).strip()[:200]))
+    context = metadata.get("context")
+    if isinstance(context, dict):
+        clean = {k: v for k, v in context.items() if isinstance(v, (str, int, float, bool))}
+        events.append(SlotSet("customer_context", clean))
+    return events
+
+
+class ActionSessionStart(Action):
+    """Start a session, keep earlier slots, and load the customer's profile."""
+
+    def name(self) -> Text:
+        return "action_session_start"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        events: List[EventType] = [SessionStarted()]
+        carried = {
+            name: tracker.slots.get(name)
+            for name in CARRIED_SLOTS
+            if tracker.slots.get(name) is not None
+        }
+        events.extend(SlotSet(name, value) for name, value in carried.items())
+        events.extend(profile_events(tracker.get_slot("session_started_metadata")))
+        events.append(ActionExecuted("action_listen"))
+        return events

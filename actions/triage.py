@@ -1,0 +1,112 @@
+"""Triage every message and answer self-service questions.
+
+``action_route`` applies ``data/triage.yml`` to the latest message and sets the slots
+the dialogue rules follow (``route``, ``flow``). Self-service answers are sent here,
+from the FAQ article mapped to the intent or from a domain response.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import faq_index, say, text, triage_rules
+from bot.triage import CLARIFY, TriageResult
+
+#: Slots a guided flow collects afresh each time it starts.
+FLOW_SLOTS = ("confirm", "change_request", "refund_reason", "ticket_summary", "callback_time")
+
+
+def triage_summary(result: TriageResult) -> Dict[str, Any]:
+    """What is stored in the ``triage`` slot and on tickets."""
+    return {
+        "intent": result.intent,
+        "confidence": round(result.confidence, 4),
+        "category": result.category,
+        "route": result.route,
+        "priority": result.priority,
+        "reasons": list(result.reasons),
+    }
+
+
+class ActionRoute(Action):
+    """Decide self-service, guided flow, or a person for the latest message."""
+
+    def name(self) -> Text:
+        return "action_route"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        message = tracker.latest_message or {}
+        intent = message.get("intent") or {}
+        entities = [e.get("entity") for e in message.get("entities") or []]
+        failed_before = int(tracker.get_slot("failed_turns") or 0)
+        result = triage_rules().classify(
+            message.get("text") or "",
+            intent.get("name"),
+            float(intent.get("confidence") or 0.0),
+            entities,
+            failed_before=failed_before,
+        )
+        summary = triage_summary(result)
+        events: List[EventType] = [
+            SlotSet("route", result.route),
+            SlotSet("flow", result.flow),
+            SlotSet("triage", summary),
+            SlotSet("failed_turns", 0 if result.understood else failed_before + 1),
+        ]
+        if result.route == "self_service":
+            self._answer(dispatcher, result)
+        elif result.route == CLARIFY:
+            self._clarify(dispatcher, message.get("text") or "")
+        elif result.route == "guided":
+            events.append(SlotSet("flow_triage", summary))
+            events.extend(SlotSet(name, None) for name in FLOW_SLOTS if name != "callback_time")
+            if "time" not in entities:
+                events.append(SlotSet("callback_time", None))
+            events.append(SlotSet("order_attempts", 0))
+        return events
+
+    @staticmethod
+    def _answer(dispatcher: CollectingDispatcher, result: TriageResult) -> None:
+        article = faq_index().for_intent(result.intent or "")
+        if article is None:
+            hits = faq_index().search(result.text, limit=1)
+            article = hits[0].article if hits else None
+        if article is None:
+            say(dispatcher, "no_answer_found", buttons=[_person_button()])
+            return
+        dispatcher.utter_message(
+            text=article.summary,
+            buttons=[dict(b) for b in article.buttons],
+            json_message={"faq_article": article.id, "title": article.title},
+        )
+
+    @staticmethod
+    def _clarify(dispatcher: CollectingDispatcher, text: str) -> None:
+        hits = [h for h in faq_index().search(text, limit=3) if h.article.intents]
+        buttons = [
+            {"title": h.article.title, "payload": f"/{h.article.intents[0]}"} for h in hits
+        ]
+        buttons.append(_person_button())
+        say(dispatcher, "clarify_with_suggestions" if hits else "clarify_no_suggestions", buttons=buttons)
+
+
+def _person_button() -> Dict[str, str]:
+    return {"title": text("talk_to_person_button"), "payload": "/contact_human_agent"}
+
+
+class ActionCoreFallback(Action):
+    """When the dialogue policies are unsure what to do: apologise and offer a person."""
+
+    def name(self) -> Text:
+        return "action_core_fallback"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        say(dispatcher, "core_fallback")
+        return [UserUtteranceReverted()]

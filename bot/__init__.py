@@ -1,0 +1,1 @@
+"""Service code of the in-app support product (channels, stores, triage, FAQ)."""

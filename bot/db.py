@@ -1,0 +1,298 @@
+"""Async database plumbing shared by the support store and the order source.
+
+Settings hold *sync-style* SQLAlchemy URLs (``sqlite:////abs/path.db``,
+``postgresql://user@host:5432/db``) so that tools such as Alembic or ``psql``
+can use them unchanged. This module turns them into async engines:
+
+* :func:`async_url` maps a sync-style URL onto its asyncio driver
+  (``aiosqlite`` or ``asyncpg``).
+* :func:`make_engine` builds an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`
+  with the per-backend settings every caller needs (SQLite: WAL, foreign keys,
+  a 30 s busy timeout, ``BEGIN IMMEDIATE`` for write transactions; PostgreSQL:
+  libpq ``options=-c name=value`` translated into asyncpg ``server_settings``).
+* :func:`session_factory` returns the SQLAlchemy 1.4 equivalent of 2.0's
+  ``async_sessionmaker``.
+* :func:`write_session` / :func:`read_session` open one session and one
+  transaction (:func:`create_all` creates tables the same way); write transactions take SQLite's write lock up front, so two
+  concurrent read-modify-write transactions queue instead of failing with
+  ``database is locked``.
+* :class:`UTCDateTime` stores timezone-aware datetimes as naive UTC on every
+  backend and always returns aware UTC datetimes.
+
+Nothing here connects at import time; engines connect lazily on first use.
+"""
+from __future__ import annotations
+
+import shlex
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, Optional
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.types import DateTime, TypeDecorator
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
+    "UTCDateTime",
+    "async_url",
+    "create_all",
+    "make_engine",
+    "read_session",
+    "redact_url",
+    "session_factory",
+    "utcnow",
+    "write_session",
+]
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+# Execution option set on the connection of a write transaction; the SQLite
+# "begin" hook turns it into BEGIN IMMEDIATE (other backends ignore it).
+_WRITE_OPTION = "support_bot_write"
+
+_ASYNC_SCHEMES = {
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+_SYNC_SCHEMES = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def async_url(url: str) -> str:
+    """Map a sync-style database URL onto its asyncio driver.
+
+    Args:
+        url: ``sqlite://…``, ``postgresql://…`` or ``postgres://…``; URLs that
+            already name an async driver (``sqlite+aiosqlite://``,
+            ``postgresql+asyncpg://``) are returned unchanged.
+
+    Returns:
+        The same URL with the scheme replaced by ``sqlite+aiosqlite`` or
+        ``postgresql+asyncpg``. Everything after ``://`` is kept verbatim.
+
+    Raises:
+        ValueError: If the URL has no scheme, or names a backend or driver
+            this project does not support (for example ``mysql://`` or the
+            blocking ``postgresql+psycopg2://``).
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(
+            f"Not a database URL: {url!r}. Expected e.g. 'sqlite:////abs/path.db' "
+            "or 'postgresql://user@host:5432/dbname'."
+        )
+    scheme, rest = url.split("://", 1)
+    key = scheme.lower()
+    if key in _ASYNC_SCHEMES:
+        return url
+    if key in _SYNC_SCHEMES:
+        return f"{_SYNC_SCHEMES[key]}://{rest}"
+    raise ValueError(
+        f"Unsupported database URL scheme {scheme!r}: use 'sqlite://', "
+        "'postgresql://' or 'postgres://' (mapped to the aiosqlite/asyncpg "
+        "drivers), or the async forms 'sqlite+aiosqlite://' and "
+        "'postgresql+asyncpg://'. Blocking drivers and other databases are "
+        "not supported."
+    )
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for log output)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - best effort, only used for messages
+        return url
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Create an async engine for a (sync- or async-style) database URL.
+
+    SQLite: the database file's parent directory is created, every connection
+    gets ``journal_mode=WAL`` and ``foreign_keys=ON``, and the driver waits up
+    to 30 s for a lock. Transactions are started explicitly (``BEGIN`` for
+    reads, ``BEGIN IMMEDIATE`` for :func:`write_session`).
+
+    PostgreSQL: a libpq-style ``options`` query parameter (``?options=-c
+    search_path=myschema``) is translated into asyncpg ``server_settings``;
+    pooled connections are pinged before use.
+
+    No connection is opened here.
+
+    Args:
+        url: Database URL, see :func:`async_url`.
+
+    Returns:
+        The new engine. Call ``await engine.dispose()`` when done.
+
+    Raises:
+        ValueError: For unsupported URLs or malformed ``options``.
+    """
+    target = make_url(async_url(url))
+    if target.get_backend_name() == "sqlite":
+        _ensure_sqlite_parent(target)
+        engine = create_async_engine(
+            target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        )
+        _install_sqlite_hooks(engine)
+        return engine
+
+    connect_args: Dict[str, Any] = {}
+    options = target.query.get("options")
+    if options is not None:
+        if not isinstance(options, str):
+            raise ValueError("Give the 'options' URL parameter only once.")
+        connect_args["server_settings"] = _parse_pg_options(options)
+        target = target.difference_update_query(["options"])
+    return create_async_engine(target, connect_args=connect_args, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> "sessionmaker[AsyncSession]":
+    """Return a factory of :class:`AsyncSession` bound to ``engine``.
+
+    Objects stay readable after commit (``expire_on_commit=False``), so views
+    can be built from them without another round trip.
+    """
+    return sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def write_session(
+    factory: "sessionmaker[AsyncSession]",
+) -> AsyncIterator[AsyncSession]:
+    """Open a new session in one read-write transaction.
+
+    The transaction commits when the block exits normally and rolls back if it
+    raises. On SQLite the write lock is taken at ``BEGIN`` (``BEGIN
+    IMMEDIATE``), so concurrent read-modify-write transactions wait for each
+    other (up to the busy timeout) instead of failing.
+
+    Args:
+        factory: A factory from :func:`session_factory`.
+
+    Yields:
+        The session; do not use it after the block.
+    """
+    async with factory() as session:
+        async with session.begin():
+            await session.connection(execution_options={_WRITE_OPTION: True})
+            yield session
+
+
+async def create_all(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Create the tables of ``metadata`` that do not exist yet (idempotent).
+
+    Runs as a write transaction, so on SQLite concurrent callers (for example
+    two processes starting at once) queue instead of failing.
+    """
+    async with engine.connect() as connection:
+        connection = await connection.execution_options(**{_WRITE_OPTION: True})
+        async with connection.begin():
+            await connection.run_sync(metadata.create_all)
+
+
+@asynccontextmanager
+async def read_session(
+    factory: "sessionmaker[AsyncSession]",
+) -> AsyncIterator[AsyncSession]:
+    """Open a new session in one (deferred) transaction for queries."""
+    async with factory() as session:
+        async with session.begin():
+            yield session
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp column that accepts and returns aware UTC datetimes.
+
+    Values are stored as naive UTC (``TIMESTAMP WITHOUT TIME ZONE`` on
+    PostgreSQL, ISO text on SQLite), so both backends behave the same. Binding
+    a naive datetime raises :class:`ValueError`.
+    """
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise ValueError(f"Expected a datetime, got {type(value).__name__}.")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"Naive datetime {value.isoformat()} given; use an aware datetime.")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _ensure_sqlite_parent(target: URL) -> None:
+    database = target.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Let SQLAlchemy (the "begin" hook below) emit BEGIN itself instead of
+        # the sqlite3 module's implicit, deferred transaction handling.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _parse_pg_options(options: str) -> Dict[str, str]:
+    """Parse libpq ``options`` (``-c name=value`` pairs) into a settings dict."""
+    settings: Dict[str, str] = {}
+    tokens = shlex.split(options)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "-c" and i + 1 < len(tokens):
+            pair = tokens[i + 1]
+            i += 2
+        elif token.startswith("-c") and len(token) > 2:
+            pair = token[2:]
+            i += 1
+        elif token.startswith("--") and "=" in token:
+            pair = token[2:]
+            i += 1
+        else:
+            raise ValueError(
+                f"Unsupported PostgreSQL 'options' value {options!r}: only "
+                "'-c name=value' settings are understood."
+            )
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"Malformed setting {pair!r} in PostgreSQL 'options' {options!r}.")
+        settings[name.replace("-", "_")] = value
+    return settings

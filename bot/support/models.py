@@ -1,0 +1,180 @@
+"""Tables of the support database: tickets, call-backs, handoffs, audit log.
+
+The models have their own declarative :data:`Base` (and a naming convention
+for constraints) so that Alembic migrations can target ``Base.metadata``
+later. Timestamps use :class:`bot.db.UTCDateTime`: stored as naive UTC,
+returned as aware UTC. Allowed values of the string "enum" columns live in the
+constants below and are enforced by CHECK constraints as well as by
+:mod:`bot.support.ops`.
+
+Write to these tables only through the ``do_*`` methods of
+:class:`bot.support.ops.SupportStore`.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import declarative_base
+
+from bot.db import UTCDateTime
+
+__all__ = [
+    "AuditLog",
+    "Base",
+    "CALLBACK_STATUSES",
+    "CLOSED_TICKET_STATUSES",
+    "Callback",
+    "Handoff",
+    "HANDOFF_STATUSES",
+    "PRIORITIES",
+    "TICKET_STATUSES",
+    "Ticket",
+    "callback_reference",
+    "ticket_reference",
+]
+
+PRIORITIES: Tuple[str, ...] = ("low", "normal", "high", "urgent")
+"""Ticket/handoff priorities, lowest first (the order matters for raise-only)."""
+
+TICKET_STATUSES: Tuple[str, ...] = ("open", "queued", "assigned", "resolved", "closed")
+CLOSED_TICKET_STATUSES: Tuple[str, ...] = ("resolved", "closed")
+CALLBACK_STATUSES: Tuple[str, ...] = ("scheduled", "cancelled", "done")
+HANDOFF_STATUSES: Tuple[str, ...] = ("queued",)
+
+NAMING_CONVENTION: Dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Base: Any = declarative_base(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+
+
+def _in(column: str, values: Tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+def ticket_reference(ticket_id: int) -> str:
+    """Return the public reference of a ticket id (``123`` → ``"T-000123"``)."""
+    return f"T-{ticket_id:06d}"
+
+
+def callback_reference(callback_id: int) -> str:
+    """Return the public reference of a call-back id (``45`` → ``"C-000045"``)."""
+    return f"C-{callback_id:06d}"
+
+
+class Ticket(Base):
+    """A support ticket opened by the bot or by a handoff.
+
+    ``reference`` is derived from ``id`` after the insert (a unique placeholder
+    is stored for the instant between the INSERT and the UPDATE in the same
+    transaction). ``details`` is a JSON object (transcript, slots, triage,
+    order_number, …).
+    """
+
+    __tablename__ = "tickets"
+
+    id = Column(Integer, primary_key=True)
+    reference = Column(String(48), nullable=False, unique=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    customer_id = Column(String(255), nullable=True, index=True)
+    contact_email = Column(String(320), nullable=True)
+    summary = Column(Text, nullable=False)
+    category = Column(String(64), nullable=False)
+    priority = Column(String(16), nullable=False)
+    status = Column(String(16), nullable=False)
+    source = Column(String(32), nullable=False)
+    details = Column(JSON, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False)
+    resolved_at = Column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
+        CheckConstraint(_in("status", TICKET_STATUSES), name="status"),
+    )
+
+
+class Callback(Base):
+    """A phone call-back the customer asked for.
+
+    ``scheduled_for`` is the agreed instant (UTC); ``customer_tz`` is the IANA
+    zone the customer thinks in, used to phrase the time back to them.
+    """
+
+    __tablename__ = "callbacks"
+
+    id = Column(Integer, primary_key=True)
+    reference = Column(String(48), nullable=False, unique=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    customer_id = Column(String(255), nullable=True, index=True)
+    phone = Column(String(16), nullable=False)
+    scheduled_for = Column(UTCDateTime, nullable=False)
+    customer_tz = Column(String(64), nullable=False)
+    status = Column(String(16), nullable=False)
+    topic = Column(Text, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", CALLBACK_STATUSES), name="status"),
+        Index("ix_callbacks_status_scheduled_for", "status", "scheduled_for"),
+    )
+
+
+class Handoff(Base):
+    """A request to move a conversation (and its ticket) to a human agent."""
+
+    __tablename__ = "handoffs"
+
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    ticket_id = Column(
+        Integer, ForeignKey("tickets.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    reason = Column(String(255), nullable=False)
+    priority = Column(String(16), nullable=False)
+    status = Column(String(16), nullable=False, default="queued")
+    created_at = Column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
+        CheckConstraint(_in("status", HANDOFF_STATUSES), name="status"),
+    )
+
+
+class AuditLog(Base):
+    """One row per state change made by a ``do_*`` action.
+
+    ``actor`` is who caused it (``"bot"``, ``"customer:<id>"``, ``"agent:<id>"``),
+    ``action`` what happened (``"ticket.created"``), ``object_type`` /
+    ``object_id`` what it happened to (``"ticket"`` / ``"T-000123"``) and
+    ``data`` a small JSON object with the relevant values (no transcripts).
+    """
+
+    __tablename__ = "audit_log"
+
+    id = Column(Integer, primary_key=True)
+    at = Column(UTCDateTime, nullable=False, index=True)
+    actor = Column(String(255), nullable=False)
+    action = Column(String(64), nullable=False)
+    object_type = Column(String(32), nullable=False)
+    object_id = Column(String(64), nullable=False)
+    data = Column(JSON, nullable=False)
+
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)

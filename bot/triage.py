@@ -1,0 +1,327 @@
+"""Triage: category, route and priority for a customer message.
+
+The mapping lives in ``data/triage.yml`` (edited by conversation designers). This
+module loads and validates it and applies the escalation rules on top:
+
+* an explicit request for a person routes to an agent with raised priority;
+* angry or offensive language routes to an agent with raised priority;
+* a message that is not understood (fallback intent, out of scope, or a shop intent
+  below the confidence threshold) asks the customer to rephrase; the
+  ``failed_in_row``-th such message in a row routes to an agent with raised priority.
+
+Batch triage (``python -m bot.triage``) sees single messages with no conversation, so a
+message that is not understood cannot be clarified and goes to a person.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+ROUTES = ("self_service", "guided", "agent")
+PRIORITIES = ("low", "normal", "high", "urgent")
+FLOWS = (
+    "track_order",
+    "cancel_order",
+    "change_order",
+    "track_refund",
+    "request_refund",
+    "create_ticket",
+    "schedule_callback",
+    "reschedule_callback",
+    "cancel_callback",
+)
+#: Route used inside a conversation when the bot asks the customer to rephrase.
+CLARIFY = "clarify"
+
+
+class TriageConfigError(ValueError):
+    """``triage.yml`` is malformed; the message names the entry and the problem."""
+
+
+@dataclass(frozen=True)
+class IntentRule:
+    """How one intent is handled."""
+
+    intent: str
+    category: str
+    route: str
+    priority: str
+    flow: Optional[str] = None
+    requires_entity: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Escalation settings from the ``escalation`` section."""
+
+    not_understood_below: float
+    not_understood_intents: Tuple[str, ...]
+    failed_in_row: int
+    human_request_intents: Tuple[str, ...]
+    raise_priority_by: int
+    angry_patterns: Tuple[re.Pattern, ...]
+    exclamations: int
+    shouting_min_letters: int
+
+
+@dataclass(frozen=True)
+class TriageResult:
+    """The outcome of triaging one message.
+
+    ``route`` is one of :data:`ROUTES`, or :data:`CLARIFY` inside a conversation when
+    the bot should ask again before involving a person.
+    """
+
+    text: str
+    intent: Optional[str]
+    confidence: float
+    category: str
+    route: str
+    priority: str
+    flow: Optional[str] = None
+    reasons: Tuple[str, ...] = field(default_factory=tuple)
+    understood: bool = True
+
+    def as_json(self) -> Dict[str, Any]:
+        """The batch-triage output object."""
+        return {
+            "text": self.text,
+            "intent": self.intent,
+            "confidence": round(self.confidence, 4),
+            "category": self.category,
+            "route": self.route,
+            "priority": self.priority,
+            "reasons": list(self.reasons),
+        }
+
+
+def _word_pattern(word: str) -> re.Pattern:
+    word = word.strip().lower()
+    if not word:
+        raise TriageConfigError("escalation.angry_words: empty entry")
+    wildcard = word.endswith("*")
+    core = re.escape(word.rstrip("*")).replace(r"\ ", r"\s+")
+    suffix = r"\w*" if wildcard else ""
+    return re.compile(rf"(?<![\w-]){core}{suffix}(?![\w-])", re.IGNORECASE)
+
+
+def _raise(priority: str, steps: int) -> str:
+    index = min(PRIORITIES.index(priority) + steps, len(PRIORITIES) - 1)
+    return PRIORITIES[index]
+
+
+class Triage:
+    """Triage rules loaded from ``triage.yml``."""
+
+    def __init__(self, rules: Mapping[str, IntentRule], escalation: Escalation) -> None:
+        self.rules = dict(rules)
+        self.escalation = escalation
+
+    @classmethod
+    def load(cls, path: Path) -> "Triage":
+        """Load and validate a triage file.
+
+        Raises:
+            TriageConfigError: the file is missing, not YAML, or an entry is invalid.
+        """
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise TriageConfigError(f"{path}: cannot read triage file: {error}") from error
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "triage.yml") -> "Triage":
+        """Build from the parsed YAML mapping (see ``data/triage.yml``)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("intents"), dict):
+            raise TriageConfigError(f"{source}: expected a mapping with an 'intents' section")
+        rules: Dict[str, IntentRule] = {}
+        for intent, entry in raw["intents"].items():
+            rules[intent] = cls._parse_rule(source, intent, entry)
+        esc = raw.get("escalation") or {}
+        if not isinstance(esc, dict):
+            raise TriageConfigError(f"{source}: 'escalation' must be a mapping")
+        try:
+            threshold = float(esc.get("not_understood_below", 0.45))
+            failed = int(esc.get("failed_in_row", 2))
+            raise_by = int(esc.get("raise_priority_by", 1))
+            exclamations = int(esc.get("exclamations", 3))
+            shouting = int(esc.get("shouting_min_letters", 12))
+        except (TypeError, ValueError) as error:
+            raise TriageConfigError(f"{source}: escalation: {error}") from error
+        if not 0.0 <= threshold <= 1.0:
+            raise TriageConfigError(f"{source}: escalation.not_understood_below must be in [0, 1]")
+        if failed < 1:
+            raise TriageConfigError(f"{source}: escalation.failed_in_row must be at least 1")
+        escalation = Escalation(
+            not_understood_below=threshold,
+            not_understood_intents=tuple(esc.get("not_understood_intents") or ()),
+            failed_in_row=failed,
+            human_request_intents=tuple(esc.get("human_request_intents") or ()),
+            raise_priority_by=raise_by,
+            angry_patterns=tuple(_word_pattern(w) for w in esc.get("angry_words") or ()),
+            exclamations=exclamations,
+            shouting_min_letters=shouting,
+        )
+        return cls(rules, escalation)
+
+    @staticmethod
+    def _parse_rule(source: str, intent: str, entry: Any) -> IntentRule:
+        where = f"{source}: intents.{intent}"
+        if not isinstance(entry, dict):
+            raise TriageConfigError(f"{where}: expected a mapping")
+        unknown = set(entry) - {"category", "route", "priority", "flow", "requires_entity"}
+        if unknown:
+            raise TriageConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+        route = entry.get("route")
+        priority = entry.get("priority", "normal")
+        flow = entry.get("flow")
+        if route not in ROUTES:
+            raise TriageConfigError(f"{where}: route must be one of {list(ROUTES)}, got {route!r}")
+        if priority not in PRIORITIES:
+            raise TriageConfigError(
+                f"{where}: priority must be one of {list(PRIORITIES)}, got {priority!r}"
+            )
+        if route == "guided" and flow not in FLOWS:
+            raise TriageConfigError(f"{where}: guided routes need a flow from {list(FLOWS)}, got {flow!r}")
+        if route != "guided" and flow is not None:
+            raise TriageConfigError(f"{where}: only guided routes take a flow")
+        if not entry.get("category"):
+            raise TriageConfigError(f"{where}: category is required")
+        return IntentRule(
+            intent=intent,
+            category=str(entry["category"]),
+            route=route,
+            priority=priority,
+            flow=flow,
+            requires_entity=entry.get("requires_entity"),
+        )
+
+    # ------------------------------------------------------------------ analysis
+    def is_angry(self, text: str) -> bool:
+        """Whether the text contains angry or offensive language."""
+        if any(p.search(text) for p in self.escalation.angry_patterns):
+            return True
+        if text.count("!") >= self.escalation.exclamations:
+            return True
+        letters = [c for c in text if c.isalpha()]
+        if len(letters) >= self.escalation.shouting_min_letters:
+            upper = sum(1 for c in letters if c.isupper())
+            if upper / len(letters) >= 0.8:
+                return True
+        return False
+
+    def classify(
+        self,
+        text: str,
+        intent: Optional[str],
+        confidence: float,
+        entities: Sequence[str] = (),
+        failed_before: Optional[int] = None,
+    ) -> TriageResult:
+        """Triage one message.
+
+        Args:
+            text: The customer's message.
+            intent: The predicted intent name (``None`` when NLU found none).
+            confidence: The intent's confidence.
+            entities: Names of the entities found in the message.
+            failed_before: Not-understood messages directly before this one in the
+                conversation; ``None`` for batch triage (no conversation).
+
+        Returns:
+            The triage result; ``understood`` is False when the message was not
+            understood, and ``route`` then is ``clarify`` or ``agent``.
+        """
+        esc = self.escalation
+        rule = self.rules.get(intent or "")
+        understood = (
+            rule is not None
+            and intent not in esc.not_understood_intents
+            and confidence >= esc.not_understood_below
+            and (rule.requires_entity is None or rule.requires_entity in entities)
+        )
+        reasons: List[str] = []
+        angry = self.is_angry(text)
+        if understood:
+            assert rule is not None
+            category, route, priority = rule.category, rule.route, rule.priority
+            flow = rule.flow
+            if intent in esc.human_request_intents:
+                reasons.append("human_requested")
+        else:
+            category, route, priority, flow = "OTHER", CLARIFY, "normal", None
+            reasons.append("low_confidence" if rule and intent not in esc.not_understood_intents
+                           else "not_understood")
+            failed = (failed_before or 0) + 1
+            if failed_before is None or failed >= esc.failed_in_row:
+                route = "agent"
+                if failed_before is not None:
+                    reasons.append("repeated_misunderstanding")
+        if angry:
+            reasons.append("angry_language")
+            route, flow = "agent", None
+        if route == "agent" and (angry or "human_requested" in reasons
+                                 or "repeated_misunderstanding" in reasons):
+            priority = _raise(priority, esc.raise_priority_by)
+        return TriageResult(
+            text=text,
+            intent=intent,
+            confidence=float(confidence),
+            category=category,
+            route=route,
+            priority=priority,
+            flow=flow,
+            reasons=tuple(reasons),
+            understood=understood,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> Triage:
+    return Triage.load(Path(path))
+
+
+def load_triage(path: Optional[Path] = None) -> Triage:
+    """The triage rules from settings (reloaded when the file changes)."""
+    from bot.settings import get_settings
+
+    target = Path(path) if path else get_settings().triage_file
+    return _load_cached(str(target), target.stat().st_mtime)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Batch triage: one message per line on stdin, one JSON object per line out."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--model", default="models", help="model file or directory (latest)")
+    parser.add_argument("--triage", default=None, help="triage file (default: settings)")
+    args = parser.parse_args(argv)
+
+    from bot.nlu_runtime import load_interpreter
+
+    triage = load_triage(Path(args.triage) if args.triage else None)
+    parse = load_interpreter(args.model)
+    for line in sys.stdin:
+        text = line.strip()
+        if not text:
+            continue
+        parsed = parse(text[:2000])
+        intent = parsed.get("intent") or {}
+        entities = [e.get("entity") for e in parsed.get("entities") or []]
+        result = triage.classify(text, intent.get("name"), intent.get("confidence") or 0.0, entities)
+        sys.stdout.write(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Integration tests: the real action server and Rasa server as subprocesses."""

@@ -1,0 +1,620 @@
+"""Fixtures that run the REAL bot: the action server and the Rasa server as subprocesses.
+
+* ``bot_factory`` (session): ``bot_factory.start(name, ...)`` seeds the demo orders into
+  fresh databases, starts ``rasa run actions`` and ``rasa run`` on free ports, waits until
+  ``GET /health`` (actions) and ``GET /status?token=...`` (Rasa) answer and returns a
+  :class:`BotServers`. Everything it started is stopped at the end of the session
+  (SIGTERM to the process group, SIGKILL after 15 s).
+* ``embedded_bot`` (session): the embedded configuration of ``make run``: the project's
+  ``endpoints.yml`` with the action endpoint moved to the free port and the SQLite tracker
+  store moved into a temporary directory; SQLite support and orders databases there too.
+* ``production_bot`` (module): ``deploy/endpoints.production.yml`` unchanged, configured
+  through environment variables: a fresh PostgreSQL database ``rasa_it_<random>`` on the
+  local server (tracker store, support and orders databases; dropped afterwards), Redis
+  database 15 with key prefix ``rasait<random>``, RabbitMQ queue ``rasa_it_<random>``
+  (deleted afterwards).
+
+The services follow the rule of ``tests/conftest.py``: tests that need PostgreSQL, Redis
+or RabbitMQ run when the service answers, are skipped with the reason otherwise, and fail
+instead of skipping when ``CI=true``.
+
+Starting Rasa takes 20-30 s (loading TensorFlow and the model), hence the wide scopes.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import PG_DATABASE, PG_HOST, PG_PORT, _in_ci, _pg_connect
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+RASA = VENV_BIN / "rasa"
+PYTHON = VENV_BIN / "python"
+MODEL = ROOT / "models" / "support.tar.gz"
+PRODUCTION_ENDPOINTS = ROOT / "deploy" / "endpoints.production.yml"
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 120.0
+STOP_TIMEOUT = 15.0
+REQUEST_TIMEOUT = 60.0
+LOG_TAIL_LINES = 60
+
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+REDIS_DB = 15
+RABBITMQ_HOST = "127.0.0.1"
+RABBITMQ_PORT = 5672
+RABBITMQ_USER = "guest"
+RABBITMQ_PASSWORD = "guest"
+SERVICE_TIMEOUT = 2.0
+
+#: The metadata an app would send with every message of Anna's conversation.
+ANNA_METADATA: Dict[str, Any] = {
+    "customer": {
+        "id": "cust-anna",
+        "name": "Anna Schmidt",
+        "email": "anna@example.com",
+        "timezone": "Europe/Berlin",
+    },
+    "context": {
+        "app_version": "5.2.0",
+        "device": "iPhone 15",
+        "screen": "orders",
+        "locale": "de-DE",
+    },
+}
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def unavailable(message: str) -> None:
+    """Skip the test because a service is missing, or fail when ``CI=true``."""
+    if _in_ci():
+        pytest.fail(f"{message} (required because CI=true)", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def new_conversation_id(prefix: str = "it") -> str:
+    """A conversation (sender) id no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file (or a note that it is missing)."""
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except OSError as error:
+        return f"<cannot read {path}: {error}>"
+    return "\n".join(content[-lines:])
+
+
+def bot_texts(replies: List[Dict[str, Any]]) -> List[str]:
+    """The texts of a REST channel reply (buttons and custom payloads dropped)."""
+    return [reply["text"] for reply in replies if reply.get("text")]
+
+
+def _popen(args: List[str], env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"\n===== {time.strftime('%H:%M:%S')} $ {' '.join(args)}\n".encode())
+        out.flush()
+        # A new session (process group): teardown signals the whole group, which is
+        # exactly what this fixture started and nothing else.
+        return subprocess.Popen(
+            args,
+            cwd=os.environ.get("IT_DEV_ACTIONS_CWD", ROOT) if "actions" in args else ROOT,  # DEVONLY
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: Optional[subprocess.Popen]) -> None:
+    """SIGTERM the process group, SIGKILL it if still alive after STOP_TIMEOUT."""
+    if process is None or process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# -------------------------------------------------------------------- servers
+
+
+@dataclass
+class BotServers:
+    """A running action server and Rasa server, and where their data lives."""
+
+    name: str
+    rasa_url: str
+    actions_url: str
+    actions_port: int
+    token: str
+    support_db_url: str
+    orders_db_url: str
+    endpoints: Path
+    var_dir: Path
+    rasa_log: Path
+    actions_log: Path
+    env: Dict[str, str]
+    extra: Dict[str, Any] = field(default_factory=dict)
+    _rasa: Optional[subprocess.Popen] = field(default=None, repr=False)
+    _actions: Optional[subprocess.Popen] = field(default=None, repr=False)
+    _http: requests.Session = field(default_factory=requests.Session, repr=False)
+
+    def __post_init__(self) -> None:
+        self._http.trust_env = False  # never send 127.0.0.1 through an HTTP proxy
+
+    # -- HTTP
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.rasa_url}/webhooks/rest/webhook"
+
+    def post_message(
+        self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None
+    ) -> requests.Response:
+        """POST a message to the REST channel and return the raw response."""
+        body: Dict[str, Any] = {"sender": sender, "message": message}
+        if metadata is not None:
+            body["metadata"] = metadata
+        return self._http.post(self.webhook_url, json=body, timeout=REQUEST_TIMEOUT)
+
+    def send(
+        self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None
+    ) -> List[Dict[str, Any]]:
+        """Send a message through the REST channel; return the bot's replies."""
+        response = self.post_message(sender, message, metadata)
+        assert response.status_code == 200, (
+            f"REST channel answered {response.status_code}: {response.text[:500]}\n"
+            f"{self.logs()}"
+        )
+        return response.json()
+
+    def get(self, path: str, token: Optional[str] = None, **kwargs: Any) -> requests.Response:
+        """GET a path of the Rasa HTTP API, with ``?token=`` if given."""
+        params = dict(kwargs.pop("params", {}) or {})
+        if token is not None:
+            params["token"] = token
+        return self._http.get(
+            f"{self.rasa_url}{path}", params=params, timeout=REQUEST_TIMEOUT, **kwargs
+        )
+
+    def tracker(self, sender: str) -> Dict[str, Any]:
+        """The conversation's tracker from the HTTP API (all events)."""
+        response = self.get(
+            f"/conversations/{sender}/tracker", self.token, params={"include_events": "ALL"}
+        )
+        assert response.status_code == 200, response.text[:500]
+        return response.json()
+
+    # -- processes
+
+    def logs(self) -> str:
+        """The tails of both logs, for assertion messages."""
+        return (
+            f"--- action server log ({self.actions_log}) ---\n{tail(self.actions_log)}\n"
+            f"--- rasa server log ({self.rasa_log}) ---\n{tail(self.rasa_log)}"
+        )
+
+    def start_actions(self) -> None:
+        """(Re)start the action server on its port and wait for ``/health``."""
+        if self._actions is not None and self._actions.poll() is None:
+            return
+        self._actions = _popen(
+            [str(RASA), "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
+            self.env,
+            self.actions_log,
+        )
+        self._wait(need_rasa=False)
+
+    def stop_actions(self) -> None:
+        """Stop the action server (the Rasa server keeps running)."""
+        _stop(self._actions)
+
+    def start_rasa(self) -> None:
+        self._rasa = _popen(
+            [
+                str(RASA), "run",
+                "--model", str(MODEL),
+                "--interface", HOST,
+                "--port", self.rasa_url.rsplit(":", 1)[1],
+                "--enable-api",
+                "--auth-token", self.token,
+                "--credentials", str(ROOT / "credentials.yml"),
+                "--endpoints", str(self.endpoints),
+            ],
+            self.env,
+            self.rasa_log,
+        )
+
+    def stop(self) -> None:
+        """Stop both servers (idempotent)."""
+        _stop(self._rasa)
+        _stop(self._actions)
+        self._http.close()
+
+    def _ready(self, url: str, **params: str) -> bool:
+        try:
+            return self._http.get(url, params=params, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _wait(self, need_rasa: bool = True, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Wait until the servers answer; fail early when one of them exits."""
+        deadline = time.monotonic() + timeout
+        actions_up = rasa_up = False
+        while True:
+            for label, process in (("action server", self._actions), ("Rasa server", self._rasa)):
+                if process is not None and process.poll() is not None and (
+                    label == "action server" or need_rasa
+                ):
+                    pytest.fail(
+                        f"[{self.name}] the {label} exited with status {process.returncode} "
+                        f"during start-up.\n{self.logs()}",
+                        pytrace=False,
+                    )
+            actions_up = actions_up or self._ready(f"{self.actions_url}/health")
+            if need_rasa:
+                rasa_up = rasa_up or self._ready(f"{self.rasa_url}/status", token=self.token)
+            if actions_up and (rasa_up or not need_rasa):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"[{self.name}] not ready after {timeout:.0f} s (action server "
+                    f"{'up' if actions_up else 'DOWN'}, Rasa server "
+                    f"{'up' if rasa_up else 'DOWN'}).\n{self.logs()}",
+                    pytrace=False,
+                )
+            time.sleep(0.5)
+
+
+class BotFactory:
+    """Starts bots for the session and stops them all at its end."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._running: List[BotServers] = []
+
+    def start(
+        self,
+        name: str,
+        *,
+        endpoints: Optional[Path] = None,
+        support_db_url: Optional[str] = None,
+        orders_db_url: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> BotServers:
+        """Seed the databases, start both servers and wait until they answer.
+
+        Args:
+            name: Label for directories and messages.
+            endpoints: Endpoints file for the Rasa server; default: the project's
+                ``endpoints.yml`` with the action endpoint at the new action server and
+                the SQLite tracker store in the temporary directory.
+            support_db_url / orders_db_url: Database URLs (default: SQLite files in the
+                temporary ``SUPPORT_VAR_DIR``).
+            env: Extra environment variables for both servers (and the seeding).
+        """
+        if not MODEL.is_file():
+            pytest.fail(f"No trained model at {MODEL}: run `make train` first.", pytrace=False)
+        base = self._tmp.mktemp(name)
+        var_dir = base / "var"
+        var_dir.mkdir()
+        actions_port, rasa_port = free_port(), free_port()
+        while rasa_port == actions_port:
+            rasa_port = free_port()
+        actions_url = f"http://{HOST}:{actions_port}"
+
+        support_db_url = support_db_url or f"sqlite:///{var_dir / 'support.db'}"
+        orders_db_url = orders_db_url or f"sqlite:///{var_dir / 'orders.db'}"
+        process_env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "RASA_TELEMETRY_ENABLED": "false",
+            "SUPPORT_VAR_DIR": str(var_dir),
+            "SUPPORT_DB_URL": support_db_url,
+            "ORDERS_DB_URL": orders_db_url,
+            "ACTION_SERVER_URL": f"{actions_url}/webhook",
+            **(env or {}),
+        }
+
+        if endpoints is None:
+            endpoints = base / "endpoints.yml"
+            config = yaml.safe_load((ROOT / "endpoints.yml").read_text())
+            config["action_endpoint"]["url"] = f"{actions_url}/webhook"
+            config["tracker_store"]["db"] = str(var_dir / "rasa_tracker.db")
+            endpoints.write_text(yaml.safe_dump(config, sort_keys=False))
+
+        seed = subprocess.run(
+            [str(PYTHON), str(ROOT / "scripts" / "seed_orders.py")],
+            cwd=ROOT,
+            env=process_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if seed.returncode != 0:
+            pytest.fail(
+                f"[{name}] seeding failed ({seed.returncode}):\n{seed.stdout}\n{seed.stderr}",
+                pytrace=False,
+            )
+
+        bot = BotServers(
+            name=name,
+            rasa_url=f"http://{HOST}:{rasa_port}",
+            actions_url=actions_url,
+            actions_port=actions_port,
+            token=uuid.uuid4().hex,
+            support_db_url=support_db_url,
+            orders_db_url=orders_db_url,
+            endpoints=endpoints,
+            var_dir=var_dir,
+            rasa_log=base / "rasa.log",
+            actions_log=base / "actions.log",
+            env=process_env,
+        )
+        self._running.append(bot)
+        started = time.monotonic()
+        bot._actions = _popen(
+            [str(RASA), "run", "actions", "--actions", "actions", "--port", str(actions_port)],
+            process_env,
+            bot.actions_log,
+        )
+        bot.start_rasa()
+        try:
+            bot._wait()
+        except BaseException:
+            bot.stop()
+            raise
+        bot.extra["startup_seconds"] = round(time.monotonic() - started, 1)
+        sys.stderr.write(f"\n[{name}] servers up in {bot.extra['startup_seconds']} s\n")
+        return bot
+
+    def stop_all(self) -> None:
+        for bot in self._running:
+            bot.stop()
+        self._running.clear()
+
+
+@pytest.fixture(scope="session")
+def bot_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotFactory]:
+    """Start real bots (see :class:`BotFactory`); all are stopped after the session."""
+    factory = BotFactory(tmp_path_factory)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def embedded_bot(bot_factory: BotFactory) -> BotServers:
+    """The bot on the embedded defaults (SQLite everywhere, in-memory lock store)."""
+    return bot_factory.start("embedded")
+
+
+# ------------------------------------------------------------------- services
+
+
+def postgres_user() -> str:
+    """The user that can log into the local PostgreSQL server (or skip/fail)."""
+
+    async def probe() -> Any:
+        connection, user, error = await _pg_connect()
+        if connection is not None:
+            await connection.close()
+        return user, error
+
+    user, error = asyncio.run(probe())
+    if user is None:
+        unavailable(f"PostgreSQL at {PG_HOST}:{PG_PORT} is not answering: {error}")
+    return user
+
+
+def redis_client() -> Any:
+    """A client for the local Redis database 15 (or skip/fail)."""
+    import redis
+
+    client = redis.Redis(
+        host=REDIS_HOST,
+        port=REDIS_PORT,
+        db=REDIS_DB,
+        socket_connect_timeout=SERVICE_TIMEOUT,
+        socket_timeout=10,
+    )
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        unavailable(f"Redis at {REDIS_HOST}:{REDIS_PORT} is not answering: {error}")
+    return client
+
+
+def rabbitmq_url() -> str:
+    return f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
+
+
+def require_rabbitmq() -> None:
+    """Skip/fail unless RabbitMQ accepts guest/guest."""
+    import aio_pika
+
+    async def probe() -> None:
+        connection = await aio_pika.connect(rabbitmq_url(), timeout=SERVICE_TIMEOUT)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as error:  # noqa: BLE001 - reported
+        unavailable(
+            f"RabbitMQ at {RABBITMQ_HOST}:{RABBITMQ_PORT} is not answering: "
+            f"{type(error).__name__}: {error}"
+        )
+
+
+def _pg_admin(user: str, statement: str) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host=PG_HOST, port=PG_PORT, dbname=PG_DATABASE, user=user, connect_timeout=5
+    )
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '10s'")
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def _delete_queue(name: str) -> None:
+    import aio_pika
+
+    async def delete() -> None:
+        connection = await aio_pika.connect(rabbitmq_url(), timeout=SERVICE_TIMEOUT)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(name)
+
+    asyncio.run(delete())
+
+
+@pytest.fixture(scope="module")
+def production_bot(bot_factory: BotFactory) -> Iterator[BotServers]:
+    """The bot on ``deploy/endpoints.production.yml``: PostgreSQL, Redis, RabbitMQ.
+
+    ``extra`` holds ``pg_user``, ``pg_database``, ``pg_url`` (the fresh database, which also
+    holds the support and orders tables), ``redis_db``, ``redis_key_prefix`` and
+    ``queue``.
+    """
+    user = postgres_user()
+    redis_client().close()
+    require_rabbitmq()
+
+    suffix = uuid.uuid4().hex[:10]
+    database = f"rasa_it_{suffix}"
+    key_prefix = f"rasait{suffix}"
+    queue = f"rasa_it_{suffix}"
+    pg_url = f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{database}"
+
+    _pg_admin(user, f'CREATE DATABASE "{database}"')
+    bot: Optional[BotServers] = None
+    try:
+        bot = bot_factory.start(
+            "production",
+            endpoints=PRODUCTION_ENDPOINTS,
+            support_db_url=pg_url,
+            orders_db_url=pg_url,
+            env={
+                "RASA_DB_HOST": PG_HOST,
+                "RASA_DB_PORT": str(PG_PORT),
+                "RASA_DB_NAME": database,
+                "RASA_DB_USER": user,
+                "RASA_DB_PASSWORD": "",
+                "RASA_DB_LOGIN_DB": "",
+                "REDIS_HOST": REDIS_HOST,
+                "REDIS_PORT": str(REDIS_PORT),
+                "REDIS_DB": str(REDIS_DB),
+                "REDIS_PASSWORD": "",
+                "REDIS_KEY_PREFIX": key_prefix,
+                "RABBITMQ_HOST": RABBITMQ_HOST,
+                "RABBITMQ_PORT": str(RABBITMQ_PORT),
+                "RABBITMQ_USERNAME": RABBITMQ_USER,
+                "RABBITMQ_PASSWORD": RABBITMQ_PASSWORD,
+                "RASA_EVENT_QUEUE": queue,
+            },
+        )
+        bot.extra.update(
+            pg_user=user,
+            pg_database=database,
+            pg_url=pg_url,
+            redis_db=REDIS_DB,
+            redis_key_prefix=key_prefix,
+            queue=queue,
+        )
+        yield bot
+    finally:
+        if bot is not None:
+            bot.stop()
+        try:
+            _delete_queue(queue)
+        except Exception:  # noqa: BLE001 - best effort; the queue may not exist
+            pass
+        try:
+            client = redis_client()
+            keys = list(client.scan_iter(match=f"{key_prefix}:*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+        _pg_admin(user, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# ------------------------------------------------------------ shared checks
+
+
+TICKET_REFERENCE = r"\bT-\d{6}\b"
+
+
+async def load_ticket_and_handoffs(support_db_url: str, reference: str) -> Any:
+    """The ticket (``TicketView``) and its handoff rows (dicts), read with SupportStore."""
+    from sqlalchemy import select
+
+    from bot import db
+    from bot.support import SupportStore
+    from bot.support.models import Handoff
+
+    store = SupportStore.from_url(support_db_url)
+    try:
+        ticket = await store.get_ticket(reference)
+        async with db.read_session(db.session_factory(store.engine)) as session:
+            rows = (
+                await session.execute(
+                    select(Handoff).where(Handoff.ticket_id == ticket.id).order_by(Handoff.id)
+                )
+            ).scalars().all()
+            handoffs = [
+                {
+                    "conversation_id": row.conversation_id,
+                    "ticket_id": row.ticket_id,
+                    "reason": row.reason,
+                    "priority": row.priority,
+                    "status": row.status,
+                }
+                for row in rows
+            ]
+        return ticket, handoffs
+    finally:
+        await store.dispose()

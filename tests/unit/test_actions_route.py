@@ -1,0 +1,468 @@
+"""Tests of action_route (triage), action_core_fallback and action_session_start."""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet, UserUtteranceReverted
+
+from actions.common import faq_index
+from actions.session import ActionSessionStart
+from actions.triage import ActionCoreFallback, ActionRoute
+from tests.unit.actions_helpers import (
+    action_env,
+    bot_message,
+    dispatcher,
+    domain,
+    entity,
+    make_tracker,
+)
+
+PERSON = {"title": "Talk to a person", "payload": "/contact_human_agent"}
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with action_env(monkeypatch):
+        yield
+
+
+def triage(
+    intent: Any, confidence: float, category: str, route: str, priority: str, reasons: List[str]
+) -> Dict[str, Any]:
+    return {
+        "intent": intent,
+        "confidence": confidence,
+        "category": category,
+        "route": route,
+        "priority": priority,
+        "reasons": reasons,
+    }
+
+
+def guided_resets() -> List[Dict[str, Any]]:
+    return [
+        SlotSet("confirm", None),
+        SlotSet("change_request", None),
+        SlotSet("refund_reason", None),
+        SlotSet("ticket_summary", None),
+        SlotSet("callback_time", None),
+        SlotSet("order_attempts", 0),
+    ]
+
+
+async def route(**tracker: Any) -> Any:
+    collector = dispatcher()
+    events = await ActionRoute().run(collector, make_tracker(**tracker), domain())
+    return events, collector.messages
+
+
+# ------------------------------------------------------------- self-service
+
+
+async def test_self_service_intent_answers_with_the_faq_article() -> None:
+    events, messages = await route(
+        text="what is your refund policy", intent="check_refund_policy", confidence=0.93
+    )
+
+    summary = triage("check_refund_policy", 0.93, "REFUND", "self_service", "low", [])
+    assert events == [
+        SlotSet("route", "self_service"),
+        SlotSet("flow", None),
+        SlotSet("triage", summary),
+        SlotSet("failed_turns", 0),
+    ]
+    article = faq_index().get("refund-policy")
+    assert article is not None
+    assert messages == [
+        bot_message(
+            article.summary,
+            buttons=[
+                {"title": "Request a refund", "payload": "/get_refund"},
+                {"title": "Track my refund", "payload": "/track_refund"},
+            ],
+            custom={"faq_article": "refund-policy", "title": "Refund policy"},
+        )
+    ]
+    assert messages[0]["text"].startswith("You can return unused items within 30 days of delivery")
+
+
+async def test_self_service_resets_failed_turns_after_a_misunderstanding() -> None:
+    events, _ = await route(
+        text="how long does delivery take",
+        intent="delivery_period",
+        confidence=0.88,
+        slots={"failed_turns": 1.0},
+    )
+
+    assert events[-1] == SlotSet("failed_turns", 0)
+
+
+async def test_self_service_without_article_or_search_hit_offers_a_person() -> None:
+    events, messages = await route(text="qwxzv", intent="greet", confidence=0.99)
+
+    assert events[0] == SlotSet("route", "self_service")
+    assert messages == [
+        bot_message(
+            "Sorry, I don't have an answer for that yet. Would you like to ask a person from "
+            "our team?",
+            buttons=[PERSON],
+        )
+    ]
+
+
+# ------------------------------------------------------------------ guided
+
+
+async def test_guided_intent_starts_its_flow_and_resets_the_flow_slots() -> None:
+    events, messages = await route(
+        text="I want to cancel my order", intent="cancel_order", confidence=0.9
+    )
+
+    summary = triage("cancel_order", 0.9, "ORDER", "guided", "normal", [])
+    assert events == [
+        SlotSet("route", "guided"),
+        SlotSet("flow", "cancel_order"),
+        SlotSet("triage", summary),
+        SlotSet("failed_turns", 0),
+        SlotSet("flow_triage", summary),
+        *guided_resets(),
+    ]
+    assert messages == []
+
+
+async def test_guided_intent_keeps_a_callback_time_given_in_the_same_message() -> None:
+    events, _ = await route(
+        text="please call me back tomorrow at 10",
+        intent="request_callback",
+        confidence=0.97,
+        entities=[entity("time", "tomorrow at 10")],
+    )
+
+    summary = triage("request_callback", 0.97, "CONTACT", "guided", "normal", [])
+    assert events == [
+        SlotSet("route", "guided"),
+        SlotSet("flow", "schedule_callback"),
+        SlotSet("triage", summary),
+        SlotSet("failed_turns", 0),
+        SlotSet("flow_triage", summary),
+        SlotSet("confirm", None),
+        SlotSet("change_request", None),
+        SlotSet("refund_reason", None),
+        SlotSet("ticket_summary", None),
+        SlotSet("order_attempts", 0),
+    ]
+
+
+async def test_guided_confidence_is_rounded_in_the_triage_slot() -> None:
+    events, _ = await route(text="track my order", intent="track_order", confidence=0.876543219)
+
+    assert events[2] == SlotSet(
+        "triage", triage("track_order", 0.8765, "ORDER", "guided", "normal", [])
+    )
+
+
+# ----------------------------------------------------------- not understood
+
+
+async def test_low_confidence_first_time_asks_to_clarify_with_suggestions() -> None:
+    events, messages = await route(
+        text="I have a question about my invoice", intent="check_invoice", confidence=0.3
+    )
+
+    assert events == [
+        SlotSet("route", "clarify"),
+        SlotSet("flow", None),
+        SlotSet(
+            "triage",
+            triage("check_invoice", 0.3, "OTHER", "clarify", "normal", ["low_confidence"]),
+        ),
+        SlotSet("failed_turns", 1),
+    ]
+    assert messages == [
+        bot_message(
+            "I'm not sure I understood. Is your question about one of these?",
+            buttons=[
+                {"title": "Contact customer service", "payload": "/contact_customer_service"},
+                {"title": "Reviews and feedback", "payload": "/review"},
+                {"title": "Invoices", "payload": "/check_invoice"},
+                PERSON,
+            ],
+        )
+    ]
+
+
+async def test_not_understood_without_suggestions_asks_to_rephrase() -> None:
+    events, messages = await route(text="blorp zzz", intent="nlu_fallback", confidence=0.2)
+
+    assert events == [
+        SlotSet("route", "clarify"),
+        SlotSet("flow", None),
+        SlotSet("triage", triage("nlu_fallback", 0.2, "OTHER", "clarify", "normal",
+                                 ["not_understood"])),
+        SlotSet("failed_turns", 1),
+    ]
+    assert messages == [
+        bot_message(
+            "Sorry, I didn't understand that. Could you say it another way? I can help with "
+            "orders, delivery, refunds, payments and your account, or pass you to a person.",
+            buttons=[PERSON],
+        )
+    ]
+
+
+async def test_second_misunderstanding_in_a_row_goes_to_a_person_with_raised_priority() -> None:
+    events, messages = await route(
+        text="blorp zzz", intent="nlu_fallback", confidence=0.3, slots={"failed_turns": 1.0}
+    )
+
+    assert events == [
+        SlotSet("route", "agent"),
+        SlotSet("flow", None),
+        SlotSet(
+            "triage",
+            triage("nlu_fallback", 0.3, "OTHER", "agent", "high",
+                   ["not_understood", "repeated_misunderstanding"]),
+        ),
+        SlotSet("failed_turns", 2),
+    ]
+    assert messages == []  # action_handoff speaks next
+
+
+async def test_low_confidence_after_a_misunderstanding_also_escalates() -> None:
+    events, _ = await route(
+        text="where is my parcel", intent="track_order", confidence=0.2, slots={"failed_turns": 1}
+    )
+
+    assert events == [
+        SlotSet("route", "agent"),
+        SlotSet("flow", None),
+        SlotSet(
+            "triage",
+            triage("track_order", 0.2, "OTHER", "agent", "high",
+                   ["low_confidence", "repeated_misunderstanding"]),
+        ),
+        SlotSet("failed_turns", 2),
+    ]
+
+
+# ------------------------------------------------------------------ agent
+
+
+async def test_explicit_request_for_a_person_routes_to_an_agent_with_high_priority() -> None:
+    events, messages = await route(
+        text="I want to talk to a human", intent="contact_human_agent", confidence=0.95
+    )
+
+    assert events == [
+        SlotSet("route", "agent"),
+        SlotSet("flow", None),
+        SlotSet(
+            "triage",
+            triage("contact_human_agent", 0.95, "CONTACT", "agent", "high", ["human_requested"]),
+        ),
+        SlotSet("failed_turns", 0),
+    ]
+    assert messages == []
+
+
+async def test_angry_message_routes_to_an_agent_with_raised_priority() -> None:
+    events, messages = await route(
+        text="this is a fucking scam, where is my money", intent="track_refund", confidence=0.8
+    )
+
+    assert events == [
+        SlotSet("route", "agent"),
+        SlotSet("flow", None),
+        SlotSet(
+            "triage", triage("track_refund", 0.8, "REFUND", "agent", "high", ["angry_language"])
+        ),
+        SlotSet("failed_turns", 0),
+    ]
+    assert messages == []
+
+
+async def test_angry_and_not_understood_goes_to_a_person_at_once() -> None:
+    events, _ = await route(text="WHY IS THIS SO BLOODY SLOW", intent="nlu_fallback",
+                            confidence=0.1)
+
+    assert events == [
+        SlotSet("route", "agent"),
+        SlotSet("flow", None),
+        SlotSet("triage", triage("nlu_fallback", 0.1, "OTHER", "agent", "high",
+                                 ["not_understood", "angry_language"])),
+        SlotSet("failed_turns", 1),
+    ]
+
+
+# ----------------------------------------------------------------- inform
+
+
+async def test_inform_with_an_order_number_starts_order_tracking() -> None:
+    events, messages = await route(
+        text="104233",
+        intent="inform",
+        confidence=0.9,
+        entities=[entity("order_number", "104233")],
+    )
+
+    summary = triage("inform", 0.9, "ORDER", "guided", "normal", [])
+    assert events == [
+        SlotSet("route", "guided"),
+        SlotSet("flow", "track_order"),
+        SlotSet("triage", summary),
+        SlotSet("failed_turns", 0),
+        SlotSet("flow_triage", summary),
+        *guided_resets(),
+    ]
+    assert messages == []
+
+
+async def test_inform_without_an_order_number_is_not_understood() -> None:
+    events, messages = await route(text="it's about my order", intent="inform", confidence=0.9)
+
+    assert events == [
+        SlotSet("route", "clarify"),
+        SlotSet("flow", None),
+        SlotSet("triage", triage("inform", 0.9, "OTHER", "clarify", "normal",
+                                 ["low_confidence"])),
+        SlotSet("failed_turns", 1),
+    ]
+    assert [m["text"] for m in messages] == [
+        "I'm not sure I understood. Is your question about one of these?"
+    ]
+    assert messages[0]["buttons"][-1] == PERSON
+
+
+# ----------------------------------------------------------- core fallback
+
+
+async def test_core_fallback_apologises_and_reverts_the_user_message() -> None:
+    collector = dispatcher()
+
+    events = await ActionCoreFallback().run(collector, make_tracker(text="hm"), domain())
+
+    assert events == [UserUtteranceReverted()]
+    assert collector.messages == [
+        bot_message(
+            "Sorry, I lost track there. Could you say it again, or ask for a person?",
+            buttons=[PERSON],
+        )
+    ]
+
+
+# ----------------------------------------------------------- session start
+
+METADATA = {
+    "customer": {
+        "id": "cust-anna",
+        "name": " Anna Schmidt ",
+        "email": "anna@example.com",
+        "phone": "+4915123456789",
+        "timezone": "Europe/Berlin",
+        "locale": "de-DE",
+    },
+    "context": {
+        "app_version": "5.2.0",
+        "device": "ios",
+        "screen": "orders",
+        "locale": "de-DE",
+        "nested": {"dropped": True},
+    },
+}
+
+
+async def session_start(slots: Dict[str, Any]) -> Any:
+    collector = dispatcher()
+    events = await ActionSessionStart().run(collector, make_tracker(slots=slots), domain())
+    assert collector.messages == []
+    return events
+
+
+async def test_session_start_carries_slots_and_loads_the_profile() -> None:
+    events = await session_start(
+        {
+            "session_started_metadata": METADATA,
+            "order_number": "104233",
+            "contact_email": "anna.work@example.com",
+            "route": "guided",  # dialogue state is not carried
+            "flow": "track_order",
+            "failed_turns": 1.0,
+        }
+    )
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("order_number", "104233"),
+        SlotSet("contact_email", "anna.work@example.com"),
+        SlotSet("customer_id", "cust-anna"),
+        SlotSet("customer_name", "Anna Schmidt"),
+        SlotSet("customer_email", "anna@example.com"),
+        SlotSet("customer_phone", "+4915123456789"),
+        SlotSet("customer_tz", "Europe/Berlin"),
+        SlotSet(
+            "customer_context",
+            {"app_version": "5.2.0", "device": "ios", "screen": "orders", "locale": "de-DE"},
+        ),
+        ActionExecuted("action_listen"),
+    ]
+
+
+async def test_session_start_carries_the_previous_profile_when_there_is_no_metadata() -> None:
+    events = await session_start(
+        {
+            "customer_id": "cust-ben",
+            "customer_tz": "Europe/London",
+            "customer_context": {"locale": "en-GB"},
+            "phone": "+447911123456",
+        }
+    )
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("customer_id", "cust-ben"),
+        SlotSet("customer_tz", "Europe/London"),
+        SlotSet("customer_context", {"locale": "en-GB"}),
+        SlotSet("phone", "+447911123456"),
+        ActionExecuted("action_listen"),
+    ]
+
+
+async def test_session_start_on_an_empty_tracker() -> None:
+    assert await session_start({}) == [SessionStarted(), ActionExecuted("action_listen")]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        "cust-anna",
+        ["customer"],
+        {"customer": "cust-anna", "context": ["ios"]},
+        {"customer": {"id": ["cust-anna"], "name": "   ", "email": None, "timezone": {}}},
+        {"unrelated": {"id": "cust-anna"}},
+    ],
+    ids=["string", "list", "wrong-section-types", "bad-values", "unknown-section"],
+)
+async def test_session_start_ignores_malformed_metadata(metadata: Any) -> None:
+    events = await session_start({"session_started_metadata": metadata, "order_number": "104190"})
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("order_number", "104190"),
+        ActionExecuted("action_listen"),
+    ]
+
+
+async def test_session_start_truncates_long_profile_values_and_keeps_numbers() -> None:
+    events = await session_start(
+        {"session_started_metadata": {"customer": {"id": 4711, "name": "x" * 300},
+                                      "context": {"build": 812, "beta": True, "ratio": 0.5}}}
+    )
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("customer_id", "4711"),
+        SlotSet("customer_name", "x" * 200),
+        SlotSet("customer_context", {"build": 812, "beta": True, "ratio": 0.5}),
+        ActionExecuted("action_listen"),
+    ]
