@@ -7,8 +7,11 @@ tests with :func:`use_services`.
 from __future__ import annotations
 
 import asyncio
+import re
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Dict, List, Optional, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,7 +19,7 @@ from rasa_sdk import Tracker
 
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.faq import FaqIndex, load_default_index
+from bot.faq import FaqIndex
 from bot.messages import Button, load_messages
 from bot.orders import OrderSource, SqlOrderSource
 from bot.settings import get_settings
@@ -73,8 +76,15 @@ def triage_rules() -> Triage:
 
 
 def faq_index() -> FaqIndex:
-    """The FAQ articles."""
-    return load_default_index()
+    """The FAQ articles (reloaded when an article file changes)."""
+    directory = get_settings().faq_dir
+    signature = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.md")))
+    return _load_faq(str(directory), signature)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_faq(directory: str, signature: tuple) -> FaqIndex:
+    return FaqIndex.load(Path(directory))
 
 
 def now_utc() -> datetime:
@@ -118,6 +128,10 @@ def transcript(tracker: Tracker) -> List[TranscriptLine]:
         text = event.get("text")
         if not text:
             continue
+        if kind == "user" and text.startswith("/"):
+            parsed_intent = (event.get("parse_data") or {}).get("intent") or {}
+            intent = parsed_intent.get("name") or re.split(r"[{@]", text[1:], maxsplit=1)[0]
+            text = f"[quick reply: {intent.replace('_', ' ')}]"
         stamp = event.get("timestamp")
         at = (
             datetime.fromtimestamp(float(stamp), timezone.utc).isoformat()

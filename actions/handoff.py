@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from typing import Any, Dict, List, Text
+from zoneinfo import ZoneInfo
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActiveLoop, ConversationPaused, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import collected_slots, customer_id, now_utc, services, text, transcript
+from actions.common import collected_slots, customer_id, customer_tz, now_utc, services, text, transcript
 from bot.business_hours import from_settings as business_hours
 from bot.timeparse import humanize
 
@@ -58,7 +59,9 @@ class ActionHandoff(Action):
             )
         await svc.store.do_record_handoff(tracker.sender_id, ticket.reference, reason, ticket.priority)
 
-        dispatcher.utter_message(text=self._next_steps(ticket.reference, "angry_language" in reasons))
+        dispatcher.utter_message(
+            text=self._next_steps(ticket.reference, "angry_language" in reasons, customer_tz(tracker))
+        )
         return [
             ActiveLoop(None),
             SlotSet("requested_slot", None),
@@ -67,7 +70,7 @@ class ActionHandoff(Action):
         ]
 
     @staticmethod
-    def _next_steps(reference: str, upset: bool) -> str:
+    def _next_steps(reference: str, upset: bool, tz: ZoneInfo) -> str:
         hours = business_hours()
         now = now_utc()
         prefix = text("handoff_upset_prefix") if upset else ""
@@ -77,6 +80,6 @@ class ActionHandoff(Action):
             "handoff_queued_closed",
             prefix=prefix,
             reference=reference,
-            opening=humanize(hours.next_opening(now)),
+            opening=humanize(hours.next_opening(now).astimezone(tz)),
             hours=hours.describe(),
         )

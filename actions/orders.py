@@ -1,6 +1,7 @@
 """Order flows: track, cancel, change, refund status and refund request."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
@@ -8,7 +9,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import actor, customer_id, say, services, text, yes_no_buttons
+from actions.common import actor, customer_id, customer_tz, say, services, text, yes_no_buttons
 from bot.orders import OrderStateError, OrderView, normalize_order_number
 
 #: Statuses in which an order can still be cancelled or changed.
@@ -48,11 +49,13 @@ async def _find_order(tracker: Tracker, number: Optional[str]) -> Optional[Order
 class OrderFormValidation(FormValidationAction):
     """Validates the order number; subclasses add the rest of their form."""
 
-    #: Order statuses for which the rest of the form makes sense (None: all).
-    proceed_statuses: Optional[tuple] = None
+    #: The ``OrderView`` flag that must hold for the rest of the form to make sense
+    #: (``cancellable``, ``changeable``, ``refundable``); None: every order proceeds.
+    eligible_if: Optional[str] = None
 
-    def name(self) -> Text:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def name(self) -> Text:
+        """The validation action's name, ``validate_<form>``."""
 
     async def validate_order_number(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -61,13 +64,17 @@ class OrderFormValidation(FormValidationAction):
         number = normalize_order_number(str(slot_value or ""))
         if number is None:
             say(dispatcher, "order_number_malformed", value=str(slot_value)[:40])
-            return {"order_number": None, "order_attempts": attempts, "order_status": None}
+            return {"order_number": None, "order_attempts": attempts, "order_status": None,
+                    "order_eligible": None}
         order = await _find_order(tracker, number)
         if order is None:
             key = "order_not_found_in_account" if customer_id(tracker) else "order_not_found"
             say(dispatcher, key, number=number)
-            return {"order_number": None, "order_attempts": attempts, "order_status": None}
-        return {"order_number": number, "order_attempts": 0, "order_status": order.status}
+            return {"order_number": None, "order_attempts": attempts, "order_status": None,
+                    "order_eligible": None}
+        eligible = True if self.eligible_if is None else bool(getattr(order, self.eligible_if))
+        return {"order_number": number, "order_attempts": 0, "order_status": order.status,
+                "order_eligible": eligible}
 
     async def required_slots(
         self,
@@ -76,14 +83,8 @@ class OrderFormValidation(FormValidationAction):
         tracker: Tracker,
         domain: DomainDict,
     ) -> List[Text]:
-        status = tracker.get_slot("order_status")
-        if (
-            self.proceed_statuses is not None
-            and tracker.get_slot("order_number")
-            and status is not None
-            and status not in self.proceed_statuses
-        ):
-            return ["order_number"]
+        if tracker.get_slot("order_number") and tracker.get_slot("order_eligible") is False:
+            return ["order_number"]  # the submit action explains why nothing more is asked
         return domain_slots
 
 
@@ -98,14 +99,14 @@ class ValidateRefundStatusForm(OrderFormValidation):
 
 
 class ValidateCancelOrderForm(OrderFormValidation):
-    proceed_statuses = OPEN_STATUSES
+    eligible_if = "cancellable"
 
     def name(self) -> Text:
         return "validate_cancel_order_form"
 
 
 class ValidateChangeOrderForm(OrderFormValidation):
-    proceed_statuses = OPEN_STATUSES
+    eligible_if = "changeable"
 
     def name(self) -> Text:
         return "validate_change_order_form"
@@ -121,7 +122,7 @@ class ValidateChangeOrderForm(OrderFormValidation):
 
 
 class ValidateRefundRequestForm(OrderFormValidation):
-    proceed_statuses = REFUNDABLE_STATUSES
+    eligible_if = "refundable"
 
     def name(self) -> Text:
         return "validate_refund_request_form"
@@ -149,12 +150,13 @@ class ActionAskOrderNumber(Action):
         recent: List[OrderView] = []
         if owner:
             recent = await (await services()).orders.recent_orders(owner, limit=3)
+        tz = customer_tz(tracker)
         attempts = int(tracker.get_slot("order_attempts") or 0)
         hint = text("ask_order_number_hint") if attempts >= 2 else ""
         if recent:
             buttons = [
                 {
-                    "title": f"#{o.number} · {_date(o.placed_at)} · {o.status.replace('_', ' ')}",
+                    "title": f"#{o.number} · {_date(o.placed_at.astimezone(tz))} · {o.status.replace('_', ' ')}",
                     "payload": f'/inform{{"order_number":"{o.number}"}}',
                 }
                 for o in recent
@@ -165,10 +167,14 @@ class ActionAskOrderNumber(Action):
         return []
 
 
-class _AskConfirm(Action):
-    """Ask to confirm an action on an order."""
+class _AskConfirm(Action, ABC):
+    """Ask to confirm an action on an order with the message ``question``."""
 
     question = ""
+
+    @abstractmethod
+    def name(self) -> Text:
+        """``action_ask_<form>_confirm``."""
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
@@ -256,7 +262,7 @@ class ActionCancelOrder(Action):
             dispatcher.utter_message(text=str(error))
             return events
         say(dispatcher, "order_cancelled", number=order.number)
-        return events + [SlotSet("order_status", "cancelled")]
+        return events + [SlotSet("order_status", "cancelled"), SlotSet("order_eligible", False)]
 
 
 async def _order_ticket(
@@ -346,6 +352,9 @@ class ActionRequestRefund(Action):
             return events
         if order.status not in REFUNDABLE_STATUSES:
             say(dispatcher, "refund_nothing", status=describe_order(order))
+            return events
+        if not order.paid:
+            say(dispatcher, "refund_unpaid", number=order.number)
             return events
         if order.refund_status != "none":
             say(dispatcher, "refund_exists", number=order.number, refund_status=order.refund_status)

@@ -4,6 +4,7 @@ Each ``action_ask_<slot>`` asks for one slot with the message ``ask_<slot>``.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
@@ -13,8 +14,11 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import say
 
 
-class _Ask(Action):
-    slot = ""
+class _Ask(Action, ABC):
+    @property
+    @abstractmethod
+    def slot(self) -> str:
+        """The slot this action asks for."""
 
     def name(self) -> Text:
         return f"action_ask_{self.slot}"

@@ -19,12 +19,14 @@ PROFILE_SLOTS = {
 CARRIED_SLOTS = (*PROFILE_SLOTS, "customer_context", "order_number", "phone", "contact_email")
 
 
-def profile_events(metadata: Optional[Dict[str, Any]]) -> List[EventType]:
+def profile_events(
+    metadata: Optional[Dict[str, Any]], carried_context: Optional[Dict[str, Any]] = None
+) -> List[EventType]:
     """Slot events for the profile and app context a channel put into the metadata.
 
     Channels send ``{"customer": {"id", "name", "email", "phone", "timezone", "locale"},
     "context": {"app_version", "device", "screen", "locale"}}``. Unknown or malformed
-    metadata is ignored.
+    metadata is ignored; without a new ``context`` the carried one is kept.
     """
     if not isinstance(metadata, dict):
         return []
@@ -37,7 +39,15 @@ def profile_events(metadata: Optional[Dict[str, Any]]) -> List[EventType]:
                 events.append(SlotSet(slot, str(value).strip()[:200]))
     context = metadata.get("context")
     if isinstance(context, dict):
-        clean = {k: v for k, v in context.items() if isinstance(v, (str, int, float, bool))}
+        clean: Dict[str, Any] = {
+            k: v for k, v in context.items() if isinstance(v, (str, int, float, bool))
+        }
+    else:  # no new app context: keep the carried one, maybe adding the profile's locale
+        clean = dict(carried_context or {})
+    locale = customer.get("locale") if isinstance(customer, dict) else None
+    if isinstance(locale, str) and locale.strip():
+        clean.setdefault("locale", locale.strip()[:35])
+    if clean and clean != (carried_context or {}):
         events.append(SlotSet("customer_context", clean))
     return events
 
@@ -58,6 +68,12 @@ class ActionSessionStart(Action):
             if tracker.slots.get(name) is not None
         }
         events.extend(SlotSet(name, value) for name, value in carried.items())
-        events.extend(profile_events(tracker.get_slot("session_started_metadata")))
+        carried_context = carried.get("customer_context")
+        events.extend(
+            profile_events(
+                tracker.get_slot("session_started_metadata"),
+                carried_context if isinstance(carried_context, dict) else None,
+            )
+        )
         events.append(ActionExecuted("action_listen"))
         return events

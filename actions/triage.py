@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import faq_index, say, text, triage_rules
@@ -67,6 +67,9 @@ class ActionRoute(Action):
             events.extend(SlotSet(name, None) for name in FLOW_SLOTS if name != "callback_time")
             if "time" not in entities:
                 events.append(SlotSet("callback_time", None))
+            if "order_number" not in entities:
+                # A new flow asks which order it is about instead of reusing an earlier one.
+                events.extend([SlotSet("order_number", None), SlotSet("order_eligible", None)])
             events.append(SlotSet("order_attempts", 0))
         return events
 
@@ -79,11 +82,7 @@ class ActionRoute(Action):
         if article is None:
             say(dispatcher, "no_answer_found", buttons=[_person_button()])
             return
-        dispatcher.utter_message(
-            text=article.summary,
-            buttons=[dict(b) for b in article.buttons],
-            json_message={"faq_article": article.id, "title": article.title},
-        )
+        dispatcher.utter_message(text=article.summary, buttons=[dict(b) for b in article.buttons])
 
     @staticmethod
     def _clarify(dispatcher: CollectingDispatcher, text: str) -> None:
@@ -98,15 +97,3 @@ class ActionRoute(Action):
 def _person_button() -> Dict[str, str]:
     return {"title": text("talk_to_person_button"), "payload": "/contact_human_agent"}
 
-
-class ActionCoreFallback(Action):
-    """When the dialogue policies are unsure what to do: apologise and offer a person."""
-
-    def name(self) -> Text:
-        return "action_core_fallback"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
-    ) -> List[EventType]:
-        say(dispatcher, "core_fallback")
-        return [UserUtteranceReverted()]

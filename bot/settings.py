@@ -33,6 +33,7 @@ class Settings:
     data_dir: Path
     triage_file: Path
     faq_dir: Path
+    embedding_model_dir: Path
 
 
 def _sqlite_url(path: Path) -> str:
@@ -55,6 +56,9 @@ def get_settings() -> Settings:
         data_dir=data_dir,
         triage_file=Path(_env("TRIAGE_FILE", str(data_dir / "triage.yml"))).resolve(),
         faq_dir=Path(_env("FAQ_DIR", str(data_dir / "faq"))).resolve(),
+        embedding_model_dir=Path(
+            _env("EMBEDDING_MODEL_DIR", str(var_dir / "embeddings" / "all-MiniLM-L6-v2"))
+        ).resolve(),
     )
 
 

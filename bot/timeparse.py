@@ -396,6 +396,8 @@ _RULES: list[tuple["re.Pattern[str]", _Builder]] = [
         r"|(?P<halfhour>half\s+an?\s+hour))\b", _FLAGS), _b_relative),
     # ---- days
     (re.compile(rf"\b(?:the\s+)?day\s+after\s+(?:{_TOMORROW})\b", _FLAGS), _b_offset(2)),
+    (re.compile(rf"\b(?:the\s+)?day\s+before\s+yesterday\b", _FLAGS), _b_offset(-2)),
+    (re.compile(r"\b(?:yesterday|yesterdy|yday)\b", _FLAGS), _b_offset(-1)),
     (re.compile(rf"\b(?:{_TOMORROW})\b", _FLAGS), _b_offset(1)),
     (re.compile(rf"\b(?:{_TODAY})\b", _FLAGS), _b_offset(0)),
     (re.compile(rf"\b(?:{_TONIGHT})\b", _FLAGS), _b_offset(0, "evening")),

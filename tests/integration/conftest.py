@@ -124,7 +124,7 @@ def _popen(args: List[str], env: Mapping[str, str], log: Path) -> subprocess.Pop
         # exactly what this fixture started and nothing else.
         return subprocess.Popen(
             args,
-            cwd=os.environ.get("IT_DEV_ACTIONS_CWD", ROOT) if "actions" in args else ROOT,  # DEVONLY
+            cwd=ROOT,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -616,5 +616,16 @@ async def load_ticket_and_handoffs(support_db_url: str, reference: str) -> Any:
                 for row in rows
             ]
         return ticket, handoffs
+    finally:
+        await store.dispose()
+
+
+async def open_ticket_of(support_db_url: str, conversation_id: str) -> Any:
+    """The conversation's newest open ticket (``TicketView``), or None."""
+    from bot.support import SupportStore
+
+    store = SupportStore.from_url(support_db_url)
+    try:
+        return await store.open_ticket_for_conversation(conversation_id)
     finally:
         await store.dispose()

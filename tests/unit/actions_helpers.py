@@ -321,26 +321,41 @@ def pin_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     reset_settings_cache()
 
 
+_ORIGINAL_NOW_UTC: Any = None
+
+
 def clock_modules() -> List[Any]:
-    """Every ``actions.*`` module that reads the clock through ``now_utc``."""
+    """Every ``actions.*`` module that reads the clock through its own ``now_utc`` name.
+
+    A module counts when its ``now_utc`` is :func:`actions.common.now_utc` or a clock
+    frozen by :func:`freeze_clock` (so a test may freeze the clock again).
+    """
     import actions
     import actions.common as common
 
+    global _ORIGINAL_NOW_UTC
+    if _ORIGINAL_NOW_UTC is None:
+        _ORIGINAL_NOW_UTC = common.now_utc
     modules = []
     for info in pkgutil.iter_modules(actions.__path__):
         module = importlib.import_module(f"actions.{info.name}")
-        if getattr(module, "now_utc", None) is common.now_utc:
+        clock = getattr(module, "now_utc", None)
+        if clock is _ORIGINAL_NOW_UTC or getattr(clock, "frozen_clock", False):
             modules.append(module)
     return modules
 
 
 def freeze_clock(monkeypatch: pytest.MonkeyPatch, now: datetime = NOW) -> datetime:
-    """Make the actions (and the stores' timestamps) see ``now``."""
+    """Make the actions (and the stores' timestamps) see ``now``; may be called again."""
     from bot import db
 
+    def frozen() -> datetime:
+        return now
+
+    frozen.frozen_clock = True  # type: ignore[attr-defined]
     for module in clock_modules():
-        monkeypatch.setattr(module, "now_utc", lambda: now)
-    monkeypatch.setattr(db, "utcnow", lambda: now)
+        monkeypatch.setattr(module, "now_utc", frozen)
+    monkeypatch.setattr(db, "utcnow", frozen)
     return now
 
 

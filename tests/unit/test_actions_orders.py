@@ -5,6 +5,7 @@ orders at :data:`~tests.unit.actions_helpers.NOW` (Monday 23 November 2026).
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -35,6 +36,7 @@ from tests.unit.actions_helpers import (
     dispatcher,
     domain,
     form_tracker,
+    freeze_clock,
     installed_services,
     make_tracker,
     table_rows,
@@ -83,6 +85,18 @@ async def order_row(svc: Any, number: str) -> Dict[str, Any]:
     return row
 
 
+async def mark_unpaid(svc: Any, number: str) -> None:
+    """Make a seeded order unpaid (the demo data's only unpaid order is still processing)."""
+    from sqlalchemy import update
+
+    async with svc.orders.engine.begin() as connection:
+        await connection.execute(
+            update(OrderRow.__table__).where(OrderRow.__table__.c.number == number).values(paid=False)
+        )
+    order = await svc.orders.get_order(number)
+    assert order is not None and not order.paid
+
+
 async def changes(svc: Any, number: str) -> List[Tuple[str, str, str]]:
     rows = await table_rows(svc.orders.engine, OrderChangeRow, order_number=number)
     return [(r["kind"], r["description"], r["actor"]) for r in rows]
@@ -110,6 +124,7 @@ async def test_malformed_order_number_is_rejected(svc: Any, action: Any, form: s
         SlotSet("order_number", None),
         SlotSet("order_attempts", 2),
         SlotSet("order_status", None),
+        SlotSet("order_eligible", None),
     ]
     assert messages == [bot_message(MALFORMED)]
 
@@ -122,6 +137,7 @@ async def test_unknown_order_number_is_not_found(svc: Any, action: Any, form: st
         SlotSet("order_number", None),
         SlotSet("order_attempts", 1),
         SlotSet("order_status", None),
+        SlotSet("order_eligible", None),
     ]
     assert messages == [
         bot_message("I couldn't find an order #999999. Please check the number and send it again.")
@@ -140,6 +156,7 @@ async def test_another_customers_order_is_not_found_in_your_account(
         SlotSet("order_number", None),
         SlotSet("order_attempts", 1),
         SlotSet("order_status", None),
+        SlotSet("order_eligible", None),
     ]
     assert messages == [
         bot_message(
@@ -157,12 +174,14 @@ async def test_own_open_order_is_accepted(svc: Any, action: Any, form: str) -> N
 
     events, messages = await run_action(action(), tracker)
 
+    eligible = form != "refund_request_form"  # nothing to refund yet
     expected = [
         SlotSet("order_number", "104301"),
         SlotSet("order_attempts", 0),
         SlotSet("order_status", "processing"),
+        SlotSet("order_eligible", eligible),
     ]
-    if form == "refund_request_form":  # nothing to refund yet: the form ends at once
+    if not eligible:  # the form ends at once
         expected.append(SlotSet("requested_slot", None))
     assert events == expected
     assert messages == []
@@ -177,23 +196,37 @@ async def test_logged_out_customer_may_name_any_order(svc: Any) -> None:
         SlotSet("order_number", "104250"),
         SlotSet("order_attempts", 0),
         SlotSet("order_status", "packed"),
+        SlotSet("order_eligible", True),
     ]
     assert messages == []
 
 
 @pytest.mark.parametrize(
-    ("action", "form", "number", "status"),
+    ("action", "form", "number", "status", "customer"),
     [
-        (ValidateCancelOrderForm, "cancel_order_form", "104233", "in_transit"),
-        (ValidateCancelOrderForm, "cancel_order_form", "104190", "delivered"),
-        (ValidateChangeOrderForm, "change_order_form", "104233", "in_transit"),
-        (ValidateRefundRequestForm, "refund_request_form", "104301", "processing"),
+        (ValidateCancelOrderForm, "cancel_order_form", "104233", "in_transit", "cust-anna"),
+        (ValidateCancelOrderForm, "cancel_order_form", "104190", "delivered", "cust-anna"),
+        (ValidateCancelOrderForm, "cancel_order_form", "103987", "cancelled", "cust-ben"),
+        (ValidateChangeOrderForm, "change_order_form", "104233", "in_transit", "cust-anna"),
+        (ValidateChangeOrderForm, "change_order_form", "104077", "cancelled", "cust-chloe"),
+        (ValidateRefundRequestForm, "refund_request_form", "104301", "processing", "cust-anna"),
+        # delivered, but a refund is requested already / was rejected / cancelled and refunded
+        (ValidateRefundRequestForm, "refund_request_form", "104122", "delivered", "cust-ben"),
+        (ValidateRefundRequestForm, "refund_request_form", "104012", "delivered", "cust-anna"),
+        (ValidateRefundRequestForm, "refund_request_form", "103987", "cancelled", "cust-ben"),
+        # not paid yet (and still processing)
+        (ValidateRefundRequestForm, "refund_request_form", "104275", "processing", "cust-chloe"),
+    ],
+    ids=[
+        "cancel-in_transit", "cancel-delivered", "cancel-cancelled", "change-in_transit",
+        "change-cancelled", "refund-processing", "refund-requested", "refund-rejected",
+        "refund-refunded", "refund-unpaid",
     ],
 )
 async def test_form_ends_at_once_when_the_order_cannot_proceed(
-    svc: Any, action: Any, form: str, number: str, status: str
+    svc: Any, action: Any, form: str, number: str, status: str, customer: str
 ) -> None:
-    tracker = form_tracker(form, {"order_number": number}, customer="cust-anna")
+    tracker = form_tracker(form, {"order_number": number}, customer=customer)
 
     events, messages = await run_action(action(), tracker)
 
@@ -201,6 +234,56 @@ async def test_form_ends_at_once_when_the_order_cannot_proceed(
         SlotSet("order_number", number),
         SlotSet("order_attempts", 0),
         SlotSet("order_status", status),
+        SlotSet("order_eligible", False),
+        SlotSet("requested_slot", None),
+    ]
+    assert messages == []
+
+
+@pytest.mark.parametrize(
+    ("action", "form", "number", "customer"),
+    [
+        (ValidateCancelOrderForm, "cancel_order_form", "104250", "cust-ben"),  # packed
+        (ValidateChangeOrderForm, "change_order_form", "104275", "cust-chloe"),  # unpaid
+        (ValidateRefundRequestForm, "refund_request_form", "104205", "cust-ben"),  # shipped
+        (ValidateRefundRequestForm, "refund_request_form", "104218", "cust-chloe"),  # in transit
+        (ValidateOrderStatusForm, "order_status_form", "103987", "cust-ben"),  # cancelled
+        (ValidateRefundStatusForm, "refund_status_form", "104122", "cust-ben"),  # requested
+    ],
+    ids=["cancel-packed", "change-unpaid", "refund-shipped", "refund-in_transit",
+         "status-cancelled", "refund_status-requested"],
+)
+async def test_form_goes_on_when_the_order_is_eligible(
+    svc: Any, action: Any, form: str, number: str, customer: str
+) -> None:
+    order = await svc.orders.get_order(number)
+    tracker = form_tracker(form, {"order_number": number}, customer=customer)
+
+    events, messages = await run_action(action(), tracker)
+
+    assert events == [
+        SlotSet("order_number", number),
+        SlotSet("order_attempts", 0),
+        SlotSet("order_status", order.status),
+        SlotSet("order_eligible", True),
+    ]
+    assert messages == []
+
+
+async def test_refund_form_ends_at_once_for_a_delivered_order_that_is_not_paid(svc: Any) -> None:
+    """The demo data has no shipped unpaid order, so one is made: 104160 (delivered)."""
+    await mark_unpaid(svc, "104160")
+    tracker = form_tracker(
+        "refund_request_form", {"order_number": "104160"}, customer="cust-chloe"
+    )
+
+    events, messages = await run_action(ValidateRefundRequestForm(), tracker)
+
+    assert events == [
+        SlotSet("order_number", "104160"),
+        SlotSet("order_attempts", 0),
+        SlotSet("order_status", "delivered"),
+        SlotSet("order_eligible", False),
         SlotSet("requested_slot", None),
     ]
     assert messages == []
@@ -208,7 +291,7 @@ async def test_form_ends_at_once_when_the_order_cannot_proceed(
 
 async def test_cancel_form_required_slots_shortcut_for_a_shipped_order(svc: Any) -> None:
     tracker = make_tracker(
-        slots={"order_number": "104233", "order_status": "in_transit"},
+        slots={"order_number": "104233", "order_status": "in_transit", "order_eligible": False},
         customer="cust-anna",
         active_loop="cancel_order_form",
     )
@@ -225,7 +308,7 @@ async def test_cancel_form_required_slots_shortcut_for_a_shipped_order(svc: Any)
 
 async def test_cancel_form_asks_everything_for_an_open_order(svc: Any) -> None:
     tracker = make_tracker(
-        slots={"order_number": "104301", "order_status": "processing"},
+        slots={"order_number": "104301", "order_status": "processing", "order_eligible": True},
         customer="cust-anna",
         active_loop="cancel_order_form",
     )
@@ -234,6 +317,89 @@ async def test_cancel_form_asks_everything_for_an_open_order(svc: Any) -> None:
     assert await form.required_slots(
         ["order_number", "confirm"], dispatcher(), tracker, domain()
     ) == ["order_number", "confirm"]
+    assert await form.next_requested_slot(dispatcher(), tracker, domain()) is None
+
+
+@pytest.mark.parametrize(
+    "slots",
+    [
+        # The order status alone no longer ends the form: order_eligible decides.
+        {"order_number": "104233", "order_status": "in_transit"},
+        # Not eligible, but no order number (yet): it must be asked first.
+        {"order_number": None, "order_eligible": False},
+    ],
+    ids=["status-without-eligibility", "no-order-number"],
+)
+async def test_cancel_form_shortcut_needs_an_order_number_that_is_not_eligible(
+    svc: Any, slots: Dict[str, Any]
+) -> None:
+    tracker = make_tracker(slots=slots, customer="cust-anna", active_loop="cancel_order_form")
+
+    assert await ValidateCancelOrderForm().required_slots(
+        ["order_number", "confirm"], dispatcher(), tracker, domain()
+    ) == ["order_number", "confirm"]
+
+
+REFUND_FORM_SLOTS = ["order_number", "refund_reason", "confirm"]
+
+
+@pytest.mark.parametrize(
+    ("number", "customer", "status", "text", "buttons"),
+    [
+        ("104122", "cust-ben", "delivered",
+         "There's already a refund for order #104122 (status: requested).",
+         [{"title": "Refund status", "payload": "/track_refund"}]),
+        # Unpaid and processing: "not shipped" is checked before "not paid".
+        ("104275", "cust-chloe", "processing",
+         "Order #104275 hasn't shipped yet, so you can simply cancel it for free.",
+         [{"title": "Cancel the order", "payload": "/cancel_order"}]),
+    ],
+    ids=["refund-requested", "unpaid"],
+)
+async def test_refund_request_form_shortcut_ends_in_the_reason_it_cannot_proceed(
+    svc: Any, number: str, customer: str, status: str, text: str, buttons: List[Dict[str, str]]
+) -> None:
+    form = ValidateRefundRequestForm()
+    validated, _ = await run_action(
+        form, form_tracker("refund_request_form", {"order_number": number}, customer=customer)
+    )
+    assert validated[-2:] == [SlotSet("order_eligible", False), SlotSet("requested_slot", None)]
+
+    # The next turn: the form sees the validated slots and asks nothing more.
+    slots = {"order_number": number, "order_status": status, "order_eligible": False}
+    tracker = make_tracker(slots=slots, customer=customer, active_loop="refund_request_form")
+    collector = dispatcher()
+    assert await form.required_slots(REFUND_FORM_SLOTS, collector, tracker, domain()) == [
+        "order_number"
+    ]
+    assert await form.next_requested_slot(collector, tracker, domain()) == SlotSet(
+        "requested_slot", None
+    )
+    assert collector.messages == []
+
+    # The submit action explains why (no reason or confirmation was asked).
+    events, messages = await run_action(
+        ActionRequestRefund(), make_tracker(slots=slots, customer=customer)
+    )
+    assert events == [SlotSet("confirm", None), SlotSet("refund_reason", None)]
+    assert messages == [bot_message(text, buttons=buttons)]
+    assert (await order_row(svc, number))["refund_status"] == (
+        "requested" if number == "104122" else "none"
+    )
+    assert await table_rows(svc.store.engine, Ticket) == []
+
+
+async def test_refund_request_form_asks_everything_for_a_refundable_order(svc: Any) -> None:
+    tracker = make_tracker(
+        slots={"order_number": "104190", "order_status": "delivered", "order_eligible": True},
+        customer="cust-anna",
+        active_loop="refund_request_form",
+    )
+    form = ValidateRefundRequestForm()
+
+    assert await form.required_slots(
+        REFUND_FORM_SLOTS, dispatcher(), tracker, domain()
+    ) == REFUND_FORM_SLOTS
     assert await form.next_requested_slot(dispatcher(), tracker, domain()) is None
 
 
@@ -308,6 +474,68 @@ async def test_ask_order_number_offers_the_customers_recent_orders(svc: Any) -> 
                 },
             ],
         )
+    ]
+
+
+#: 01:00 UTC on Monday 23 November = 02:00 in Paris: Chloé's newest order (2 hours ago) was
+#: placed on Sunday 22 November at 23:00 UTC, which is already Monday at 00:00 in Paris.
+JUST_AFTER_MIDNIGHT_IN_PARIS = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)
+
+
+async def test_ask_order_number_dates_the_buttons_in_the_customers_zone(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freeze_clock(monkeypatch, JUST_AFTER_MIDNIGHT_IN_PARIS)
+    async with installed_services(db_url, JUST_AFTER_MIDNIGHT_IN_PARIS) as services:
+        newest = await services.orders.get_order("104275")
+        assert newest.placed_at == datetime(2026, 11, 22, 23, 0, tzinfo=timezone.utc)
+
+        events, messages = await run_action(
+            ActionAskOrderNumber(), make_tracker(customer="cust-chloe")  # Europe/Paris
+        )
+
+    assert events == []
+    assert messages == [
+        bot_message(
+            "Which order is it about? Here are your latest ones, or type the order number.",
+            buttons=[
+                {
+                    "title": "#104275 · Monday 23 November · processing",  # UTC: Sunday 22
+                    "payload": '/inform{"order_number":"104275"}',
+                },
+                {
+                    "title": "#104218 · Thursday 19 November · in transit",
+                    "payload": '/inform{"order_number":"104218"}',
+                },
+                {
+                    "title": "#104077 · Tuesday 17 November · cancelled",
+                    "payload": '/inform{"order_number":"104077"}',
+                },
+            ],
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("zone", "newest"),
+    [
+        # 104301 was placed at 05:00 UTC on Monday 23 November.
+        ("America/Los_Angeles", "Sunday 22 November"),  # 21:00 the day before
+        ("Asia/Tokyo", "Monday 23 November"),  # 14:00
+        ("Not/AZone", "Monday 23 November"),  # falls back to Europe/Berlin: 06:00
+    ],
+)
+async def test_ask_order_number_button_dates_follow_the_profile_zone(
+    svc: Any, zone: str, newest: str
+) -> None:
+    tracker = make_tracker(slots={"customer_tz": zone}, customer="cust-anna")
+
+    _, messages = await run_action(ActionAskOrderNumber(), tracker)
+
+    assert [b["title"] for b in messages[0]["buttons"]] == [
+        f"#104301 · {newest} · processing",
+        "#104233 · Friday 20 November · in transit",
+        "#104190 · Wednesday 11 November · delivered",
     ]
 
 
@@ -411,7 +639,11 @@ async def test_cancel_confirmed_cancels_the_order_in_the_database(svc: Any) -> N
 
     events, messages = await run_action(ActionCancelOrder(), tracker)
 
-    assert events == [SlotSet("confirm", None), SlotSet("order_status", "cancelled")]
+    assert events == [
+        SlotSet("confirm", None),
+        SlotSet("order_status", "cancelled"),
+        SlotSet("order_eligible", False),
+    ]
     assert messages == [
         bot_message(
             "Done: order #104301 is cancelled. If you already paid, the full amount goes back to "
@@ -431,7 +663,11 @@ async def test_cancel_by_a_logged_out_customer_is_audited_to_the_conversation(sv
 
     events, _ = await run_action(ActionCancelOrder(), tracker)
 
-    assert events == [SlotSet("confirm", None), SlotSet("order_status", "cancelled")]
+    assert events == [
+        SlotSet("confirm", None),
+        SlotSet("order_status", "cancelled"),
+        SlotSet("order_eligible", False),
+    ]
     assert await changes(svc, "104250") == [("cancel", "cancelled", "conversation:web-42")]
 
 
@@ -693,6 +929,42 @@ async def test_request_refund_refused_for_a_processing_order(svc: Any) -> None:
         )
     ]
     assert (await order_row(svc, "104301"))["refund_status"] == "none"
+    assert await table_rows(svc.store.engine, Ticket) == []
+
+
+async def test_request_refund_for_an_unpaid_processing_order_says_it_has_not_shipped(
+    svc: Any,
+) -> None:
+    """104275 is unpaid *and* processing: the "not shipped" check fires first."""
+    events, messages = await run_action(
+        ActionRequestRefund(), refund_tracker("104275", customer="cust-chloe")
+    )
+
+    assert events == [SlotSet("confirm", None), SlotSet("refund_reason", None)]
+    assert messages == [
+        bot_message(
+            "Order #104275 hasn't shipped yet, so you can simply cancel it for free.",
+            buttons=[{"title": "Cancel the order", "payload": "/cancel_order"}],
+        )
+    ]
+    assert await table_rows(svc.store.engine, Ticket) == []
+
+
+async def test_request_refund_for_a_delivered_unpaid_order_says_nothing_was_paid(
+    svc: Any,
+) -> None:
+    await mark_unpaid(svc, "104160")
+
+    events, messages = await run_action(
+        ActionRequestRefund(), refund_tracker("104160", customer="cust-chloe")
+    )
+
+    assert events == [SlotSet("confirm", None), SlotSet("refund_reason", None)]
+    assert messages == [
+        bot_message("Order #104160 hasn't been paid yet, so there's nothing to refund.")
+    ]
+    assert (await order_row(svc, "104160"))["refund_status"] == "none"
+    assert await changes(svc, "104160") == []
     assert await table_rows(svc.store.engine, Ticket) == []
 
 

@@ -1,14 +1,14 @@
-"""Tests of action_route (triage), action_core_fallback and action_session_start."""
+"""Tests of action_route (triage) and action_session_start."""
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet, UserUtteranceReverted
+from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 
 from actions.common import faq_index
 from actions.session import ActionSessionStart
-from actions.triage import ActionCoreFallback, ActionRoute
+from actions.triage import ActionRoute
 from tests.unit.actions_helpers import (
     action_env,
     bot_message,
@@ -40,13 +40,15 @@ def triage(
     }
 
 
-def guided_resets() -> List[Dict[str, Any]]:
+def guided_resets(time: bool = False, order_number: bool = False) -> List[Dict[str, Any]]:
+    """The slots a guided flow resets; ``time``/``order_number``: the message names one."""
     return [
         SlotSet("confirm", None),
         SlotSet("change_request", None),
         SlotSet("refund_reason", None),
         SlotSet("ticket_summary", None),
-        SlotSet("callback_time", None),
+        *([] if time else [SlotSet("callback_time", None)]),
+        *([] if order_number else [SlotSet("order_number", None), SlotSet("order_eligible", None)]),
         SlotSet("order_attempts", 0),
     ]
 
@@ -81,7 +83,6 @@ async def test_self_service_intent_answers_with_the_faq_article() -> None:
                 {"title": "Request a refund", "payload": "/get_refund"},
                 {"title": "Track my refund", "payload": "/track_refund"},
             ],
-            custom={"faq_article": "refund-policy", "title": "Refund policy"},
         )
     ]
     assert messages[0]["text"].startswith("You can return unused items within 30 days of delivery")
@@ -150,8 +151,91 @@ async def test_guided_intent_keeps_a_callback_time_given_in_the_same_message() -
         SlotSet("change_request", None),
         SlotSet("refund_reason", None),
         SlotSet("ticket_summary", None),
+        SlotSet("order_number", None),
+        SlotSet("order_eligible", None),
         SlotSet("order_attempts", 0),
     ]
+
+
+ORDER_SLOTS = {"order_number": "104190", "order_status": "delivered", "order_eligible": False}
+
+
+async def test_guided_flow_forgets_the_previous_order_when_the_message_names_none() -> None:
+    """After a flow about 104190, "I want a refund" asks which order it is about again."""
+    events, messages = await route(
+        text="I want a refund", intent="get_refund", confidence=0.92, slots=ORDER_SLOTS,
+        customer="cust-anna",
+    )
+
+    summary = triage("get_refund", 0.92, "REFUND", "guided", "normal", [])
+    assert events == [
+        SlotSet("route", "guided"),
+        SlotSet("flow", "request_refund"),
+        SlotSet("triage", summary),
+        SlotSet("failed_turns", 0),
+        SlotSet("flow_triage", summary),
+        SlotSet("confirm", None),
+        SlotSet("change_request", None),
+        SlotSet("refund_reason", None),
+        SlotSet("ticket_summary", None),
+        SlotSet("callback_time", None),
+        SlotSet("order_number", None),
+        SlotSet("order_eligible", None),
+        SlotSet("order_attempts", 0),
+    ]
+    assert messages == []
+
+
+async def test_guided_flow_keeps_an_order_number_given_in_the_same_message() -> None:
+    """The form fills order_number from the entity and validates it (order_eligible anew)."""
+    events, messages = await route(
+        text="I want a refund for 104233",
+        intent="get_refund",
+        confidence=0.92,
+        entities=[entity("order_number", "104233")],
+        slots=ORDER_SLOTS,
+        customer="cust-anna",
+    )
+
+    summary = triage("get_refund", 0.92, "REFUND", "guided", "normal", [])
+    assert events == [
+        SlotSet("route", "guided"),
+        SlotSet("flow", "request_refund"),
+        SlotSet("triage", summary),
+        SlotSet("failed_turns", 0),
+        SlotSet("flow_triage", summary),
+        *guided_resets(order_number=True),
+    ]
+    assert SlotSet("order_number", None) not in events
+    assert SlotSet("order_eligible", None) not in events
+    assert messages == []
+
+
+async def test_guided_flow_with_a_time_and_an_order_number_keeps_both() -> None:
+    events, _ = await route(
+        text="call me tomorrow at 10 about order 104233",
+        intent="request_callback",
+        confidence=0.95,
+        entities=[entity("time", "tomorrow at 10"), entity("order_number", "104233")],
+    )
+
+    assert events[5:] == guided_resets(time=True, order_number=True)
+
+
+@pytest.mark.parametrize("route_name", ["self_service", "clarify", "agent"])
+async def test_only_guided_flows_reset_the_order(route_name: str) -> None:
+    message = {
+        "self_service": dict(text="how long does delivery take", intent="delivery_period",
+                             confidence=0.88),
+        "clarify": dict(text="blorp zzz", intent="nlu_fallback", confidence=0.2),
+        "agent": dict(text="I want to talk to a human", intent="contact_human_agent",
+                      confidence=0.95),
+    }[route_name]
+
+    events, _ = await route(**message, slots=ORDER_SLOTS)
+
+    assert events[0] == SlotSet("route", route_name)
+    assert [e["name"] for e in events] == ["route", "flow", "triage", "failed_turns"]
 
 
 async def test_guided_confidence_is_rounded_in_the_triage_slot() -> None:
@@ -313,7 +397,12 @@ async def test_inform_with_an_order_number_starts_order_tracking() -> None:
         SlotSet("triage", summary),
         SlotSet("failed_turns", 0),
         SlotSet("flow_triage", summary),
-        *guided_resets(),
+        SlotSet("confirm", None),
+        SlotSet("change_request", None),
+        SlotSet("refund_reason", None),
+        SlotSet("ticket_summary", None),
+        SlotSet("callback_time", None),
+        SlotSet("order_attempts", 0),
     ]
     assert messages == []
 
@@ -332,23 +421,6 @@ async def test_inform_without_an_order_number_is_not_understood() -> None:
         "I'm not sure I understood. Is your question about one of these?"
     ]
     assert messages[0]["buttons"][-1] == PERSON
-
-
-# ----------------------------------------------------------- core fallback
-
-
-async def test_core_fallback_apologises_and_reverts_the_user_message() -> None:
-    collector = dispatcher()
-
-    events = await ActionCoreFallback().run(collector, make_tracker(text="hm"), domain())
-
-    assert events == [UserUtteranceReverted()]
-    assert collector.messages == [
-        bot_message(
-            "Sorry, I lost track there. Could you say it again, or ask for a person?",
-            buttons=[PERSON],
-        )
-    ]
 
 
 # ----------------------------------------------------------- session start
@@ -464,5 +536,87 @@ async def test_session_start_truncates_long_profile_values_and_keeps_numbers() -
         SlotSet("customer_id", "4711"),
         SlotSet("customer_name", "x" * 200),
         SlotSet("customer_context", {"build": 812, "beta": True, "ratio": 0.5}),
+        ActionExecuted("action_listen"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "context"),
+    [
+        ({"customer": {"id": "cust-ben", "locale": "en-GB"}}, {"locale": "en-GB"}),
+        (
+            {"customer": {"id": "cust-ben", "locale": "en-GB"}, "context": {"app_version": "5.2.0"}},
+            {"app_version": "5.2.0", "locale": "en-GB"},
+        ),
+        (
+            {"customer": {"id": "cust-ben", "locale": "en-GB"},
+             "context": {"nested": {"dropped": True}}},
+            {"locale": "en-GB"},
+        ),
+    ],
+    ids=["no-context", "context-without-locale", "context-with-nothing-kept"],
+)
+async def test_session_start_merges_the_customers_locale_into_the_context(
+    metadata: Dict[str, Any], context: Dict[str, Any]
+) -> None:
+    events = await session_start({"session_started_metadata": metadata})
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("customer_id", "cust-ben"),
+        SlotSet("customer_context", context),
+        ActionExecuted("action_listen"),
+    ]
+
+
+async def test_session_start_the_context_locale_wins_over_the_customers() -> None:
+    metadata = {
+        "customer": {"id": "cust-chloe", "locale": "fr-FR"},
+        "context": {"locale": "en-US", "screen": "orders"},
+    }
+
+    events = await session_start({"session_started_metadata": metadata})
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("customer_id", "cust-chloe"),
+        SlotSet("customer_context", {"locale": "en-US", "screen": "orders"}),
+        ActionExecuted("action_listen"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"customer": {"id": "cust-ben"}, "context": {}},
+        {"customer": {"id": "cust-ben", "locale": 44}, "context": {"nested": {"dropped": True}}},
+        {"customer": {"id": "cust-ben", "locale": ["en-GB"]}},
+    ],
+    ids=["empty-context", "nothing-kept-and-locale-not-a-text", "locale-a-list"],
+)
+async def test_session_start_sets_no_context_when_there_is_nothing_in_it(
+    metadata: Dict[str, Any],
+) -> None:
+    events = await session_start({"session_started_metadata": metadata})
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("customer_id", "cust-ben"),
+        ActionExecuted("action_listen"),
+    ]
+
+
+async def test_session_start_keeps_the_carried_context_when_the_metadata_has_none() -> None:
+    events = await session_start(
+        {
+            "customer_context": {"locale": "en-GB", "app_version": "5.1.0"},
+            "session_started_metadata": {"customer": {"id": "cust-ben"}, "context": {}},
+        }
+    )
+
+    assert events == [
+        SessionStarted(),
+        SlotSet("customer_context", {"locale": "en-GB", "app_version": "5.1.0"}),
+        SlotSet("customer_id", "cust-ben"),
         ActionExecuted("action_listen"),
     ]

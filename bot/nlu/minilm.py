@@ -1,0 +1,463 @@
+"""Sentence embeddings from all-MiniLM-L6-v2, computed with NumPy (no PyTorch).
+
+:class:`MiniLMEncoder` runs the BERT encoder of
+``sentence-transformers/all-MiniLM-L6-v2`` (6 layers, hidden size 384, 12
+heads) as batched float32 matrix products, then mean-pools the last hidden
+states over the non-padding word pieces and L2-normalises the result, as the
+sentence-transformers model does. Word pieces come from the model's own
+``tokenizer.json`` (Hugging Face ``tokenizers``), truncated to ``max_length``
+pieces including ``[CLS]`` and ``[SEP]``.
+
+The model directory is the one filled by ``scripts/fetch_embedding_model.py``
+(``make setup``); :mod:`bot.settings` names it ``EMBEDDING_MODEL_DIR``.
+
+Example::
+
+    encoder = MiniLMEncoder.load(get_settings().embedding_model_dir)
+    vectors = encoder.encode(["where is my order?", "cancel it"])  # (2, 384)
+
+An encoder is immutable once loaded: :meth:`MiniLMEncoder.encode` and friends
+keep all intermediate arrays local, so one instance can serve concurrent
+callers from several threads.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+DEFAULT_MAX_LENGTH = 128
+"""Word pieces per text, ``[CLS]`` and ``[SEP]`` included (the model's training length)."""
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+_MASKED = np.float32(-1e9)  # added to attention scores of padding keys
+
+
+class ModelFilesMissingError(FileNotFoundError):
+    """The model directory lacks a file the encoder needs."""
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """The parts of a Hugging Face BERT ``config.json`` that the encoder uses."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    layer_norm_eps: float
+    hidden_act: str
+
+    @classmethod
+    def from_dict(cls, raw: Dict[str, Any]) -> "BertConfig":
+        """Build the config from the parsed ``config.json``.
+
+        Args:
+            raw: The JSON object.
+
+        Returns:
+            The config.
+
+        Raises:
+            ValueError: The model is not a BERT encoder this module can run.
+        """
+        if raw.get("model_type", "bert") != "bert":
+            raise ValueError(f"expected a BERT model, got model_type={raw.get('model_type')!r}")
+        if raw.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("only absolute position embeddings are supported")
+        config = cls(
+            hidden_size=int(raw["hidden_size"]),
+            num_hidden_layers=int(raw["num_hidden_layers"]),
+            num_attention_heads=int(raw["num_attention_heads"]),
+            intermediate_size=int(raw["intermediate_size"]),
+            max_position_embeddings=int(raw["max_position_embeddings"]),
+            layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
+            hidden_act=str(raw.get("hidden_act", "gelu")),
+        )
+        if config.hidden_act != "gelu":
+            raise ValueError(f"only the exact (erf) GELU is supported, got {config.hidden_act!r}")
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        return config
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One transformer layer; dense weights are stored as (in, out), C-contiguous."""
+
+    qkv_w: np.ndarray  # (H, 3H); the query part is pre-scaled by 1/sqrt(head_dim)
+    qkv_b: np.ndarray  # (3H,)
+    attn_out_w: np.ndarray  # (H, H)
+    attn_out_b: np.ndarray
+    attn_ln_g: np.ndarray
+    attn_ln_b: np.ndarray
+    inter_w: np.ndarray  # (H, I)
+    inter_b: np.ndarray
+    out_w: np.ndarray  # (I, H)
+    out_b: np.ndarray
+    out_ln_g: np.ndarray
+    out_ln_b: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Weights:
+    word: np.ndarray  # (V, H)
+    position: np.ndarray  # (P, H)
+    token_type0: np.ndarray  # (H,): every input is a single segment (type 0)
+    emb_ln_g: np.ndarray
+    emb_ln_b: np.ndarray
+    layers: Tuple[_Layer, ...]
+
+
+def _dense(weights: Dict[str, np.ndarray], prefix: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Return a PyTorch ``Linear`` (out, in) weight as (in, out) plus its bias."""
+    w = np.ascontiguousarray(weights[f"{prefix}.weight"].T, dtype=np.float32)
+    b = np.ascontiguousarray(weights[f"{prefix}.bias"], dtype=np.float32)
+    return w, b
+
+
+def _vector(weights: Dict[str, np.ndarray], name: str) -> np.ndarray:
+    return np.ascontiguousarray(weights[name], dtype=np.float32)
+
+
+def _build_weights(raw: Dict[str, np.ndarray], config: BertConfig) -> _Weights:
+    """Rearrange the safetensors tensors for fast inference.
+
+    Args:
+        raw: Tensors by their Hugging Face ``BertModel`` names.
+        config: The model config.
+
+    Returns:
+        The weights in inference layout.
+
+    Raises:
+        KeyError: A tensor is missing.
+    """
+    # "bert." prefixed checkpoints (e.g. BertForMaskedLM) work too.
+    if "embeddings.word_embeddings.weight" not in raw:
+        raw = {k[len("bert."):]: v for k, v in raw.items() if k.startswith("bert.")}
+    scale = np.float32(1.0 / math.sqrt(config.hidden_size // config.num_attention_heads))
+    layers: List[_Layer] = []
+    for index in range(config.num_hidden_layers):
+        p = f"encoder.layer.{index}"
+        q_w, q_b = _dense(raw, f"{p}.attention.self.query")
+        k_w, k_b = _dense(raw, f"{p}.attention.self.key")
+        v_w, v_b = _dense(raw, f"{p}.attention.self.value")
+        attn_out_w, attn_out_b = _dense(raw, f"{p}.attention.output.dense")
+        inter_w, inter_b = _dense(raw, f"{p}.intermediate.dense")
+        out_w, out_b = _dense(raw, f"{p}.output.dense")
+        layers.append(
+            _Layer(
+                qkv_w=np.ascontiguousarray(np.concatenate([q_w * scale, k_w, v_w], axis=1)),
+                qkv_b=np.concatenate([q_b * scale, k_b, v_b]),
+                attn_out_w=attn_out_w,
+                attn_out_b=attn_out_b,
+                attn_ln_g=_vector(raw, f"{p}.attention.output.LayerNorm.weight"),
+                attn_ln_b=_vector(raw, f"{p}.attention.output.LayerNorm.bias"),
+                inter_w=inter_w,
+                inter_b=inter_b,
+                out_w=out_w,
+                out_b=out_b,
+                out_ln_g=_vector(raw, f"{p}.output.LayerNorm.weight"),
+                out_ln_b=_vector(raw, f"{p}.output.LayerNorm.bias"),
+            )
+        )
+    return _Weights(
+        word=_vector(raw, "embeddings.word_embeddings.weight"),
+        position=_vector(raw, "embeddings.position_embeddings.weight"),
+        token_type0=_vector(raw, "embeddings.token_type_embeddings.weight")[0].copy(),
+        emb_ln_g=_vector(raw, "embeddings.LayerNorm.weight"),
+        emb_ln_b=_vector(raw, "embeddings.LayerNorm.bias"),
+        layers=tuple(layers),
+    )
+
+
+def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm over the last axis (returns a new array)."""
+    mean = x.mean(axis=-1, keepdims=True)
+    centered = x - mean
+    var = np.mean(np.square(centered), axis=-1, keepdims=True)
+    centered *= 1.0 / np.sqrt(var + np.float32(eps))
+    centered *= gamma
+    centered += beta
+    return centered
+
+
+def _gelu_(x: np.ndarray) -> np.ndarray:
+    """Exact GELU, ``x * Phi(x)`` with erf as in BERT, computed in place."""
+    from scipy.special import erf
+
+    t = x * np.float32(1.0 / math.sqrt(2.0))
+    erf(t, out=t)
+    t += np.float32(1.0)
+    t *= np.float32(0.5)
+    x *= t
+    return x
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 sentence encoder (NumPy forward pass).
+
+    Build it with :meth:`load`. Instances are immutable and thread-safe.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        weights: _Weights,
+        config: BertConfig,
+        max_length: int = DEFAULT_MAX_LENGTH,
+    ) -> None:
+        """Wrap loaded parts; use :meth:`load` instead of calling this directly.
+
+        Args:
+            tokenizer: A ``tokenizers.Tokenizer`` with truncation to ``max_length``
+                and padding disabled.
+            weights: The weights in inference layout.
+            config: The model config.
+            max_length: Word pieces per text, special tokens included.
+        """
+        self._tokenizer = tokenizer
+        self._weights = weights
+        self._config = config
+        self._max_length = max_length
+        self._heads = config.num_attention_heads
+        self._head_dim = config.hidden_size // config.num_attention_heads
+
+    @classmethod
+    def load(cls, model_dir: Path, max_length: int = DEFAULT_MAX_LENGTH) -> "MiniLMEncoder":
+        """Load the model from a Hugging Face model directory.
+
+        Args:
+            model_dir: Directory with ``config.json``, ``model.safetensors`` and
+                ``tokenizer.json``.
+            max_length: Truncate texts to this many word pieces (special tokens
+                included); at most the model's ``max_position_embeddings``.
+
+        Returns:
+            The encoder.
+
+        Raises:
+            ModelFilesMissingError: A required file is missing.
+            ValueError: The model or ``max_length`` is not supported.
+        """
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+        if missing:
+            raise ModelFilesMissingError(
+                f"MiniLM model files missing in {model_dir}: {', '.join(missing)}. "
+                "Run `make setup` (or `python scripts/fetch_embedding_model.py`) to fetch them."
+            )
+        config = BertConfig.from_dict(
+            json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        )
+        if not 2 <= max_length <= config.max_position_embeddings:
+            raise ValueError(
+                f"max_length must be in [2, {config.max_position_embeddings}], got {max_length}"
+            )
+        weights = _build_weights(load_file(str(model_dir / "model.safetensors")), config)
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        tokenizer.enable_truncation(max_length=max_length)
+        tokenizer.no_padding()  # batches are padded here, after sorting by length
+        return cls(tokenizer, weights, config, max_length)
+
+    @property
+    def dim(self) -> int:
+        """Size of an embedding (384)."""
+        return self._config.hidden_size
+
+    @property
+    def max_length(self) -> int:
+        """Word pieces per text after truncation, special tokens included."""
+        return self._max_length
+
+    def count_tokens(self, text: str) -> int:
+        """Return how many word pieces ``text`` becomes (after truncation).
+
+        Args:
+            text: The text.
+
+        Returns:
+            The number of pieces, ``[CLS]`` and ``[SEP]`` included.
+        """
+        return len(self._tokenizer.encode(text).ids)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts.
+
+        Args:
+            texts: The texts (any number, including none).
+            batch_size: Texts per forward pass. Texts are sorted by length
+                first so that batches need little padding; the output keeps
+                the input order.
+
+        Returns:
+            float32 array of shape ``(len(texts), 384)``; rows have unit L2 norm.
+        """
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for rows, hidden, mask in self._run(texts, batch_size):
+            out[rows] = self._pool(hidden, mask)
+        return out
+
+    def encode_one(self, text: str) -> np.ndarray:
+        """Embed one text.
+
+        Args:
+            text: The text.
+
+        Returns:
+            float32 array of shape ``(384,)`` with unit L2 norm.
+        """
+        return self.encode([text])[0]
+
+    def encode_with_spans(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Tuple[int, int]]],
+        batch_size: int = 64,
+    ) -> Tuple[np.ndarray, List[np.ndarray]]:
+        """Embed texts, plus one contextual vector per character span.
+
+        A span's vector is the mean of the last hidden states of the word
+        pieces that overlap it (not normalised), e.g. the pieces of a word
+        found by another tokenizer. A span without pieces (whitespace only, or
+        cut off by truncation) gets a zero vector.
+
+        Args:
+            texts: The texts.
+            spans: For each text, ``(start, end)`` character offsets.
+            batch_size: As for :meth:`encode`.
+
+        Returns:
+            The sentence embeddings (as :meth:`encode`) and, per text, a float32
+            array of shape ``(len(spans[i]), 384)``.
+
+        Raises:
+            ValueError: ``texts`` and ``spans`` differ in length.
+        """
+        if len(texts) != len(spans):
+            raise ValueError(f"{len(texts)} texts but {len(spans)} span lists")
+        sentences = np.zeros((len(texts), self.dim), dtype=np.float32)
+        tokens: List[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+        for rows, hidden, mask, encodings in self._run(texts, batch_size, with_encodings=True):
+            sentences[rows] = self._pool(hidden, mask)
+            for offset, (row, encoding) in enumerate(zip(rows, encodings)):
+                tokens[row] = self._span_vectors(hidden[offset], encoding, spans[row])
+        return sentences, tokens
+
+    # -- internals -----------------------------------------------------------------
+
+    def _run(
+        self, texts: Sequence[str], batch_size: int, with_encodings: bool = False
+    ) -> Iterator[Any]:
+        """Tokenize, sort by length and yield ``(rows, hidden, mask[, encodings])``.
+
+        ``rows`` are the input positions of the batch, ``hidden`` the last
+        hidden states ``(B, L, H)`` and ``mask`` the ``(B, L)`` float32 mask of
+        real (non-padding) pieces.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not texts:
+            return
+        encodings = self._tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+        order = np.argsort(-lengths, kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.float32)
+            for i, row in enumerate(rows):
+                n = int(lengths[row])
+                ids[i, :n] = encodings[row].ids
+                mask[i, :n] = 1.0
+            hidden = self._forward(ids, mask)
+            if with_encodings:
+                yield rows, hidden, mask, [encodings[row] for row in rows]
+            else:
+                yield rows, hidden, mask
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Run the BERT encoder.
+
+        Args:
+            ids: ``(B, L)`` word piece ids, right-padded.
+            mask: ``(B, L)`` 1.0 for real pieces, 0.0 for padding.
+
+        Returns:
+            The last hidden states, float32 ``(B, L, H)``.
+        """
+        w = self._weights
+        eps = self._config.layer_norm_eps
+        batch, length = ids.shape
+        hidden_size, heads, head_dim = self.dim, self._heads, self._head_dim
+
+        x = w.word[ids]  # (B, L, H), a fresh array
+        x += w.position[:length]
+        x += w.token_type0
+        x = _layer_norm(x.reshape(batch * length, hidden_size), w.emb_ln_g, w.emb_ln_b, eps)
+
+        key_bias = ((1.0 - mask) * _MASKED).astype(np.float32)[:, None, None, :]  # (B,1,1,L)
+        for layer in w.layers:
+            qkv = x @ layer.qkv_w
+            qkv += layer.qkv_b
+            # (B*L, 3H) -> (3, B, heads, L, head_dim)
+            qkv = qkv.reshape(batch, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            scores = q @ k.transpose(0, 1, 3, 2)  # (B, heads, L, L), already scaled
+            scores += key_bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * length, hidden_size)
+
+            attn = context @ layer.attn_out_w
+            attn += layer.attn_out_b
+            attn += x
+            x = _layer_norm(attn, layer.attn_ln_g, layer.attn_ln_b, eps)
+
+            inter = x @ layer.inter_w
+            inter += layer.inter_b
+            _gelu_(inter)
+            out = inter @ layer.out_w
+            out += layer.out_b
+            out += x
+            x = _layer_norm(out, layer.out_ln_g, layer.out_ln_b, eps)
+        return x.reshape(batch, length, hidden_size)
+
+    @staticmethod
+    def _pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Mean over real pieces (special tokens included), then L2-normalise."""
+        summed = np.einsum("bld,bl->bd", hidden, mask)
+        counts = np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        pooled = summed / counts
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+    def _span_vectors(
+        self, hidden: np.ndarray, encoding: Any, spans: Sequence[Tuple[int, int]]
+    ) -> np.ndarray:
+        """Average the hidden states of the pieces overlapping each span."""
+        if len(spans) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        n = len(encoding.ids)
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(n, 2)
+        real = np.asarray(encoding.special_tokens_mask, dtype=bool) == 0
+        bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        overlap = (
+            (offsets[None, :, 0] < bounds[:, None, 1])
+            & (offsets[None, :, 1] > bounds[:, None, 0])
+            & real[None, :]
+        ).astype(np.float32)  # (spans, pieces)
+        counts = np.maximum(overlap.sum(axis=1, keepdims=True), 1.0)
+        return (overlap @ hidden[:n]) / counts

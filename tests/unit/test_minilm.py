@@ -1,0 +1,304 @@
+"""Tests for the NumPy all-MiniLM-L6-v2 encoder and its Rasa featurizer.
+
+* :class:`bot.nlu.minilm.MiniLMEncoder` matches reference embeddings computed
+  with PyTorch + transformers (``tests/fixtures/minilm_reference.json``, see
+  ``scripts/make_minilm_reference.py``); batching, order, truncation, empty
+  input, spans and threads;
+* :class:`bot.nlu.embedding_featurizer.MiniLMFeaturizer` adds (1, 384) sentence
+  and (tokens, 384) sequence features, and a tiny pipeline with
+  ``LogisticRegressionClassifier`` (and one with ``DIETClassifier``) trains and
+  predicts the right intent.
+
+The model files must be in the ``EMBEDDING_MODEL_DIR`` setting's directory
+(``make setup`` fetches them); without them these tests fail, not skip.
+"""
+from __future__ import annotations
+
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+
+from bot.nlu.minilm import MiniLMEncoder, ModelFilesMissingError
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "minilm_reference.json"
+DIM = 384
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    from bot.settings import get_settings
+
+    directory = get_settings().embedding_model_dir
+    missing = [
+        name
+        for name in ("config.json", "model.safetensors", "tokenizer.json")
+        if not (directory / name).is_file()
+    ]
+    if missing:
+        pytest.fail(
+            f"MiniLM model files missing in {directory} ({', '.join(missing)}): "
+            "run `make setup` to fetch them"
+        )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def encoder(model_dir: Path) -> MiniLMEncoder:
+    return MiniLMEncoder.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Dict[str, Any]:
+    return json.loads(FIXTURE.read_text(encoding="utf-8"))
+
+
+# -- encoder ------------------------------------------------------------------------
+
+
+def test_matches_reference_embeddings(encoder: MiniLMEncoder, reference: Dict[str, Any]) -> None:
+    sentences: List[str] = reference["sentences"]
+    expected = np.asarray(reference["vectors"], dtype=np.float64)
+    assert reference["max_length"] == encoder.max_length
+    got = encoder.encode(sentences)
+    assert got.shape == (len(sentences), DIM)
+    assert got.dtype == np.float32
+    for text, row, ref in zip(sentences, got.astype(np.float64), expected):
+        max_diff = float(np.abs(row - ref).max())
+        cosine = float(row @ ref / (np.linalg.norm(row) * np.linalg.norm(ref)))
+        assert max_diff < 1e-4, f"{text[:40]!r}: max abs diff {max_diff:.2e}"
+        assert cosine > 0.9999, f"{text[:40]!r}: cosine {cosine:.6f}"
+
+
+def test_reference_covers_the_edge_cases(reference: Dict[str, Any]) -> None:
+    sentences = reference["sentences"]
+    assert any(not s.isascii() for s in sentences)
+    assert "?" in sentences
+    assert max(reference["untruncated_token_counts"]) > reference["max_length"]
+
+
+def test_rows_are_unit_vectors(encoder: MiniLMEncoder, reference: Dict[str, Any]) -> None:
+    norms = np.linalg.norm(encoder.encode(reference["sentences"]), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+
+
+def test_batching_and_order_do_not_change_results(
+    encoder: MiniLMEncoder, reference: Dict[str, Any]
+) -> None:
+    texts = reference["sentences"] + ["track my parcel", "hi", "where's the refund for #123"]
+    baseline = encoder.encode(texts, batch_size=64)
+    for batch_size in (1, 2, 3):
+        np.testing.assert_allclose(encoder.encode(texts, batch_size=batch_size), baseline, atol=1e-5)
+    order = list(range(len(texts)))
+    random.Random(7).shuffle(order)
+    shuffled = encoder.encode([texts[i] for i in order], batch_size=4)
+    np.testing.assert_allclose(shuffled, baseline[order], atol=1e-5)
+    np.testing.assert_allclose(encoder.encode_one(texts[1]), baseline[1], atol=1e-5)
+
+
+def test_duplicates_get_identical_vectors(encoder: MiniLMEncoder) -> None:
+    vectors = encoder.encode(["cancel my order", "a much longer sentence to pad", "cancel my order"])
+    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
+
+
+def test_empty_input_list(encoder: MiniLMEncoder) -> None:
+    out = encoder.encode([])
+    assert out.shape == (0, DIM)
+    assert out.dtype == np.float32
+    sentences, tokens = encoder.encode_with_spans([], [])
+    assert sentences.shape == (0, DIM) and tokens == []
+
+
+def test_long_text_is_truncated(encoder: MiniLMEncoder, reference: Dict[str, Any]) -> None:
+    long_text = max(reference["sentences"], key=len)
+    assert encoder.count_tokens(long_text) == encoder.max_length == 128
+    longer = long_text + " and many more words that fall past the limit" * 20
+    np.testing.assert_allclose(encoder.encode_one(longer), encoder.encode_one(long_text), atol=1e-6)
+    assert not np.allclose(encoder.encode_one(long_text[:200]), encoder.encode_one(long_text), atol=1e-3)
+
+
+def test_invalid_batch_size(encoder: MiniLMEncoder) -> None:
+    with pytest.raises(ValueError):
+        encoder.encode(["hi"], batch_size=0)
+
+
+def test_missing_model_dir_has_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelFilesMissingError, match="make setup"):
+        MiniLMEncoder.load(tmp_path)
+
+
+def test_span_vectors(encoder: MiniLMEncoder) -> None:
+    text = "Where is my order?"
+    spans = [(0, 5), (6, 8), (9, 11), (12, 17), (17, 17)]
+    sentences, tokens = encoder.encode_with_spans([text, "hi"], [spans, []])
+    np.testing.assert_allclose(sentences, encoder.encode([text, "hi"]), atol=1e-6)
+    assert tokens[0].shape == (5, DIM) and tokens[1].shape == (0, DIM)
+    assert np.abs(tokens[0][:4]).sum(axis=1).min() > 0
+    assert not tokens[0][4].any()  # an empty span covers no word piece
+
+    long_text = "word " * 300
+    _, (long_tokens,) = encoder.encode_with_spans([long_text], [[(0, 4), (1490, 1494)]])
+    assert long_tokens[0].any() and not long_tokens[1].any()  # past the truncation limit
+
+
+def test_concurrent_encode_is_consistent(encoder: MiniLMEncoder, reference: Dict[str, Any]) -> None:
+    texts = reference["sentences"]
+    expected = encoder.encode(texts)
+    jobs = [texts[i:] + texts[:i] for i in range(len(texts))] * 2
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda batch: encoder.encode(batch, batch_size=3), jobs))
+    for shift, result in enumerate(results):
+        i = shift % len(texts)
+        np.testing.assert_allclose(result, np.roll(expected, -i, axis=0), atol=1e-5)
+
+
+# -- Rasa featurizer ------------------------------------------------------------------
+
+
+def _featurizer(model_dir: Path, **overrides: Any) -> Any:
+    from rasa.engine.graph import ExecutionContext, GraphSchema
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+
+    from bot.nlu.embedding_featurizer import MiniLMFeaturizer
+
+    config = {**MiniLMFeaturizer.get_default_config(), "model_dir": str(model_dir), **overrides}
+    return MiniLMFeaturizer.create(
+        config,
+        LocalModelStorage(Path("/nonexistent")),
+        Resource("minilm"),
+        ExecutionContext(GraphSchema({}), node_name="minilm_featurizer"),
+    )
+
+
+def _tokenized(text: str) -> Any:
+    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+    from rasa.shared.nlu.constants import TEXT
+    from rasa.shared.nlu.training_data.message import Message
+
+    tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
+    message = Message(data={TEXT: text})
+    tokenizer.process([message])
+    return message
+
+
+@pytest.mark.parametrize("mode", ["tokens", "sentence", "zeros"])
+def test_featurizer_adds_sentence_and_sequence_features(
+    model_dir: Path, encoder: MiniLMEncoder, mode: str
+) -> None:
+    from rasa.nlu.constants import TOKENS_NAMES
+    from rasa.shared.nlu.constants import TEXT
+
+    featurizer = _featurizer(model_dir, sequence_features=mode)
+    text = "Where is my order #A-1043?"
+    message = _tokenized(text)
+    n_tokens = len(message.get(TOKENS_NAMES[TEXT]))
+    featurizer.process([message])
+
+    sequence, sentence = message.get_dense_features(TEXT)
+    assert sentence is not None and sequence is not None
+    assert sentence.features.shape == (1, DIM)
+    assert sequence.features.shape == (n_tokens, DIM)
+    assert {(f.type, f.origin) for f in message.features} == {
+        ("sentence", "minilm_featurizer"),
+        ("sequence", "minilm_featurizer"),
+    }
+    np.testing.assert_allclose(sentence.features[0], encoder.encode_one(text), atol=1e-5)
+    if mode == "zeros":
+        assert not sequence.features.any()
+    elif mode == "sentence":
+        np.testing.assert_allclose(sequence.features, np.repeat(sentence.features, n_tokens, 0))
+    else:
+        assert np.abs(sequence.features).sum(axis=1).min() > 0
+
+
+def test_featurizer_skips_empty_text(model_dir: Path) -> None:
+    from rasa.shared.nlu.constants import TEXT
+    from rasa.shared.nlu.training_data.message import Message
+
+    message = Message(data={TEXT: ""})
+    _featurizer(model_dir).process([message])
+    assert message.get_dense_features(TEXT) == (None, None)
+
+
+def test_featurizer_rejects_bad_config(model_dir: Path) -> None:
+    from rasa.shared.exceptions import InvalidConfigException
+
+    with pytest.raises(InvalidConfigException):
+        _featurizer(model_dir, sequence_features="cls")
+    with pytest.raises(InvalidConfigException):
+        _featurizer(model_dir, batch_size=0)
+
+
+NLU_DATA = """\
+version: "3.1"
+nlu:
+- intent: track_order
+  examples: |
+    - where is my order
+    - track my package
+    - when will my parcel arrive
+    - has my order shipped yet
+    - what is the delivery status of my purchase
+- intent: get_refund
+  examples: |
+    - I want my money back
+    - how do I get a refund
+    - please reimburse me for the broken item
+    - can I return this and get refunded
+    - refund my payment please
+- intent: greet
+  examples: |
+    - hello
+    - hi there
+    - good morning
+    - hey
+    - good evening, nice to meet you
+"""
+
+
+def _train_and_load(tmp_path: Path, classifier: str) -> Any:
+    from rasa.model_training import train_nlu
+
+    from bot.nlu_runtime import load_interpreter
+
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "recipe: default.v1\n"
+        "language: en\n"
+        "assistant_id: minilm-test\n"
+        "pipeline:\n"
+        "  - name: WhitespaceTokenizer\n"
+        "  - name: bot.nlu.embedding_featurizer.MiniLMFeaturizer\n"
+        f"{classifier}"
+        "policies: []\n",
+        encoding="utf-8",
+    )
+    data = tmp_path / "nlu.yml"
+    data.write_text(NLU_DATA, encoding="utf-8")
+    model = train_nlu(str(config), str(data), str(tmp_path / "models"), fixed_model_name="nlu")
+    assert model and Path(model).is_file()
+    return load_interpreter(model)
+
+
+def test_pipeline_with_logistic_regression(tmp_path: Path, model_dir: Path) -> None:
+    parse = _train_and_load(tmp_path, "  - name: LogisticRegressionClassifier\n")
+    assert parse("where's my parcel? it hasn't arrived")["intent"]["name"] == "track_order"
+    assert parse("I'd like a refund for my purchase")["intent"]["name"] == "get_refund"
+    assert parse("hello!")["intent"]["name"] == "greet"
+
+
+def test_pipeline_with_diet(tmp_path: Path, model_dir: Path) -> None:
+    parse = _train_and_load(
+        tmp_path,
+        "  - name: DIETClassifier\n"
+        "    epochs: 40\n"
+        "    random_seed: 1\n"
+        "    entity_recognition: false\n",
+    )
+    result = parse("where's my parcel? it hasn't arrived")
+    assert result["intent"]["name"] == "track_order"
