@@ -17,7 +17,9 @@ export RASA_TELEMETRY_ENABLED := false
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed var/.seeded ## Create .venv (Python 3.10), install pinned deps, seed the demo data
+EMBEDDINGS := var/embeddings/all-MiniLM-L6-v2/model.safetensors
+
+setup: $(VENV)/.installed var/.seeded $(EMBEDDINGS) ## Create .venv (Python 3.10), install pinned deps, fetch the embedding model, seed demo data
 
 $(VENV)/.installed: requirements.lock
 	@PYBIN=$$(scripts/find_python.sh) || exit 1; \
@@ -31,6 +33,10 @@ $(VENV)/.installed: requirements.lock
 var/.seeded: $(VENV)/.installed bot/orders.py scripts/seed_orders.py
 	@mkdir -p var
 	$(PY) scripts/seed_orders.py
+	@touch $@
+
+$(EMBEDDINGS): $(VENV)/.installed scripts/fetch_embedding_model.py
+	$(PY) scripts/fetch_embedding_model.py
 	@touch $@
 
 seed: $(VENV)/.installed ## Create the databases and (re)seed the demo orders

@@ -296,7 +296,7 @@ def test_pipeline_with_diet(tmp_path: Path, model_dir: Path) -> None:
     parse = _train_and_load(
         tmp_path,
         "  - name: DIETClassifier\n"
-        "    epochs: 40\n"
+        "    epochs: 10\n"
         "    random_seed: 1\n"
         "    entity_recognition: false\n",
     )
