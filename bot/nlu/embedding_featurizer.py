@@ -222,7 +222,10 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             )
         else:
             sentences = self._encoder.encode(texts, batch_size=self._batch_size)
-            token_vectors = [self._plain_sequence(s, len(t or [])) for s, t in zip(sentences, tokens)]
+            token_vectors = [
+                self._plain_sequence(sentence, len(toks or []))
+                for sentence, toks in zip(sentences, tokens)
+            ]
 
         for (message, attribute), sentence, sequence, toks in zip(
             jobs, sentences, token_vectors, tokens
@@ -247,7 +250,9 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
         return np.zeros((n_tokens, sentence.shape[0]), dtype=np.float32)
 
 
-def encoder_for(model_dir: Optional[Path] = None, max_length: int = DEFAULT_MAX_LENGTH) -> MiniLMEncoder:
+def encoder_for(
+    model_dir: Optional[Path] = None, max_length: int = DEFAULT_MAX_LENGTH
+) -> MiniLMEncoder:
     """Return the process-wide encoder for a model directory (loaded on first use).
 
     Args:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
+from scipy.special import erf
 
 DEFAULT_MAX_LENGTH = 128
 """Word pieces per text, ``[CLS]`` and ``[SEP]`` included (the model's training length)."""
@@ -191,8 +192,6 @@ def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) 
 
 def _gelu_(x: np.ndarray) -> np.ndarray:
     """Exact GELU, ``x * Phi(x)`` with erf as in BERT, computed in place."""
-    from scipy.special import erf
-
     t = x * np.float32(1.0 / math.sqrt(2.0))
     erf(t, out=t)
     t += np.float32(1.0)

@@ -226,6 +226,7 @@ def test_rasa_loads_data_nlu(all_nlu, nlu_files):
     assert {Path(f).relative_to(REPO_ROOT).as_posix() for f in nlu_files} == {
         "data/nlu/bitext/nlu.yml",
         "data/nlu/extra.yml",
+        "data/nlu/paraphrases.yml",
         "data/nlu/regex.yml",
     }
     assert set(all_nlu.intents) == BITEXT_INTENTS | EXTRA_INTENTS

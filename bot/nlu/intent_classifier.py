@@ -1,0 +1,287 @@
+"""A calibrated linear intent classifier for Rasa 3.6.
+
+It combines the dense sentence features (MiniLM embeddings) and the sparse sentence
+features (word and character n-gram counts, regex matches) of a message, each block
+scaled to unit length and weighted, and trains a multinomial logistic regression on
+them. Its scores are calibrated by temperature scaling: a share of the training data is
+held out, the temperature that minimises the held-out negative log-likelihood is found,
+and the final model (trained on everything) divides its logits by it. Calibrated
+scores are what makes a confidence threshold ("not sure") meaningful; see docs/nlu.md.
+
+The trained model is stored as plain arrays (``.npz``) and JSON, so loading a model
+never unpickles code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Text, Tuple
+
+import numpy as np
+import scipy.sparse
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.shared.nlu.constants import INTENT, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+logger = logging.getLogger(__name__)
+
+ARRAYS_FILE = "classifier.npz"
+META_FILE = "classifier.json"
+
+
+def _unit_rows(matrix: scipy.sparse.csr_matrix) -> scipy.sparse.csr_matrix:
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1))).ravel()
+    norms[norms == 0] = 1.0
+    return scipy.sparse.diags(1.0 / norms) @ matrix
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of ``labels``.
+
+    Args:
+        logits: Held-out logits, shape (n, classes).
+        labels: The true class index of each row.
+
+    Returns:
+        A temperature in [0.05, 20]; 1.0 when there is nothing to fit.
+    """
+    if len(labels) == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        probs = _softmax(logits / np.exp(log_t))
+        return float(-np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-12)))
+
+    low, high = np.log(0.05), np.log(20.0)
+    golden = (np.sqrt(5) - 1) / 2
+    a, b = low, high
+    c, d = b - golden * (b - a), a + golden * (b - a)
+    for _ in range(60):
+        if nll(c) < nll(d):
+            b = d
+        else:
+            a = c
+        c, d = b - golden * (b - a), a + golden * (b - a)
+    return float(np.exp((a + b) / 2))
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True
+)
+class CalibratedIntentClassifier(GraphComponent, IntentClassifier):
+    """Multinomial logistic regression over dense + sparse features, temperature-calibrated."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        """Defaults; every key can be set in config.yml."""
+        return {
+            # Weight of the dense (embedding) block and the sparse (n-gram) block.
+            "dense_weight": 1.0,
+            "sparse_weight": 1.0,
+            # Inverse regularisation strength of the logistic regression.
+            "C": 10.0,
+            "max_iter": 300,
+            # Share of each intent held out to fit the temperature (0 disables calibration).
+            "calibration_share": 0.2,
+            "random_seed": 20261122,
+            "ranking_length": 10,
+        }
+
+    @staticmethod
+    def required_packages() -> List[Text]:
+        """Python packages the component needs."""
+        return ["sklearn", "scipy", "numpy"]
+
+    def __init__(
+        self,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        classes: Optional[Sequence[str]] = None,
+        weights: Optional[np.ndarray] = None,
+        bias: Optional[np.ndarray] = None,
+        temperature: float = 1.0,
+        sparse_dim: int = 0,
+        dense_dim: int = 0,
+    ) -> None:
+        self.config = {**self.get_default_config(), **config}
+        self._model_storage = model_storage
+        self._resource = resource
+        self.classes = list(classes or [])
+        self.weights = weights
+        self.bias = bias
+        self.temperature = float(temperature)
+        self.sparse_dim = sparse_dim
+        self.dense_dim = dense_dim
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "CalibratedIntentClassifier":
+        """A new, untrained component."""
+        return cls(config, model_storage, resource)
+
+    # ------------------------------------------------------------------ features
+    def _features(self, messages: Sequence[Message]) -> scipy.sparse.csr_matrix:
+        sparse_rows, dense_rows = [], []
+        for message in messages:
+            _, sparse = message.get_sparse_features(TEXT)
+            _, dense = message.get_dense_features(TEXT)
+            sparse_rows.append(
+                scipy.sparse.csr_matrix(sparse.features) if sparse is not None
+                else scipy.sparse.csr_matrix((1, self.sparse_dim))
+            )
+            dense_rows.append(
+                np.asarray(dense.features, dtype=np.float32).reshape(1, -1) if dense is not None
+                else np.zeros((1, self.dense_dim), dtype=np.float32)
+            )
+        blocks = []
+        if sparse_rows and sparse_rows[0].shape[1]:
+            sparse_matrix = scipy.sparse.vstack(sparse_rows).tocsr().astype(np.float32)
+            sparse_matrix.data = np.log1p(sparse_matrix.data)
+            blocks.append(_unit_rows(sparse_matrix) * float(self.config["sparse_weight"]))
+        if dense_rows and dense_rows[0].shape[1]:
+            dense_matrix = np.vstack(dense_rows)
+            norms = np.linalg.norm(dense_matrix, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            blocks.append(
+                scipy.sparse.csr_matrix(dense_matrix / norms * float(self.config["dense_weight"]))
+            )
+        if not blocks:
+            raise ValueError(
+                "CalibratedIntentClassifier found no features: put a featurizer before it"
+            )
+        return scipy.sparse.hstack(blocks).tocsr()
+
+    def _fit(self, X: scipy.sparse.csr_matrix, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(
+            C=float(self.config["C"]),
+            max_iter=int(self.config["max_iter"]),
+            class_weight="balanced",
+            solver="lbfgs",
+            random_state=int(self.config["random_seed"]),
+        )
+        model.fit(X, y)
+        return model.coef_.astype(np.float32), model.intercept_.astype(np.float32)
+
+    def _calibration_split(self, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(int(self.config["random_seed"]))
+        share = float(self.config["calibration_share"])
+        held = []
+        for label in np.unique(y):
+            rows = np.flatnonzero(y == label)
+            rng.shuffle(rows)
+            take = int(round(len(rows) * share)) if len(rows) >= 5 else 0
+            held.extend(rows[:take])
+        held_mask = np.zeros(len(y), dtype=bool)
+        held_mask[held] = True
+        return np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
+
+    # ------------------------------------------------------------------ training
+    def train(self, training_data: TrainingData) -> Resource:
+        """Fit the classifier and its temperature, then persist them."""
+        examples = [e for e in training_data.intent_examples if e.get(INTENT) and e.get(TEXT)]
+        if not examples:
+            logger.debug("CalibratedIntentClassifier: no intent examples, nothing to train")
+            return self._resource
+        first_sparse = examples[0].get_sparse_features(TEXT)[1]
+        first_dense = examples[0].get_dense_features(TEXT)[1]
+        self.sparse_dim = first_sparse.features.shape[-1] if first_sparse is not None else 0
+        self.dense_dim = first_dense.features.shape[-1] if first_dense is not None else 0
+        X = self._features(examples)
+        self.classes = sorted({e.get(INTENT) for e in examples})
+        index = {name: i for i, name in enumerate(self.classes)}
+        y = np.array([index[e.get(INTENT)] for e in examples])
+
+        self.temperature = 1.0
+        if float(self.config["calibration_share"]) > 0 and len(self.classes) > 1:
+            fit_rows, held_rows = self._calibration_split(y)
+            if len(held_rows) and len(np.unique(y[fit_rows])) == len(self.classes):
+                weights, bias = self._fit(X[fit_rows], y[fit_rows])
+                logits = np.asarray(X[held_rows] @ weights.T) + bias
+                self.temperature = fit_temperature(logits, y[held_rows])
+        self.weights, self.bias = self._fit(X, y)
+        logger.debug(f"CalibratedIntentClassifier: temperature {self.temperature:.3f}")
+        self.persist()
+        return self._resource
+
+    # ------------------------------------------------------------------ inference
+    def predict_proba(self, messages: Sequence[Message]) -> np.ndarray:
+        """Calibrated probabilities, shape (len(messages), len(classes))."""
+        X = self._features(messages)
+        logits = np.asarray(X @ self.weights.T) + self.bias
+        return _softmax(logits / self.temperature)
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        """Set ``intent`` and ``intent_ranking`` on each message."""
+        if self.weights is None or not messages:
+            return messages
+        probabilities = self.predict_proba(messages)
+        limit = int(self.config["ranking_length"])
+        for message, probs in zip(messages, probabilities):
+            order = np.argsort(-probs)
+            ranking = [
+                {"name": self.classes[i], "confidence": float(probs[i])} for i in order
+            ]
+            message.set(INTENT, ranking[0], add_to_output=True)
+            message.set("intent_ranking", ranking[:limit] if limit > 0 else ranking,
+                        add_to_output=True)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        """Classify the training examples too (as Rasa's classifiers do)."""
+        self.process(training_data.training_examples)
+        return training_data
+
+    # ------------------------------------------------------------------ storage
+    def persist(self) -> None:
+        """Store the arrays and metadata in the model storage."""
+        with self._model_storage.write_to(self._resource) as directory:
+            np.savez(directory / ARRAYS_FILE, weights=self.weights, bias=self.bias)
+            (directory / META_FILE).write_text(json.dumps({
+                "classes": self.classes,
+                "temperature": self.temperature,
+                "sparse_dim": self.sparse_dim,
+                "dense_dim": self.dense_dim,
+            }))
+
+    @classmethod
+    def load(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> "CalibratedIntentClassifier":
+        """Load a trained classifier (an untrained one when nothing was stored)."""
+        try:
+            with model_storage.read_from(resource) as directory:
+                meta = json.loads((directory / META_FILE).read_text())
+                with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
+                    weights, bias = arrays["weights"], arrays["bias"]
+        except (ValueError, FileNotFoundError):
+            logger.debug("CalibratedIntentClassifier: no trained model stored, starting empty")
+            return cls.create(config, model_storage, resource, execution_context)
+        return cls(
+            config, model_storage, resource, classes=meta["classes"], weights=weights,
+            bias=bias, temperature=meta["temperature"], sparse_dim=meta["sparse_dim"],
+            dense_dim=meta["dense_dim"],
+        )
