@@ -38,6 +38,8 @@ import pytest
 import requests
 import yaml
 
+from bot.settings import get_settings
+
 from tests.conftest import PG_DATABASE, PG_HOST, PG_PORT, _in_ci, _pg_connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -346,6 +348,8 @@ class BotFactory:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "RASA_TELEMETRY_ENABLED": "false",
             "SUPPORT_VAR_DIR": str(var_dir),
+            # The embedding model stays where `make setup` put it (it is read-only data).
+            "EMBEDDING_MODEL_DIR": str(get_settings().embedding_model_dir),
             "SUPPORT_DB_URL": support_db_url,
             "ORDERS_DB_URL": orders_db_url,
             "ACTION_SERVER_URL": f"{actions_url}/webhook",

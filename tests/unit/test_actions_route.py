@@ -352,14 +352,14 @@ async def test_explicit_request_for_a_person_routes_to_an_agent_with_high_priori
 
 async def test_angry_message_routes_to_an_agent_with_raised_priority() -> None:
     events, messages = await route(
-        text="this is a fucking scam, where is my money", intent="track_refund", confidence=0.8
+        text="this is a fucking scam, where is my money", intent="track_refund", confidence=0.9
     )
 
     assert events == [
         SlotSet("route", "agent"),
         SlotSet("flow", None),
         SlotSet(
-            "triage", triage("track_refund", 0.8, "REFUND", "agent", "high", ["angry_language"])
+            "triage", triage("track_refund", 0.9, "REFUND", "agent", "high", ["angry_language"])
         ),
         SlotSet("failed_turns", 0),
     ]
