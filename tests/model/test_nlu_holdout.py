@@ -5,21 +5,14 @@ import collections
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-import yaml
+from tests.model.conftest import yaml_examples
 
 HOLDOUT = Path(__file__).resolve().parents[1] / "nlu" / "bitext_holdout.yml"
 FLOOR = 0.95
 
 
 def holdout_examples() -> List[Tuple[str, str]]:
-    data = yaml.safe_load(HOLDOUT.read_text(encoding="utf-8"))
-    examples = []
-    for block in data["nlu"]:
-        for line in block["examples"].splitlines():
-            text = line.strip()
-            if text.startswith("- "):
-                examples.append((text[2:].strip(), block["intent"]))
-    return examples
+    return yaml_examples(HOLDOUT)
 
 
 def test_holdout_accuracy_is_at_least_the_floor(parse: Callable[[str], Dict]) -> None:

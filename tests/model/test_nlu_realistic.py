@@ -5,9 +5,8 @@ import collections
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-import yaml
-
 from bot.triage import CLARIFY, load_triage
+from tests.model.conftest import yaml_examples
 
 REALISTIC = Path(__file__).resolve().parents[1] / "nlu" / "realistic.yml"
 #: The floor the product promises on realistic messages (docs/nlu.md has the measured figure).
@@ -15,13 +14,7 @@ FLOOR = 0.90
 
 
 def realistic_examples() -> List[Tuple[str, str]]:
-    data = yaml.safe_load(REALISTIC.read_text(encoding="utf-8"))
-    out = []
-    for block in data["nlu"]:
-        for line in block["examples"].splitlines():
-            if line.strip().startswith("- "):
-                out.append((line.strip()[2:].strip(), block["intent"]))
-    return out
+    return yaml_examples(REALISTIC)
 
 
 def test_realistic_accuracy_is_at_least_the_floor(parse: Callable[[str], Dict]) -> None:
