@@ -6,7 +6,9 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 RASA    := $(VENV)/bin/rasa
 MODEL   := models/support.tar.gz
-MODEL_INPUTS := config.yml domain.yml $(shell find data bot/nlu -type f \( -name '*.yml' -o -name '*.yaml' -o -name '*.md' -o -name '*.py' \) 2>/dev/null | sort)
+# What the model is trained from. triage.yml, messages.yml and the FAQ are read at run time
+# by the action server, so editing them needs no retraining.
+MODEL_INPUTS := config.yml domain.yml data/rules.yml $(shell find data/nlu bot/nlu -type f \( -name '*.yml' -o -name '*.py' \) 2>/dev/null | sort)
 export PYTHONPATH := $(CURDIR)
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export TF_CPP_MIN_LOG_LEVEL := 2

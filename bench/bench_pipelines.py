@@ -151,20 +151,6 @@ def git_state() -> Dict[str, Any]:
                            "bot").splitlines()}
 
 
-def load_test_set(path: Path) -> List[Tuple[str, str]]:
-    """(text, intent) for every ``- `` line of every intent block, in file order."""
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    examples = []
-    for block in data["nlu"]:
-        for line in block["examples"].splitlines():
-            text = line.strip()
-            if text.startswith("- "):
-                examples.append((text[2:].strip(), block["intent"]))
-    return examples
-
-
 def last_log_line(path: Path) -> str:
     """The last non-empty line (or progress-bar segment) of a log file."""
     try:
@@ -535,7 +521,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         default_cfg = work / "config-default.yml"
         default_cfg.write_text(default_text, encoding="utf-8")
         configs["default"] = default_cfg
-        tests = {name: load_test_set(path) for name, path in TEST_SETS.items()}
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from bot.nlu_runtime import yaml_examples
+
+        tests = {name: yaml_examples(path) for name, path in TEST_SETS.items()}
         tests_json = work / "tests.json"
         tests_json.write_text(json.dumps(tests), encoding="utf-8")
         meta = {

@@ -22,7 +22,6 @@ sys.path.insert(0, str(ROOT))
 
 def load(path: Path) -> Tuple[List[str], List[str]]:
     from rasa.shared.data import get_data_files
-    from rasa.shared.importers.utils import training_data_from_paths
     from rasa.shared.nlu.training_data.loading import load_data
     from rasa.shared.data import is_nlu_file
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Tuple
 
 Parsed = Dict[str, Any]
 
@@ -42,3 +42,20 @@ def load_interpreter(path: str | Path = "models") -> Callable[[str], Parsed]:
         return loop.run_until_complete(agent.parse_message(text))
 
     return parse
+
+
+def yaml_examples(path: str | Path) -> List[Tuple[str, str]]:
+    """(text, intent) pairs of a Rasa NLU YAML file without entity annotations.
+
+    Used for the held-out test sets in ``tests/nlu/`` (plain text, one ``- `` line each).
+    """
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    examples = []
+    for block in data["nlu"]:
+        for line in block["examples"].splitlines():
+            text = line.strip()
+            if text.startswith("- "):
+                examples.append((text[2:].strip(), block["intent"]))
+    return examples

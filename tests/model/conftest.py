@@ -5,10 +5,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "support.tar.gz"
@@ -32,18 +31,6 @@ def parse(model_path: Path) -> Callable[[str], Dict]:
     from bot.nlu_runtime import load_interpreter
 
     return load_interpreter(model_path)
-
-
-def yaml_examples(path: Path) -> List[Tuple[str, str]]:
-    """(text, intent) pairs of a Rasa NLU YAML file without annotations."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    examples = []
-    for block in data["nlu"]:
-        for line in block["examples"].splitlines():
-            text = line.strip()
-            if text.startswith("- "):
-                examples.append((text[2:].strip(), block["intent"]))
-    return examples
 
 
 def run_rasa(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:

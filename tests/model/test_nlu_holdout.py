@@ -5,7 +5,7 @@ import collections
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from tests.model.conftest import yaml_examples
+from bot.nlu_runtime import yaml_examples
 
 HOLDOUT = Path(__file__).resolve().parents[1] / "nlu" / "bitext_holdout.yml"
 FLOOR = 0.95

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 from bot.triage import CLARIFY, load_triage
-from tests.model.conftest import yaml_examples
+from bot.nlu_runtime import yaml_examples
 
 REALISTIC = Path(__file__).resolve().parents[1] / "nlu" / "realistic.yml"
 #: The floor the product promises on realistic messages (docs/nlu.md has the measured figure).
