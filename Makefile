@@ -54,7 +54,7 @@ $(MODEL): $(VENV)/.installed $(MODEL_INPUTS)
 	$(RASA) train --fixed-model-name support --out models
 	@touch $@
 
-run: setup train ## Start the action server and the Rasa server (Ctrl-C stops both)
+run: setup train ## Start the demo shop app, the Rasa server (with the widget channel) and the action server
 	@scripts/run.sh
 
 shell: setup train ## Chat with the bot in the terminal (starts the action server too)
@@ -63,7 +63,8 @@ shell: setup train ## Chat with the bot in the terminal (starts the action serve
 triage: setup train ## Triage messages from stdin, one JSON object per line (make triage < msgs.txt)
 	@$(PY) -m bot.triage --model $(MODEL)
 
-test: setup train ## Run every test (unit, stores on SQLite+PostgreSQL, dialogue, NLU score)
+test: setup train ## Run every test (unit, stores on SQLite+PostgreSQL, dialogue, NLU, widget channel, browser)
+	@scripts/ensure_chromium.sh
 	$(PY) -m pytest
 
 test-fast: setup ## Run the tests that need no trained model

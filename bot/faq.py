@@ -544,6 +544,11 @@ def _within_one_edit(left: str, right: str) -> bool:
     )
 
 
+def plain_text(markdown: str) -> str:
+    """An article body without Markdown markup (links keep their text)."""
+    return _plain_text(markdown)
+
+
 def _plain_text(markdown: str) -> str:
     """Markdown inline text without links targets, emphasis and code marks."""
     text = _LINK_RE.sub(r"\1", markdown)

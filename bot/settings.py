@@ -10,6 +10,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,73 @@ class Settings:
     triage_file: Path
     faq_dir: Path
     embedding_model_dir: Path
+    widget_jwt_algorithm: str
+    widget_jwt_secret: Optional[str]
+    widget_jwt_public_key: Optional[str]
+    widget_jwt_audience: Optional[str]
+    widget_jwt_issuer: Optional[str]
+    widget_jwt_leeway: float
+    widget_allowed_origins: Tuple[str, ...]
+    widget_max_message_chars: int
+    widget_max_frame_bytes: int
+    widget_rate_messages: int
+    widget_rate_window: float
+    widget_max_connections: int
+    widget_typing_interval: float
+    widget_auth_timeout: float
+    widget_token_warning: float
+    widget_public_url: str
+    demo_host: str
+    demo_port: int
+    demo_token_ttl: int
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}.") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}.") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _secret(name: str, file_default: Path) -> Optional[str]:
+    """A secret from the environment, else from ``file_default`` (written by ``make run``)."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    file_name = os.environ.get(f"{name}_FILE", "").strip()
+    path = Path(file_name) if file_name else file_default
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _pem(name: str) -> Optional[str]:
+    """A PEM key given inline or as a path to a file."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if "-----BEGIN" in value:
+        return value.replace("\\n", "\n")
+    try:
+        return Path(value).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"{name}: cannot read the key file {value!r}: {error}") from None
 
 
 def _sqlite_url(path: Path) -> str:
@@ -59,6 +127,34 @@ def get_settings() -> Settings:
         embedding_model_dir=Path(
             _env("EMBEDDING_MODEL_DIR", str(var_dir / "embeddings" / "all-MiniLM-L6-v2"))
         ).resolve(),
+        widget_jwt_algorithm=_env("WIDGET_JWT_ALGORITHM", "HS256").upper(),
+        widget_jwt_secret=_secret("WIDGET_JWT_SECRET", var_dir / "widget_jwt_secret"),
+        widget_jwt_public_key=_pem("WIDGET_JWT_PUBLIC_KEY"),
+        widget_jwt_audience=os.environ.get("WIDGET_JWT_AUDIENCE") or None,
+        widget_jwt_issuer=os.environ.get("WIDGET_JWT_ISSUER") or None,
+        widget_jwt_leeway=_float("WIDGET_JWT_LEEWAY", 30.0),
+        widget_allowed_origins=tuple(
+            origin.strip().rstrip("/")
+            for origin in _env(
+                "WIDGET_ALLOWED_ORIGINS",
+                # default: the demo shop app of `make run`
+                f"http://localhost:{_int('DEMO_PORT', 8080)},"
+                f"http://127.0.0.1:{_int('DEMO_PORT', 8080)}",
+            ).split(",")
+            if origin.strip()
+        ),
+        widget_max_message_chars=_int("WIDGET_MAX_MESSAGE_CHARS", 2000),
+        widget_max_frame_bytes=_int("WIDGET_MAX_FRAME_BYTES", 65536, minimum=1024),
+        widget_rate_messages=_int("WIDGET_RATE_MESSAGES", 20),
+        widget_rate_window=_float("WIDGET_RATE_WINDOW", 60.0, minimum=1.0),
+        widget_max_connections=_int("WIDGET_MAX_CONNECTIONS", 5),
+        widget_typing_interval=_float("WIDGET_TYPING_INTERVAL", 2.0),
+        widget_auth_timeout=_float("WIDGET_AUTH_TIMEOUT", 10.0, minimum=0.5),
+        widget_token_warning=_float("WIDGET_TOKEN_WARNING", 60.0),
+        widget_public_url=_env("WIDGET_PUBLIC_URL", "http://localhost:5005").rstrip("/"),
+        demo_host=_env("DEMO_HOST", "127.0.0.1"),
+        demo_port=_int("DEMO_PORT", 8080),
+        demo_token_ttl=_int("DEMO_TOKEN_TTL", 900, minimum=30),
     )
 
 

@@ -13,6 +13,14 @@ if [ -z "${RASA_TOKEN:-}" ]; then
   RASA_TOKEN="$(cat var/rasa_token)"
 fi
 export RASA_TOKEN
+# The widget channel verifies customer tokens signed by the shop's backend (here: the demo
+# shop app). Embedded default: a random shared secret in var/widget_jwt_secret.
+if [ -z "${WIDGET_JWT_SECRET:-}" ] && [ -z "${WIDGET_JWT_PUBLIC_KEY:-}" ]; then
+  [ -s var/widget_jwt_secret ] || .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))' > var/widget_jwt_secret
+  chmod 600 var/widget_jwt_secret var/rasa_token 2>/dev/null || true
+fi
+export DEMO_PORT="${DEMO_PORT:-8080}"
+export WIDGET_PUBLIC_URL="${WIDGET_PUBLIC_URL:-http://localhost:$RASA_PORT}"
 
 if [ "${1:-}" = "shell" ]; then
   .venv/bin/rasa run actions --actions actions --port "$ACTIONS_PORT" > var/actions.log 2>&1 &
@@ -27,6 +35,8 @@ cat <<MSG
 
   Northwind support assistant
   ---------------------------
+  Demo shop app:        http://localhost:$DEMO_PORT/  (log in as a demo customer, tap the chat button)
+  Widget channel:       $WIDGET_PUBLIC_URL/webhooks/widget/  (docs/widget-protocol.md)
   Chat (REST channel):  curl -s localhost:$RASA_PORT/webhooks/rest/webhook -d '{"sender":"me","message":"hi"}'
   Rasa HTTP API:        http://localhost:$RASA_PORT/  (token in var/rasa_token or \$RASA_TOKEN)
   Action server:        http://localhost:$ACTIONS_PORT/health

@@ -148,3 +148,24 @@ async def order_source(db_url: str) -> AsyncIterator[Any]:
         yield source
     finally:
         await source.dispose()
+
+
+# ------------------------------------------------------------ running bots
+
+
+@pytest.fixture(scope="session")
+def bot_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start real bots (see :class:`tests.servers.BotFactory`); all stop after the session."""
+    from tests.servers import BotFactory
+
+    factory = BotFactory(tmp_path_factory)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def embedded_bot(bot_factory: Any) -> Any:
+    """The bot on the embedded defaults (SQLite everywhere, in-memory lock store)."""
+    return bot_factory.start("embedded")

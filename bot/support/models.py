@@ -1,4 +1,5 @@
-"""Tables of the support database: tickets, call-backs, handoffs, audit log.
+"""Tables of the support database: tickets, call-backs, handoffs, audit log,
+and the chat conversations and messages of the widget channel.
 
 The models have their own declarative :data:`Base` (and a naming convention
 for constraints) so that Alembic migrations can target ``Base.metadata``
@@ -24,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import declarative_base
 
@@ -31,6 +33,10 @@ from bot.db import UTCDateTime
 
 __all__ = [
     "AuditLog",
+    "ChatMessage",
+    "Conversation",
+    "MESSAGE_SENDERS",
+    "MESSAGE_STATUSES",
     "Base",
     "CALLBACK_STATUSES",
     "CLOSED_TICKET_STATUSES",
@@ -51,6 +57,9 @@ TICKET_STATUSES: Tuple[str, ...] = ("open", "queued", "assigned", "resolved", "c
 CLOSED_TICKET_STATUSES: Tuple[str, ...] = ("resolved", "closed")
 CALLBACK_STATUSES: Tuple[str, ...] = ("scheduled", "cancelled", "done")
 HANDOFF_STATUSES: Tuple[str, ...] = ("queued",)
+MESSAGE_SENDERS: Tuple[str, ...] = ("customer", "bot", "agent", "system")
+MESSAGE_STATUSES: Tuple[str, ...] = ("received", "sent", "delivered", "read")
+"""Customer messages go received → delivered → read; outgoing ones sent → delivered → read."""
 
 NAMING_CONVENTION: Dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -178,3 +187,63 @@ class AuditLog(Base):
     data = Column(JSON, nullable=False)
 
     __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+
+
+class Conversation(Base):
+    """One customer's chat on a channel (the widget: one per user, over all devices).
+
+    ``conversation_id`` is the Rasa sender id (``"widget:<user id>"``); ``session``
+    counts chat sessions (``End chat`` starts the next one). ``profile`` holds the
+    verified token's profile fields, ``context`` what the app SDK last reported
+    (screen, app version, device, locale).
+    """
+
+    __tablename__ = "conversations"
+
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(String(255), nullable=False, unique=True)
+    channel = Column(String(32), nullable=False)
+    customer_id = Column(String(255), nullable=False, index=True)
+    profile = Column(JSON, nullable=False)
+    context = Column(JSON, nullable=False)
+    session = Column(Integer, nullable=False, default=1)
+    created_at = Column(UTCDateTime, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False)
+    last_message_at = Column(UTCDateTime, nullable=True)
+    ended_at = Column(UTCDateTime, nullable=True)
+
+
+class ChatMessage(Base):
+    """One message of a conversation, stored before it is acknowledged or pushed.
+
+    ``client_id`` is the id the customer's device gave the message (unique per
+    conversation: a resent message is stored once). ``payload`` is what the bot
+    received instead of ``text`` (a quick reply's ``/intent``). ``buttons`` and
+    ``extra`` (image, attachment, custom) come from bot responses.
+    """
+
+    __tablename__ = "chat_messages"
+
+    id = Column(Integer, primary_key=True)
+    conversation_pk = Column(
+        Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    )
+    session = Column(Integer, nullable=False)
+    client_id = Column(String(64), nullable=True)
+    sender = Column(String(16), nullable=False)
+    sender_name = Column(String(200), nullable=True)
+    text = Column(Text, nullable=False)
+    payload = Column(Text, nullable=True)
+    buttons = Column(JSON, nullable=True)
+    extra = Column(JSON, nullable=True)
+    status = Column(String(16), nullable=False)
+    created_at = Column(UTCDateTime, nullable=False)
+    delivered_at = Column(UTCDateTime, nullable=True)
+    read_at = Column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_in("sender", MESSAGE_SENDERS), name="sender"),
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        UniqueConstraint("conversation_pk", "client_id", name="uq_chat_messages_client_id"),
+        Index("ix_chat_messages_conversation_id", "conversation_pk", "id"),
+    )

@@ -23,6 +23,7 @@ from bot.support.models import PRIORITIES
 from tests.unit.actions_helpers import PROJECT_ROOT, domain
 
 ACTIONS_DIR = PROJECT_ROOT / "actions"
+CHANNELS_DIR = PROJECT_ROOT / "bot" / "channels"
 MESSAGES_FILE = PROJECT_ROOT / "data" / "messages.yml"
 
 
@@ -132,17 +133,18 @@ def _functions(tree: ast.Module) -> Iterator[Tuple[Optional[ast.AST], ast.Call]]
 
 def collect_uses() -> List[Use]:
     uses: List[Use] = []
-    for path in sorted(ACTIONS_DIR.glob("*.py")):
+    paths = [*sorted(ACTIONS_DIR.glob("*.py")), *sorted(CHANNELS_DIR.glob("*.py"))]
+    for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for function, call in _functions(tree):
-            if not isinstance(call.func, ast.Name) or call.func.id not in ("say", "text"):
+            if not isinstance(call.func, ast.Name) or call.func.id not in ("say", "text", "notice"):
                 continue
             position = 1 if call.func.id == "say" else 0
             if path.name == "common.py" and function is not None and getattr(
                 function, "name", ""
             ) in ("say", "text"):
                 continue  # the helpers themselves
-            where = f"actions/{path.name}:{call.lineno}"
+            where = f"{path.parent.name}/{path.name}:{call.lineno}"
             assert len(call.args) > position, f"{where}: {call.func.id}() without a key"
             keys = _KeyResolver(tree, where).resolve(call.args[position], function)
             names = {k.arg for k in call.keywords if k.arg is not None} - {"buttons"}

@@ -1,0 +1,883 @@
+"""The in-app widget channel: WebSocket live traffic plus a small REST surface.
+
+Registered in ``credentials.yml`` as ``bot.channels.widget.WidgetInput``; its
+routes live under ``/webhooks/widget/``. The protocol (frames, close codes,
+guarantees) is documented in ``docs/widget-protocol.md``; the widget bundle it
+serves is ``bot/widget/``.
+
+Flow of a customer message: verify the connection's token (done at ``hello``),
+check size and rate limits, store the message (:class:`~bot.support.chat.ChatStore`)
+and only then ``ack`` it; then, one turn per conversation at a time, hand it to
+Rasa with the customer's profile and app context as metadata, store and push
+each bot reply (:class:`WidgetOutput`), and send receipts and typing frames.
+
+Settings come from :func:`bot.settings.get_settings` (``WIDGET_*``); a
+``credentials.yml`` entry may override ``allowed_origins`` (a list) for one
+deployment. Nothing happens at import time: the store and the FAQ index are
+opened on first use.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Text, Tuple
+
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.channels.auth import AuthError, Customer, TokenVerifier
+from bot.channels.hub import Connection, Hub, RateLimiter, TooManyConnections
+from bot.support.chat import OUTGOING_SENDERS, ChatStore, MessageView, clean_context
+
+__all__ = ["WidgetInput", "WidgetOutput", "CLOSE_CODES"]
+
+logger = logging.getLogger(__name__)
+
+WIDGET_ASSETS = Path(__file__).resolve().parent.parent / "widget"
+HISTORY_PAGE = 50
+REPLAY_LIMIT = 500
+MAX_CLIENT_ID = 64
+MAX_PAYLOAD_CHARS = 500
+FAQ_RATE_PER_MINUTE = 120
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ASSETS = {"widget.js": "application/javascript", "widget.css": "text/css"}
+
+CLOSE_CODES: Dict[str, int] = {
+    "invalid_token": 4001,
+    "missing_token": 4001,
+    "auth_timeout": 4001,
+    "hello_required": 4001,
+    "token_expired": 4002,
+    "origin_not_allowed": 4003,
+    "too_many_connections": 4008,
+    "frame_too_large": 1009,
+}
+
+OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class WidgetConfig:
+    """The channel's limits and keys (from the settings)."""
+
+    allowed_origins: Tuple[str, ...]
+    max_message_chars: int
+    max_frame_bytes: int
+    rate_messages: int
+    rate_window: float
+    max_connections: int
+    typing_interval: float
+    auth_timeout: float
+    token_warning: float
+
+    def limits(self) -> Dict[str, Any]:
+        """The limits a client is told about."""
+        return {
+            "max_message_chars": self.max_message_chars,
+            "max_frame_bytes": self.max_frame_bytes,
+            "rate_messages": self.rate_messages,
+            "rate_window": self.rate_window,
+            "typing_interval": self.typing_interval,
+            "max_connections": self.max_connections,
+        }
+
+
+class _ClientError(Exception):
+    """A frame or request the channel refuses (an ``error`` frame / JSON error)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        client_id: Optional[str] = None,
+        retry_after: Optional[float] = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.client_id = client_id
+        self.retry_after = retry_after
+
+    def frame(self) -> Dict[str, Any]:
+        frame: Dict[str, Any] = {"type": "error", "code": self.code, "message": str(self)}
+        if self.client_id is not None:
+            frame["client_id"] = self.client_id
+        if self.retry_after is not None:
+            frame["retry_after"] = round(self.retry_after, 1)
+        return frame
+
+    def response(self) -> HTTPResponse:
+        body: Dict[str, Any] = {"error": {"code": self.code, "message": str(self)}}
+        if self.retry_after is not None:
+            body["error"]["retry_after"] = round(self.retry_after, 1)
+        return response.json(body, status=self.status)
+
+
+class WidgetOutput(OutputChannel):
+    """Stores each bot reply, then pushes it to the customer's open connections.
+
+    Args:
+        channel: The widget channel (its store and hub).
+    """
+
+    def __init__(self, channel: "WidgetInput") -> None:
+        self._channel = channel
+        self.sent: List[MessageView] = []
+
+    @classmethod
+    def name(cls) -> Text:
+        return "widget"
+
+    async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
+        """Store and push one bot message (text, buttons, image, attachment, custom)."""
+        text = message.get("text") or ""
+        buttons = message.get("buttons") or message.get("quick_replies")
+        extra = {
+            key: message[key]
+            for key in ("image", "attachment", "custom", "elements")
+            if message.get(key)
+        }
+        if not text and not buttons and not extra:
+            return
+        chat = await self._channel.chat()
+        try:
+            view = await chat.do_store_outgoing(
+                recipient_id, "bot", text, buttons=buttons, extra=extra or None
+            )
+        except LookupError:
+            logger.warning("No widget conversation %s; bot message dropped.", recipient_id)
+            return
+        self.sent.append(view)
+        await self._channel.hub.push(recipient_id, {"type": "message", "message": view.to_wire()})
+
+
+class WidgetInput(InputChannel):
+    """The widget channel (see the module docstring and ``docs/widget-protocol.md``).
+
+    Args:
+        verifier: Verifies customer tokens.
+        config: Limits and allowed origins.
+        support_db_url: Where conversations and messages are stored.
+    """
+
+    def __init__(self, verifier: TokenVerifier, config: WidgetConfig, support_db_url: str) -> None:
+        self._verifier = verifier
+        self.config = config
+        self._support_db_url = support_db_url
+        self._chat: Optional[ChatStore] = None
+        self._chat_lock: Optional[asyncio.Lock] = None
+        self.hub = Hub(config.max_connections, config.rate_messages, config.rate_window)
+        self._faq_limiter = RateLimiter(FAQ_RATE_PER_MINUTE, 60.0)
+        self._inflight: set = set()
+        self.typing_events: Deque[Tuple[str, str, float]] = collections.deque(maxlen=1000)
+        """Customer typing events that passed the rate limit: (conversation, state, time)."""
+        self._app: Any = None
+        self._on_new_message: Optional[OnNewMessage] = None
+
+    @classmethod
+    def name(cls) -> Text:
+        return "widget"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "WidgetInput":
+        """Build the channel from the settings; ``credentials.yml`` may set ``allowed_origins``.
+
+        Raises:
+            ValueError: When no usable token key is configured.
+        """
+        from bot.settings import get_settings
+
+        settings = get_settings()
+        credentials = credentials or {}
+        origins = credentials.get("allowed_origins") or settings.widget_allowed_origins
+        if isinstance(origins, str):
+            origins = origins.split(",")
+        key = (
+            settings.widget_jwt_public_key
+            if settings.widget_jwt_algorithm == "RS256"
+            else settings.widget_jwt_secret
+        )
+        verifier = TokenVerifier(
+            settings.widget_jwt_algorithm,
+            key or "",
+            audience=settings.widget_jwt_audience,
+            issuer=settings.widget_jwt_issuer,
+            leeway=settings.widget_jwt_leeway,
+        )
+        config = WidgetConfig(
+            allowed_origins=tuple(str(o).strip().rstrip("/") for o in origins if str(o).strip()),
+            max_message_chars=settings.widget_max_message_chars,
+            max_frame_bytes=settings.widget_max_frame_bytes,
+            rate_messages=settings.widget_rate_messages,
+            rate_window=settings.widget_rate_window,
+            max_connections=settings.widget_max_connections,
+            typing_interval=settings.widget_typing_interval,
+            auth_timeout=settings.widget_auth_timeout,
+            token_warning=settings.widget_token_warning,
+        )
+        return cls(verifier, config, settings.support_db_url)
+
+    def get_output_channel(self) -> OutputChannel:
+        """Replies Rasa sends on its own (reminders, external events) reach the widget too."""
+        return WidgetOutput(self)
+
+    def get_metadata(self, request: Request) -> Optional[Dict[Text, Any]]:
+        """Metadata comes from the verified token and stored context, not the request."""
+        return None
+
+    # ------------------------------------------------------------------ store
+
+    async def chat(self) -> ChatStore:
+        """The chat store, opened (and its schema created) on first use."""
+        if self._chat is not None:
+            return self._chat
+        if self._chat_lock is None:
+            self._chat_lock = asyncio.Lock()
+        async with self._chat_lock:
+            if self._chat is None:
+                store = ChatStore.from_url(self._support_db_url)
+                await store.create_schema()
+                self._chat = store
+        return self._chat
+
+    # -------------------------------------------------------------- blueprint
+
+    def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+        """The Sanic blueprint with the WebSocket, REST and asset routes."""
+        self._on_new_message = on_new_message
+        bp = Blueprint("widget_webhook", __name__)
+
+        @bp.listener("before_server_start")
+        async def _configure(app: Any, _loop: Any) -> None:
+            self._app = app
+            # Frames above the limit are refused by the WebSocket layer (close 1009).
+            app.config.WEBSOCKET_MAX_SIZE = self.config.max_frame_bytes
+
+        @bp.listener("before_server_stop")
+        async def _shutdown(_app: Any, _loop: Any) -> None:
+            for connection in list(self.hub.all_connections()):
+                await connection.close(1001, "server_going_away")
+            for task in list(self.hub.tasks):
+                task.cancel()
+            if self._chat is not None:
+                await self._chat.dispose()
+
+        @bp.middleware("response")
+        async def _cors_headers(request: Request, resp: Any) -> None:
+            # Rasa's CORS extension answers every preflight (OPTIONS) itself, before
+            # any route; this adds our allow-list's headers to that answer as well.
+            if resp is not None and request.method == "OPTIONS":
+                self._cors(request, resp)
+
+        @bp.route("/", methods=["GET"])
+        async def health(_request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @bp.route("/config", methods=["GET"])
+        async def config(_request: Request) -> HTTPResponse:
+            return response.json({"limits": self.config.limits(), "close_codes": CLOSE_CODES})
+
+        @bp.route("/<asset:(widget\\.js|widget\\.css)>", methods=["GET"])
+        async def asset(_request: Request, asset: str) -> HTTPResponse:
+            path = WIDGET_ASSETS / asset
+            if not path.is_file():
+                return _ClientError("not_found", f"{asset} is missing.", 404).response()
+            return await response.file(
+                path,
+                mime_type=_ASSETS[asset],
+                headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+            )
+
+        @bp.route("/history", methods=["GET", "OPTIONS"])
+        async def history(request: Request) -> HTTPResponse:
+            return await self._rest(request, self._history)
+
+        @bp.route("/session/end", methods=["POST", "OPTIONS"])
+        async def end_session(request: Request) -> HTTPResponse:
+            return await self._rest(request, self._end_rest)
+
+        @bp.route("/faq/search", methods=["GET", "OPTIONS"])
+        async def faq_search(request: Request) -> HTTPResponse:
+            return await self._rest(request, self._faq_search, anonymous=True)
+
+        @bp.route("/faq/articles/<article_id>", methods=["GET", "OPTIONS"])
+        async def faq_article(request: Request, article_id: str) -> HTTPResponse:
+            return await self._rest(
+                request, lambda r, c: self._faq_article(article_id), anonymous=True
+            )
+
+        @bp.websocket("/ws")
+        async def websocket(request: Request, ws: Any) -> None:
+            await self._serve_socket(request, ws)
+
+        return bp
+
+    # ------------------------------------------------------------------- REST
+
+    def _origin_allowed(self, origin: Optional[str]) -> bool:
+        return origin is None or origin.rstrip("/") in self.config.allowed_origins
+
+    def _cors(self, request: Request, resp: HTTPResponse) -> HTTPResponse:
+        origin = request.headers.get("origin")
+        if origin and self._origin_allowed(origin):
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            resp.headers["Access-Control-Max-Age"] = "600"
+            resp.headers["Vary"] = "Origin"
+        return resp
+
+    async def _rest(
+        self,
+        request: Request,
+        handler: Callable[[Request, Optional[Customer]], Awaitable[Any]],
+        anonymous: bool = False,
+    ) -> HTTPResponse:
+        try:
+            if not self._origin_allowed(request.headers.get("origin")):
+                raise _ClientError("origin_not_allowed", "This origin may not use the chat.", 403)
+            if request.method == "OPTIONS":
+                return self._cors(request, response.empty())
+            header = request.headers.get("authorization")
+            customer: Optional[Customer] = None
+            if header or not anonymous:
+                try:
+                    customer = self._verifier.verify(header)
+                except AuthError as error:
+                    raise _ClientError(error.code, str(error), 401) from None
+            body = await handler(request, customer)
+            return self._cors(request, response.json(body))
+        except _ClientError as error:
+            return self._cors(request, error.response())
+        except Exception:  # noqa: BLE001 - logged; the client gets a clean 500
+            logger.exception("Widget REST request %s failed", request.path)
+            return self._cors(
+                request,
+                _ClientError("server_error", "Something went wrong on our side.", 500).response(),
+            )
+
+    async def _history(self, request: Request, customer: Optional[Customer]) -> Dict[str, Any]:
+        assert customer is not None
+        before = _optional_int(request.args.get("before"), "before")
+        limit = _optional_int(request.args.get("limit"), "limit") or HISTORY_PAGE
+        if not 1 <= limit <= 100:
+            raise _ClientError("bad_request", "limit must be between 1 and 100.")
+        messages, has_more = await (await self.chat()).history(
+            customer.conversation_id, before, limit
+        )
+        return {"messages": [m.to_wire() for m in messages], "has_more": has_more}
+
+    async def _end_rest(self, _request: Request, customer: Optional[Customer]) -> Dict[str, Any]:
+        assert customer is not None
+        session = await self._end_session(customer)
+        return {"session": session}
+
+    async def _faq_search(self, request: Request, customer: Optional[Customer]) -> Dict[str, Any]:
+        key = customer.user_id if customer else f"ip:{request.remote_addr or request.ip}"
+        retry = self._faq_limiter.check(key)
+        if retry:
+            raise _ClientError("rate_limited", "Too many searches.", 429, retry_after=retry)
+        query = (request.args.get("q") or "").strip()
+        limit = _optional_int(request.args.get("limit"), "limit") or 5
+        if len(query) > 500:
+            raise _ClientError("too_large", "The search text is too long.", 413)
+        if not query:
+            return {"query": query, "results": []}
+        index = await _faq_index()
+        hits = index.search(query, limit=max(1, min(limit, 10)))
+        return {
+            "query": query,
+            "results": [
+                {
+                    "id": hit.article.id,
+                    "title": hit.article.title,
+                    "summary": hit.article.summary,
+                    "snippet": hit.snippet,
+                    "score": round(hit.score, 3),
+                }
+                for hit in hits
+            ],
+        }
+
+    async def _faq_article(self, article_id: str) -> Dict[str, Any]:
+        from bot.faq import plain_text
+
+        index = await _faq_index()
+        article = index.get(article_id)
+        if article is None:
+            raise _ClientError("not_found", f"No article {article_id!r}.", 404)
+        return {
+            "id": article.id,
+            "title": article.title,
+            "summary": article.summary,
+            "body": plain_text(article.body),
+            "buttons": [dict(b) for b in article.buttons],
+        }
+
+    # -------------------------------------------------------------- WebSocket
+
+    async def _serve_socket(self, request: Request, ws: Any) -> None:
+        self._app = self._app or request.app
+        if not self._origin_allowed(request.headers.get("origin")):
+            await _close(ws, "origin_not_allowed")
+            return
+        try:
+            raw = await ws.recv(timeout=self.config.auth_timeout)
+        except Exception:  # noqa: BLE001 - the client went away before saying hello
+            return
+        if raw is None:
+            await _close(ws, "auth_timeout")
+            return
+        hello = _decode(raw)
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            await _send_raw(ws, _ClientError("hello_required", "Send hello first.").frame())
+            await _close(ws, "hello_required")
+            return
+        try:
+            customer = self._verifier.verify(hello.get("token"))
+        except AuthError as error:
+            await _send_raw(ws, {"type": "error", "code": error.code, "message": str(error)})
+            await _close(ws, error.code)
+            return
+        try:
+            context = clean_context(hello.get("context"))
+        except ValueError:
+            context = {}
+        chat = await self.chat()
+        conversation = await chat.do_open_conversation(
+            customer.conversation_id,
+            customer.user_id,
+            "widget",
+            profile=customer.profile,
+            context=context or None,
+        )
+        connection = Connection(
+            ws, customer.user_id, customer.conversation_id, customer.expires_at, customer=customer
+        )
+        try:
+            self.hub.register(connection)
+        except TooManyConnections as error:
+            await _send_raw(ws, {"type": "error", "code": "too_many_connections",
+                                 "message": str(error)})
+            await _close(ws, "too_many_connections")
+            return
+        watcher = self.hub.spawn(self._watch_token(connection))
+        try:
+            await connection.send(
+                {
+                    "type": "welcome",
+                    "conversation_id": customer.conversation_id,
+                    "user": {"id": customer.user_id, "name": customer.profile.get("name")},
+                    "expires_at": int(customer.expires_at),
+                    "session": conversation.session,
+                    "limits": self.config.limits(),
+                }
+            )
+            await self._replay(connection, hello.get("after"))
+            while not connection.closed:
+                raw = await ws.recv()
+                if raw is None:
+                    continue
+                if len(raw) > self.config.max_frame_bytes:
+                    await connection.close(1009, "frame_too_large")
+                    break
+                await self._on_frame(connection, raw)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - closed sockets end up here
+            if not _is_closed_error(error):
+                logger.exception("Widget connection %s failed", connection.id)
+                await connection.close(1011, "server_error")
+        finally:
+            watcher.cancel()
+            self.hub.unregister(connection)
+
+    async def _replay(self, connection: Connection, after: Any) -> None:
+        chat = await self.chat()
+        if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
+            messages = await chat.messages_after(connection.conversation_id, after, REPLAY_LIMIT)
+        else:
+            messages, _ = await chat.history(connection.conversation_id, None, HISTORY_PAGE)
+        for message in messages:
+            await connection.send({"type": "message", "message": message.to_wire()})
+
+    async def _watch_token(self, connection: Connection) -> None:
+        """Warn before the token expires; close with 4002 when it was not refreshed."""
+        warned_for = 0.0
+        while not connection.closed:
+            remaining = connection.expires_at - time.time()
+            if remaining <= 0:
+                await connection.send(
+                    {"type": "error", "code": "token_expired", "message": "The token expired."}
+                )
+                await connection.close(CLOSE_CODES["token_expired"], "token_expired")
+                return
+            if remaining <= self.config.token_warning and warned_for != connection.expires_at:
+                warned_for = connection.expires_at
+                await connection.send(
+                    {"type": "token_expiring", "expires_at": int(connection.expires_at)}
+                )
+            wait = remaining - self.config.token_warning if warned_for != connection.expires_at \
+                else remaining
+            await asyncio.sleep(max(0.05, min(wait, 30.0)))
+
+    async def _on_frame(self, connection: Connection, raw: Any) -> None:
+        frame = _decode(raw)
+        if not isinstance(frame, dict):
+            await connection.send(
+                _ClientError("malformed_frame", "Frames must be JSON objects.").frame()
+            )
+            return
+        kind = frame.get("type")
+        handler = {
+            "message": self._on_message,
+            "typing": self._on_typing,
+            "delivered": self._on_delivered,
+            "read": self._on_read,
+            "history": self._on_history,
+            "context": self._on_context,
+            "auth": self._on_auth,
+            "end": self._on_end,
+            "ping": self._on_ping,
+        }.get(kind if isinstance(kind, str) else "")
+        if handler is None:
+            await connection.send(
+                _ClientError("unknown_type", f"Unknown frame type {kind!r}.").frame()
+            )
+            return
+        try:
+            await handler(connection, frame)
+        except _ClientError as error:
+            await connection.send(error.frame())
+        except Exception:  # noqa: BLE001 - one bad frame must not end the chat
+            logger.exception("Widget frame %r failed", kind)
+            await connection.send(
+                _ClientError("server_error", "Something went wrong on our side.").frame()
+            )
+
+    async def _on_message(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        client_id = frame.get("client_id")
+        if not isinstance(client_id, str) or not _CLIENT_ID_RE.match(client_id):
+            raise _ClientError(
+                "bad_request", "client_id must be 1-64 characters of A-Za-z0-9_.:-."
+            )
+        text = frame.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise _ClientError("bad_request", "text must be a non-empty string.", client_id=client_id)
+        text = text.strip()
+        if len(text) > self.config.max_message_chars:
+            raise _ClientError(
+                "too_large",
+                f"Messages can have at most {self.config.max_message_chars} characters.",
+                413,
+                client_id=client_id,
+            )
+        payload = frame.get("payload")
+        if payload is not None and (
+            not isinstance(payload, str)
+            or not payload.startswith("/")
+            or len(payload) > MAX_PAYLOAD_CHARS
+        ):
+            raise _ClientError(
+                "bad_request", "payload must be a quick reply's /intent.", client_id=client_id
+            )
+        chat = await self.chat()
+        retry = self.hub.message_limiter.check(connection.user_id)
+        if retry and not await chat.find_customer_message(connection.conversation_id, client_id):
+            # Over the limit and not a resend of a stored message: refused, not stored.
+            raise _ClientError(
+                "rate_limited",
+                f"At most {self.config.rate_messages} messages per "
+                f"{self.config.rate_window:g} s; this one was not sent.",
+                429,
+                client_id=client_id,
+                retry_after=retry,
+            )
+        result = await chat.do_store_customer_message(
+            connection.conversation_id, client_id, text, payload
+        )
+        message = result.message
+        await connection.send(
+            {
+                "type": "ack",
+                "client_id": client_id,
+                "message": message.to_wire(),
+                "duplicate": result.duplicate,
+            }
+        )
+        if result.duplicate:
+            if message.status != "received" or message.id in self._inflight:
+                return  # already handed to the bot (or on its way): answered once
+        else:
+            await self.hub.push(
+                connection.conversation_id,
+                {"type": "message", "message": message.to_wire()},
+                exclude=connection,
+            )
+        self._inflight.add(message.id)
+        customer = connection.customer
+        self.hub.spawn(self._turn(customer, message))
+
+    async def _turn(self, customer: Customer, message: MessageView) -> None:
+        """Hand one stored customer message to the bot, in order, and deliver the replies."""
+        conversation_id = customer.conversation_id
+        try:
+            async with self.hub.turn_lock(conversation_id):
+                chat = await self.chat()
+                delivered = await chat.do_mark(conversation_id, "delivered", ids=[message.id])
+                if delivered:
+                    await self.hub.push(
+                        conversation_id,
+                        {"type": "receipt", "ids": delivered, "status": "delivered"},
+                    )
+                output = WidgetOutput(self)
+                await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
+                                                      "state": "start"})
+                failed = False
+                try:
+                    await self._handle(
+                        customer, message.payload or message.text, output,
+                        message_id=f"widget-{message.id}",
+                    )
+                except Exception:  # noqa: BLE001 - logged; the customer is told below
+                    logger.exception("The bot failed on message %s", message.id)
+                    failed = True
+                await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
+                                                      "state": "stop"})
+                if output.sent:
+                    read = await chat.do_mark(conversation_id, "read", ids=[message.id])
+                    if read:
+                        await self.hub.push(
+                            conversation_id, {"type": "receipt", "ids": read, "status": "read"}
+                        )
+                elif failed or not await self._paused(conversation_id):
+                    await self._bot_unavailable(conversation_id, message)
+        finally:
+            self._inflight.discard(message.id)
+
+    async def _handle(
+        self, customer: Customer, text: str, output: OutputChannel, message_id: Optional[str] = None
+    ) -> None:
+        chat = await self.chat()
+        conversation = await chat.get_conversation(customer.conversation_id)
+        context = {
+            key: customer.profile[key]
+            for key in ("app_version", "device", "locale")
+            if key in customer.profile
+        }
+        context.update(conversation.context)
+        metadata = {"customer": customer.metadata_customer(), "context": context,
+                    "channel": "widget"}
+        assert self._on_new_message is not None
+        await self._on_new_message(
+            UserMessage(
+                text,
+                output,
+                customer.conversation_id,
+                input_channel=self.name(),
+                message_id=message_id,
+                metadata=metadata,
+            )
+        )
+
+    async def _paused(self, conversation_id: str) -> bool:
+        agent = getattr(getattr(self._app, "ctx", None), "agent", None)
+        store = getattr(agent, "tracker_store", None)
+        if store is None:
+            return False
+        try:
+            tracker = await store.retrieve(conversation_id)
+        except Exception:  # noqa: BLE001 - unknown: treat as not paused
+            logger.exception("Could not read the tracker of %s", conversation_id)
+            return False
+        return bool(tracker is not None and tracker.is_paused())
+
+    async def _bot_unavailable(self, conversation_id: str, message: MessageView) -> None:
+        chat = await self.chat()
+        stored = await chat.do_store_outgoing(
+            conversation_id, "system", notice("widget_bot_unavailable")
+        )
+        await self.hub.push(conversation_id, {"type": "message", "message": stored.to_wire()})
+        await self.hub.push(
+            conversation_id,
+            _ClientError(
+                "bot_unavailable",
+                "The assistant could not answer this message.",
+                client_id=message.client_id,
+            ).frame(),
+        )
+
+    async def _on_typing(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        state = frame.get("state")
+        if state not in ("start", "stop"):
+            raise _ClientError("bad_request", "typing.state must be start or stop.")
+        now = time.monotonic()
+        if state == "start" and now - connection.last_typing < self.config.typing_interval:
+            return  # rate-limited: dropped
+        connection.last_typing = now if state == "start" else 0.0
+        self.typing_events.append((connection.conversation_id, state, time.time()))
+
+    async def _on_delivered(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        ids = frame.get("ids")
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise _ClientError("bad_request", "delivered.ids must be a list of message ids.")
+        await (await self.chat()).do_mark(
+            connection.conversation_id, "delivered", ids=ids[:500], senders=OUTGOING_SENDERS
+        )
+
+    async def _on_read(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        up_to = frame.get("up_to")
+        if not isinstance(up_to, int) or isinstance(up_to, bool):
+            raise _ClientError("bad_request", "read.up_to must be a message id.")
+        await (await self.chat()).do_mark(
+            connection.conversation_id, "read", up_to=up_to, senders=OUTGOING_SENDERS
+        )
+
+    async def _on_history(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        before, limit = frame.get("before"), frame.get("limit", HISTORY_PAGE)
+        if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
+            raise _ClientError("bad_request", "history.before must be a message id or null.")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+            raise _ClientError("bad_request", "history.limit must be between 1 and 100.")
+        messages, has_more = await (await self.chat()).history(
+            connection.conversation_id, before, limit
+        )
+        await connection.send(
+            {"type": "history", "messages": [m.to_wire() for m in messages], "has_more": has_more}
+        )
+
+    async def _on_context(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        try:
+            context = clean_context(frame.get("context"))
+        except ValueError as error:
+            raise _ClientError("bad_request", str(error)) from None
+        await (await self.chat()).do_update_context(connection.conversation_id, context)
+
+    async def _on_auth(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        try:
+            customer = self._verifier.verify(frame.get("token"))
+        except AuthError as error:
+            raise _ClientError(error.code, str(error), 401) from None
+        if customer.user_id != connection.user_id:
+            await connection.send(
+                _ClientError("invalid_token", "The new token names another user.").frame()
+            )
+            await connection.close(CLOSE_CODES["invalid_token"], "invalid_token")
+            return
+        connection.expires_at = customer.expires_at
+        connection.customer = customer
+        await connection.send({"type": "auth_ok", "expires_at": int(customer.expires_at)})
+
+    async def _on_end(self, connection: Connection, _frame: Dict[str, Any]) -> None:
+        await self._end_session(connection.customer)
+
+    async def _on_ping(self, connection: Connection, _frame: Dict[str, Any]) -> None:
+        await connection.send({"type": "pong"})
+
+    async def _end_session(self, customer: Customer) -> int:
+        """End the chat session; returns the new session number."""
+        conversation_id = customer.conversation_id
+        chat = await self.chat()
+        await chat.do_open_conversation(
+            conversation_id, customer.user_id, "widget", profile=customer.profile
+        )
+        async with self.hub.turn_lock(conversation_id):
+            paused = await self._paused(conversation_id)
+            conversation, notice = await chat.do_end_session(
+                conversation_id,
+                f"customer:{customer.user_id}",
+                notice("widget_session_ended"),
+            )
+            await self.hub.push(conversation_id, {"type": "message", "message": notice.to_wire()})
+            output = WidgetOutput(self)
+            try:
+                if paused:  # a handed-off chat: only /restart un-pauses Rasa
+                    await self._handle(customer, "/restart", output)
+                await self._handle(customer, "/session_start", output)
+            except Exception:  # noqa: BLE001 - the session is ended in our store anyway
+                logger.exception("Could not start a new bot session for %s", conversation_id)
+            await self.hub.push(
+                conversation_id, {"type": "session_ended", "session": conversation.session}
+            )
+            return conversation.session
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def notice(key: str) -> str:
+    """A notice text from ``data/messages.yml`` (designers edit it; reloaded on change)."""
+    from bot.messages import load_messages
+
+    return load_messages().text(key)
+
+
+def _decode(raw: Any) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def _optional_int(value: Any, name: str) -> Optional[int]:
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _ClientError("bad_request", f"{name} must be an integer.") from None
+
+
+async def _send_raw(ws: Any, frame: Dict[str, Any]) -> None:
+    try:
+        await ws.send(json.dumps(frame))
+    except Exception:  # noqa: BLE001 - the client is gone
+        pass
+
+
+async def _close(ws: Any, reason: str) -> None:
+    try:
+        await ws.close(code=CLOSE_CODES[reason], reason=reason)
+    except Exception:  # noqa: BLE001 - the client is gone
+        pass
+
+
+def _is_closed_error(error: BaseException) -> bool:
+    name = type(error).__name__
+    return name.startswith("ConnectionClosed") or name in ("WebsocketClosed",)
+
+
+_FAQ_CACHE: Dict[str, Any] = {}
+
+
+async def _faq_index() -> Any:
+    """The FAQ index, reloaded (in a worker thread) when an article file changes."""
+    from bot.faq import FaqIndex
+    from bot.settings import get_settings
+
+    directory = get_settings().faq_dir
+
+    def signature() -> tuple:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.md")))
+
+    current = await asyncio.to_thread(signature)
+    if _FAQ_CACHE.get("signature") != current:
+        _FAQ_CACHE["index"] = await asyncio.to_thread(FaqIndex.load, directory)
+        _FAQ_CACHE["signature"] = current
+    return _FAQ_CACHE["index"]

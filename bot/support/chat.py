@@ -1,0 +1,588 @@
+"""The chat store: conversations and messages of the widget channel.
+
+Every message (customer, bot, agent, system) is written here **before** it is
+acknowledged to the customer or pushed to their devices, so a restart of the
+app, of the server, or a second device shows the same conversation.
+
+Like :mod:`bot.support.ops`, each state change is a ``do_*`` coroutine that runs
+in one new transaction. Conversation-level changes (``conversation.created``,
+``conversation.session_ended``) write an audit row and notify listeners after
+the commit; individual messages and their delivery status do not get audit rows
+(the message table is itself the record), but listeners still hear of stored
+messages (``message.stored``) after the commit, which is how the agent console
+will learn of them.
+
+Example::
+
+    chat = ChatStore.from_url("sqlite:///var/support.db")
+    await chat.create_schema()
+    conv = await chat.do_open_conversation("widget:cust-anna", "cust-anna", "widget")
+    stored = await chat.do_store_customer_message(conv.conversation_id, "c-1", "hi")
+    await chat.dispose()
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import db
+from bot.support.models import MESSAGE_SENDERS, AuditLog, Base, ChatMessage, Conversation
+from bot.support.ops import Listener
+
+__all__ = [
+    "ChatStore",
+    "ConversationView",
+    "MessageView",
+    "StoredMessage",
+    "MAX_CONTEXT_KEYS",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_CONTEXT_KEYS = 20
+MAX_CONTEXT_VALUE_CHARS = 200
+MAX_BUTTONS = 12
+OUTGOING_SENDERS: Tuple[str, ...] = ("bot", "agent", "system")
+_RANK = {"received": 0, "sent": 0, "delivered": 1, "read": 2}
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """A conversation as read from the database."""
+
+    id: int
+    conversation_id: str
+    channel: str
+    customer_id: str
+    profile: Dict[str, Any]
+    context: Dict[str, Any]
+    session: int
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: Optional[datetime]
+    ended_at: Optional[datetime]
+
+    @classmethod
+    def from_row(cls, row: Conversation) -> "ConversationView":
+        return cls(
+            id=row.id,
+            conversation_id=row.conversation_id,
+            channel=row.channel,
+            customer_id=row.customer_id,
+            profile=copy.deepcopy(dict(row.profile or {})),
+            context=copy.deepcopy(dict(row.context or {})),
+            session=row.session,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            last_message_at=row.last_message_at,
+            ended_at=row.ended_at,
+        )
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """A stored message; :meth:`to_wire` is its shape in the widget protocol."""
+
+    id: int
+    conversation_id: str
+    session: int
+    client_id: Optional[str]
+    sender: str
+    sender_name: Optional[str]
+    text: str
+    payload: Optional[str]
+    buttons: List[Dict[str, str]]
+    extra: Dict[str, Any]
+    status: str
+    created_at: datetime
+    delivered_at: Optional[datetime]
+    read_at: Optional[datetime]
+
+    @classmethod
+    def from_row(cls, row: ChatMessage, conversation_id: str) -> "MessageView":
+        return cls(
+            id=row.id,
+            conversation_id=conversation_id,
+            session=row.session,
+            client_id=row.client_id,
+            sender=row.sender,
+            sender_name=row.sender_name,
+            text=row.text,
+            payload=row.payload,
+            buttons=copy.deepcopy(list(row.buttons or [])),
+            extra=copy.deepcopy(dict(row.extra or {})),
+            status=row.status,
+            created_at=row.created_at,
+            delivered_at=row.delivered_at,
+            read_at=row.read_at,
+        )
+
+    def to_wire(self) -> Dict[str, Any]:
+        """The message object of ``docs/widget-protocol.md``."""
+        wire: Dict[str, Any] = {
+            "id": self.id,
+            "client_id": self.client_id,
+            "sender": self.sender,
+            "sender_name": self.sender_name,
+            "text": self.text,
+            "buttons": self.buttons,
+            "status": self.status,
+            "session": self.session,
+            "created_at": _iso(self.created_at),
+        }
+        if self.extra:
+            wire["extra"] = self.extra
+        return wire
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """Result of :meth:`ChatStore.do_store_customer_message`."""
+
+    message: MessageView
+    duplicate: bool
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def clean_context(context: Any) -> Dict[str, Any]:
+    """Keep at most 20 scalar entries of an app-context object, strings cut to 200 chars.
+
+    Raises:
+        ValueError: If ``context`` is not an object.
+    """
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping):
+        raise ValueError("context must be an object.")
+    clean: Dict[str, Any] = {}
+    for key, value in context.items():
+        if len(clean) >= MAX_CONTEXT_KEYS:
+            break
+        if not isinstance(key, str) or not key.strip() or len(key) > 64:
+            continue
+        if isinstance(value, str):
+            clean[key] = value[:MAX_CONTEXT_VALUE_CHARS]
+        elif isinstance(value, (bool, int, float)) and value == value:  # not NaN
+            clean[key] = value
+    return clean
+
+
+def clean_buttons(buttons: Any) -> List[Dict[str, str]]:
+    """Keep the ``title``/``payload`` of well-formed buttons (at most 12)."""
+    clean: List[Dict[str, str]] = []
+    for button in buttons or []:
+        if not isinstance(button, Mapping):
+            continue
+        title, payload = button.get("title"), button.get("payload")
+        if isinstance(title, str) and title.strip():
+            clean.append(
+                {"title": title.strip()[:200], "payload": str(payload or title)[:500]}
+            )
+        if len(clean) >= MAX_BUTTONS:
+            break
+    return clean
+
+
+class ChatStore:
+    """Conversations and messages over an async engine.
+
+    Args:
+        engine: The engine to use; the store owns it (see :meth:`dispose`).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = db.session_factory(engine)
+        self._listeners: List[Listener] = []
+
+    @classmethod
+    def from_url(cls, url: str) -> "ChatStore":
+        """Create a store for a database URL (sync- or async-style)."""
+        return cls(db.make_engine(url))
+
+    async def create_schema(self) -> None:
+        """Create the support tables if they do not exist (idempotent)."""
+        await db.create_all(self._engine, Base.metadata)
+
+    async def dispose(self) -> None:
+        """Close all pooled connections."""
+        await self._engine.dispose()
+
+    def add_listener(self, callback: Listener) -> None:
+        """Register ``async def callback(event, payload)``, run after each commit."""
+        self._listeners.append(callback)
+
+    async def _notify(self, event: str, payload: Dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                await listener(event, payload)
+            except Exception:  # noqa: BLE001 - a listener must not break the chat
+                logger.exception("Chat listener %r failed for event %s", listener, event)
+
+    # ---------------------------------------------------------- conversations
+
+    async def do_open_conversation(
+        self,
+        conversation_id: str,
+        customer_id: str,
+        channel: str,
+        profile: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+    ) -> ConversationView:
+        """Return the conversation, creating it (audit ``conversation.created``) if new.
+
+        The profile is replaced by the given one (the token is the source of
+        truth); a non-empty ``context`` replaces the stored context.
+        """
+        profile_ = dict(profile or {})
+        context_ = clean_context(context)
+        now = db.utcnow()
+        created = False
+        try:
+            async with db.write_session(self._sessions) as session:
+                row = await _conversation(session, conversation_id)
+                if row is None:
+                    created = True
+                    row = Conversation(
+                        conversation_id=conversation_id,
+                        channel=channel,
+                        customer_id=customer_id,
+                        profile=profile_,
+                        context=context_,
+                        session=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    session.add(row)
+                    await session.flush()
+                    audit = AuditLog(
+                        at=now,
+                        actor=f"customer:{customer_id}",
+                        action="conversation.created",
+                        object_type="conversation",
+                        object_id=conversation_id,
+                        data={"channel": channel, "customer_id": customer_id},
+                    )
+                    session.add(audit)
+                else:
+                    if row.profile != profile_ or (context_ and row.context != context_):
+                        row.profile = profile_
+                        if context_:
+                            row.context = context_
+                        row.updated_at = now
+                view = ConversationView.from_row(row)
+        except IntegrityError:  # created concurrently by another connection
+            return await self.get_conversation(conversation_id)
+        if created:
+            await self._notify(
+                "conversation.created", {"actor": f"customer:{customer_id}", "conversation": view}
+            )
+        return view
+
+    async def get_conversation(self, conversation_id: str) -> ConversationView:
+        """The conversation with this id.
+
+        Raises:
+            LookupError: If there is none.
+        """
+        async with db.read_session(self._sessions) as session:
+            row = await _conversation(session, conversation_id)
+            if row is None:
+                raise LookupError(f"No conversation {conversation_id}.")
+            return ConversationView.from_row(row)
+
+    async def do_update_context(
+        self, conversation_id: str, context: Mapping[str, Any]
+    ) -> ConversationView:
+        """Replace the conversation's app context (no audit row: descriptive data)."""
+        context_ = clean_context(context)
+        async with db.write_session(self._sessions) as session:
+            row = await _require_conversation(session, conversation_id)
+            if row.context != context_:
+                row.context = context_
+                row.updated_at = db.utcnow()
+            return ConversationView.from_row(row)
+
+    async def do_end_session(
+        self, conversation_id: str, actor: str, notice: str = "Chat ended"
+    ) -> Tuple[ConversationView, MessageView]:
+        """End the current chat session: a system notice, then the next session number.
+
+        Audit action ``conversation.session_ended``.
+        """
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            row = await _require_conversation(session, conversation_id)
+            ended = row.session
+            message = ChatMessage(
+                conversation_pk=row.id,
+                session=ended,
+                sender="system",
+                text=notice,
+                status="sent",
+                created_at=now,
+            )
+            session.add(message)
+            row.session = ended + 1
+            row.ended_at = now
+            row.updated_at = now
+            row.last_message_at = now
+            await session.flush()
+            session.add(
+                AuditLog(
+                    at=now,
+                    actor=actor,
+                    action="conversation.session_ended",
+                    object_type="conversation",
+                    object_id=conversation_id,
+                    data={"session": ended},
+                )
+            )
+            view = ConversationView.from_row(row)
+            message_view = MessageView.from_row(message, conversation_id)
+        await self._notify(
+            "conversation.session_ended",
+            {"actor": actor, "conversation": view, "message": message_view},
+        )
+        return view, message_view
+
+    # --------------------------------------------------------------- messages
+
+    async def do_store_customer_message(
+        self,
+        conversation_id: str,
+        client_id: str,
+        text: str,
+        payload: Optional[str] = None,
+    ) -> StoredMessage:
+        """Store a customer message once per ``client_id`` (status ``received``).
+
+        A second call with the same ``client_id`` stores nothing and returns the
+        first message with ``duplicate=True``.
+        """
+        now = db.utcnow()
+        try:
+            async with db.write_session(self._sessions) as session:
+                conversation = await _require_conversation(session, conversation_id)
+                existing = await _by_client_id(session, conversation.id, client_id)
+                if existing is not None:
+                    return StoredMessage(MessageView.from_row(existing, conversation_id), True)
+                row = ChatMessage(
+                    conversation_pk=conversation.id,
+                    session=conversation.session,
+                    client_id=client_id,
+                    sender="customer",
+                    text=text,
+                    payload=payload,
+                    status="received",
+                    created_at=now,
+                )
+                session.add(row)
+                conversation.last_message_at = now
+                conversation.ended_at = None
+                await session.flush()
+                view = MessageView.from_row(row, conversation_id)
+        except IntegrityError:  # the same client_id raced in on another connection
+            async with db.read_session(self._sessions) as session:
+                conversation = await _require_conversation(session, conversation_id)
+                existing = await _by_client_id(session, conversation.id, client_id)
+                if existing is None:
+                    raise
+                return StoredMessage(MessageView.from_row(existing, conversation_id), True)
+        await self._notify("message.stored", {"message": view})
+        return StoredMessage(view, False)
+
+    async def find_customer_message(
+        self, conversation_id: str, client_id: str
+    ) -> Optional[MessageView]:
+        """The customer message stored with this ``client_id``, if any."""
+        async with db.read_session(self._sessions) as session:
+            conversation = await _conversation(session, conversation_id)
+            if conversation is None:
+                return None
+            row = await _by_client_id(session, conversation.id, client_id)
+            return None if row is None else MessageView.from_row(row, conversation_id)
+
+    async def do_store_outgoing(
+        self,
+        conversation_id: str,
+        sender: str,
+        text: str,
+        *,
+        sender_name: Optional[str] = None,
+        buttons: Any = None,
+        extra: Optional[Mapping[str, Any]] = None,
+    ) -> MessageView:
+        """Store a bot, agent or system message (status ``sent``)."""
+        if sender not in OUTGOING_SENDERS:
+            raise ValueError(f"sender must be one of {OUTGOING_SENDERS}, got {sender!r}.")
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            conversation = await _require_conversation(session, conversation_id)
+            row = ChatMessage(
+                conversation_pk=conversation.id,
+                session=conversation.session,
+                sender=sender,
+                sender_name=sender_name,
+                text=text or "",
+                buttons=clean_buttons(buttons) or None,
+                extra=dict(extra) if extra else None,
+                status="sent",
+                created_at=now,
+            )
+            session.add(row)
+            conversation.last_message_at = now
+            await session.flush()
+            view = MessageView.from_row(row, conversation_id)
+        await self._notify("message.stored", {"message": view})
+        return view
+
+    async def do_mark(
+        self,
+        conversation_id: str,
+        status: str,
+        *,
+        ids: Optional[Sequence[int]] = None,
+        up_to: Optional[int] = None,
+        senders: Sequence[str] = MESSAGE_SENDERS,
+    ) -> List[int]:
+        """Move messages forward to ``delivered`` or ``read`` (never backwards).
+
+        Args:
+            conversation_id: The conversation.
+            status: ``"delivered"`` or ``"read"`` (read implies delivered).
+            ids: These message ids, and/or
+            up_to: every message with an id up to this one.
+            senders: Only messages from these senders.
+
+        Returns:
+            The ids whose status changed, ascending.
+        """
+        if status not in ("delivered", "read"):
+            raise ValueError(f"status must be delivered or read, got {status!r}.")
+        if ids is None and up_to is None:
+            return []
+        lower = [name for name, rank in _RANK.items() if rank < _RANK[status]]
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            conversation = await _require_conversation(session, conversation_id)
+            conditions = [
+                ChatMessage.conversation_pk == conversation.id,
+                ChatMessage.status.in_(lower),
+                ChatMessage.sender.in_(list(senders)),
+            ]
+            if ids is not None:
+                conditions.append(ChatMessage.id.in_([int(i) for i in ids][:500]))
+            if up_to is not None:
+                conditions.append(ChatMessage.id <= int(up_to))
+            changed = (
+                await session.execute(select(ChatMessage.id).where(*conditions))
+            ).scalars().all()
+            if not changed:
+                return []
+            values: Dict[str, Any] = {"status": status}
+            if status == "read":
+                values["read_at"] = now
+            await session.execute(
+                update(ChatMessage)
+                .where(ChatMessage.id.in_(changed), ChatMessage.delivered_at.is_(None))
+                .values(delivered_at=now)
+            )
+            await session.execute(
+                update(ChatMessage).where(ChatMessage.id.in_(changed)).values(**values)
+            )
+        return sorted(changed)
+
+    async def history(
+        self, conversation_id: str, before: Optional[int] = None, limit: int = 50
+    ) -> Tuple[List[MessageView], bool]:
+        """A page of messages older than ``before`` (all when None), oldest first.
+
+        Returns:
+            ``(messages, has_more)``; an unknown conversation has no messages.
+        """
+        limit = max(1, min(int(limit), 100))
+        async with db.read_session(self._sessions) as session:
+            conversation = await _conversation(session, conversation_id)
+            if conversation is None:
+                return [], False
+            query = select(ChatMessage).where(ChatMessage.conversation_pk == conversation.id)
+            if before is not None:
+                query = query.where(ChatMessage.id < int(before))
+            rows = (
+                await session.execute(query.order_by(ChatMessage.id.desc()).limit(limit + 1))
+            ).scalars().all()
+            has_more = len(rows) > limit
+            rows = list(reversed(rows[:limit]))
+            return [MessageView.from_row(row, conversation_id) for row in rows], has_more
+
+    async def messages_after(
+        self, conversation_id: str, after: int, limit: int = 500
+    ) -> List[MessageView]:
+        """Messages with an id greater than ``after``, oldest first (at most ``limit``)."""
+        async with db.read_session(self._sessions) as session:
+            conversation = await _conversation(session, conversation_id)
+            if conversation is None:
+                return []
+            rows = (
+                await session.execute(
+                    select(ChatMessage)
+                    .where(ChatMessage.conversation_pk == conversation.id)
+                    .where(ChatMessage.id > int(after))
+                    .order_by(ChatMessage.id.asc())
+                    .limit(limit)
+                )
+            ).scalars().all()
+            return [MessageView.from_row(row, conversation_id) for row in rows]
+
+    async def count_messages(self, conversation_id: str) -> int:
+        """How many messages the conversation has (0 when unknown)."""
+        async with db.read_session(self._sessions) as session:
+            conversation = await _conversation(session, conversation_id)
+            if conversation is None:
+                return 0
+            return int(
+                (
+                    await session.execute(
+                        select(func.count(ChatMessage.id)).where(
+                            ChatMessage.conversation_pk == conversation.id
+                        )
+                    )
+                ).scalar_one()
+            )
+
+
+async def _conversation(session: Any, conversation_id: str) -> Optional[Conversation]:
+    return (
+        await session.execute(
+            select(Conversation).where(Conversation.conversation_id == conversation_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def _require_conversation(session: Any, conversation_id: str) -> Conversation:
+    row = await _conversation(session, conversation_id)
+    if row is None:
+        raise LookupError(f"No conversation {conversation_id}.")
+    return row
+
+
+async def _by_client_id(session: Any, conversation_pk: int, client_id: str) -> Optional[ChatMessage]:
+    return (
+        await session.execute(
+            select(ChatMessage).where(
+                ChatMessage.conversation_pk == conversation_pk,
+                ChatMessage.client_id == client_id,
+            )
+        )
+    ).scalar_one_or_none()

@@ -1,0 +1,85 @@
+"""Widget channel pieces that need no server: typing rate limit, frame decoding, config."""
+from __future__ import annotations
+
+from typing import Any, List
+
+import pytest
+
+from bot.channels.auth import TokenVerifier
+from bot.channels.hub import Connection
+from bot.channels.widget import WidgetConfig, WidgetInput, _ClientError, _decode
+from bot.settings import reset_settings_cache
+
+
+class Socket:
+    def __init__(self) -> None:
+        self.sent: List[str] = []
+
+    async def send(self, data: str) -> None:
+        self.sent.append(data)
+
+
+def _channel(typing_interval: float = 2.0) -> WidgetInput:
+    config = WidgetConfig(
+        allowed_origins=("http://shop.test",), max_message_chars=100, max_frame_bytes=4096,
+        rate_messages=5, rate_window=60, max_connections=2, typing_interval=typing_interval,
+        auth_timeout=1, token_warning=60,
+    )
+    return WidgetInput(TokenVerifier("HS256", "k" * 40), config, "sqlite:///unused.db")
+
+
+async def test_customer_typing_is_rate_limited_per_connection() -> None:
+    channel = _channel(typing_interval=60)
+    connection = Connection(Socket(), "u1", "widget:u1", 0)
+    other = Connection(Socket(), "u1", "widget:u1", 0)
+    for state in ("start", "start", "stop", "start", "start"):
+        await channel._on_typing(connection, {"type": "typing", "state": state})
+    await channel._on_typing(other, {"type": "typing", "state": "start"})
+    assert [(c, s) for c, s, _ in channel.typing_events] == [
+        ("widget:u1", "start"), ("widget:u1", "stop"), ("widget:u1", "start"),
+        ("widget:u1", "start"),
+    ]
+    with pytest.raises(_ClientError) as info:
+        await channel._on_typing(connection, {"type": "typing", "state": "yes"})
+    assert info.value.code == "bad_request"
+
+
+def test_origin_allow_list() -> None:
+    channel = _channel()
+    assert channel._origin_allowed("http://shop.test")
+    assert channel._origin_allowed("http://shop.test/")
+    assert channel._origin_allowed(None)  # native apps send no Origin; the token still counts
+    assert not channel._origin_allowed("http://shop.test.evil.com")
+    assert not channel._origin_allowed("null")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [('{"type":"ping"}', {"type": "ping"}), (b'{"type":"ping"}', {"type": "ping"}),
+     (b"\xff\xfe", None), ("{", None), ("", None)],
+)
+def test_decode(raw: Any, expected: Any) -> None:
+    assert _decode(raw) == expected
+
+
+def test_from_credentials_reads_settings_and_refuses_a_missing_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("SUPPORT_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("WIDGET_JWT_SECRET", raising=False)
+    reset_settings_cache()
+    try:
+        with pytest.raises(ValueError, match="WIDGET_JWT_SECRET"):
+            WidgetInput.from_credentials(None)
+        (tmp_path / "widget_jwt_secret").write_text("f" * 48)  # what `make run` writes
+        monkeypatch.setenv("WIDGET_RATE_MESSAGES", "7")
+        reset_settings_cache()
+        channel = WidgetInput.from_credentials({"allowed_origins": ["https://app.example/"]})
+        assert channel.config.allowed_origins == ("https://app.example",)
+        assert channel.config.rate_messages == 7
+        monkeypatch.setenv("WIDGET_RATE_MESSAGES", "many")
+        reset_settings_cache()
+        with pytest.raises(ValueError, match="WIDGET_RATE_MESSAGES must be an integer"):
+            WidgetInput.from_credentials(None)
+    finally:
+        reset_settings_cache()
