@@ -23,7 +23,9 @@ Nothing here connects at import time; engines connect lazily on first use.
 """
 from __future__ import annotations
 
+import asyncio
 import shlex
+import weakref
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,10 +186,41 @@ async def write_session(
     Yields:
         The session; do not use it after the block.
     """
-    async with factory() as session:
-        async with session.begin():
-            await session.connection(execution_options={_WRITE_OPTION: True})
-            yield session
+    lock = _sqlite_write_lock(factory)
+    if lock is None:
+        async with factory() as session:
+            async with session.begin():
+                await session.connection(execution_options={_WRITE_OPTION: True})
+                yield session
+        return
+    async with lock:
+        async with factory() as session:
+            async with session.begin():
+                await session.connection(execution_options={_WRITE_OPTION: True})
+                yield session
+
+
+# SQLite allows one writer at a time; a second ``BEGIN IMMEDIATE`` waits in SQLite's busy
+# handler, which sleeps in steps of up to 100 ms. Writers of the same process therefore
+# queue on an asyncio lock instead (FIFO, no sleeping); other processes still use the
+# busy timeout. One lock per engine and event loop.
+_SQLITE_WRITE_LOCKS: "weakref.WeakKeyDictionary[Any, Dict[Any, asyncio.Lock]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sqlite_write_lock(factory: "sessionmaker[AsyncSession]") -> Optional[asyncio.Lock]:
+    engine = factory.kw.get("bind")
+    if engine is None or engine.dialect.name != "sqlite":
+        return None
+    per_loop = _SQLITE_WRITE_LOCKS.setdefault(engine.sync_engine, {})
+    loop = asyncio.get_running_loop()
+    lock = per_loop.get(loop)
+    if lock is None:
+        for stale in [key for key in per_loop if key.is_closed()]:
+            del per_loop[stale]
+        lock = per_loop[loop] = asyncio.Lock()
+    return lock
 
 
 async def create_all(engine: AsyncEngine, metadata: MetaData) -> None:

@@ -178,6 +178,8 @@ class WidgetInput(InputChannel):
         self.hub = Hub(config.max_connections, config.rate_messages, config.rate_window)
         self._faq_limiter = RateLimiter(FAQ_RATE_PER_MINUTE, 60.0)
         self._inflight: set = set()
+        # The app context of each conversation, as stored (this process writes it).
+        self._contexts: Dict[str, Dict[str, Any]] = {}
         self.typing_events: Deque[Tuple[str, str, float]] = collections.deque(maxlen=1000)
         """Customer typing events that passed the rate limit: (conversation, state, time)."""
         self._app: Any = None
@@ -460,6 +462,7 @@ class WidgetInput(InputChannel):
             profile=customer.profile,
             context=context or None,
         )
+        self._contexts[customer.conversation_id] = conversation.context
         connection = Connection(
             ws, customer.user_id, customer.conversation_id, customer.expires_at, customer=customer
         )
@@ -500,6 +503,8 @@ class WidgetInput(InputChannel):
         finally:
             watcher.cancel()
             self.hub.unregister(connection)
+            if not self.hub.connections(connection.conversation_id):
+                self._contexts.pop(connection.conversation_id, None)
 
     async def _replay(self, connection: Connection, after: Any) -> None:
         chat = await self.chat()
@@ -633,12 +638,12 @@ class WidgetInput(InputChannel):
         try:
             async with self.hub.turn_lock(conversation_id):
                 chat = await self.chat()
-                delivered = await chat.do_mark(conversation_id, "delivered", ids=[message.id])
-                if delivered:
-                    await self.hub.push(
-                        conversation_id,
-                        {"type": "receipt", "ids": delivered, "status": "delivered"},
-                    )
+                # Handed to the bot now. The row is written once at the end of the turn:
+                # "read" when the bot answered (which sets delivered_at too), else "delivered".
+                await self.hub.push(
+                    conversation_id,
+                    {"type": "receipt", "ids": [message.id], "status": "delivered"},
+                )
                 output = WidgetOutput(self)
                 await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
                                                       "state": "start"})
@@ -659,7 +664,9 @@ class WidgetInput(InputChannel):
                         await self.hub.push(
                             conversation_id, {"type": "receipt", "ids": read, "status": "read"}
                         )
-                elif failed or not await self._paused(conversation_id):
+                    return
+                await chat.do_mark(conversation_id, "delivered", ids=[message.id])
+                if failed or not await self._paused(conversation_id):
                     await self._bot_unavailable(conversation_id, message)
         finally:
             self._inflight.discard(message.id)
@@ -667,14 +674,16 @@ class WidgetInput(InputChannel):
     async def _handle(
         self, customer: Customer, text: str, output: OutputChannel, message_id: Optional[str] = None
     ) -> None:
-        chat = await self.chat()
-        conversation = await chat.get_conversation(customer.conversation_id)
+        stored_context = self._contexts.get(customer.conversation_id)
+        if stored_context is None:
+            conversation = await (await self.chat()).get_conversation(customer.conversation_id)
+            stored_context = self._contexts[customer.conversation_id] = conversation.context
         context = {
             key: customer.profile[key]
             for key in ("app_version", "device", "locale")
             if key in customer.profile
         }
-        context.update(conversation.context)
+        context.update(stored_context)
         metadata = {"customer": customer.metadata_customer(), "context": context,
                     "channel": "widget"}
         assert self._on_new_message is not None
@@ -762,7 +771,8 @@ class WidgetInput(InputChannel):
             context = clean_context(frame.get("context"))
         except ValueError as error:
             raise _ClientError("bad_request", str(error)) from None
-        await (await self.chat()).do_update_context(connection.conversation_id, context)
+        updated = await (await self.chat()).do_update_context(connection.conversation_id, context)
+        self._contexts[connection.conversation_id] = updated.context
 
     async def _on_auth(self, connection: Connection, frame: Dict[str, Any]) -> None:
         try:
@@ -794,12 +804,12 @@ class WidgetInput(InputChannel):
         )
         async with self.hub.turn_lock(conversation_id):
             paused = await self._paused(conversation_id)
-            conversation, notice = await chat.do_end_session(
+            conversation, ended = await chat.do_end_session(
                 conversation_id,
                 f"customer:{customer.user_id}",
                 notice("widget_session_ended"),
             )
-            await self.hub.push(conversation_id, {"type": "message", "message": notice.to_wire()})
+            await self.hub.push(conversation_id, {"type": "message", "message": ended.to_wire()})
             output = WidgetOutput(self)
             try:
                 if paused:  # a handed-off chat: only /restart un-pauses Rasa

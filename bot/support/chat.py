@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -490,16 +490,20 @@ class ChatStore:
             ).scalars().all()
             if not changed:
                 return []
-            values: Dict[str, Any] = {"status": status}
+            values: Dict[str, Any] = {
+                "status": status,
+                # set once: the first time the message reached the other side
+                "delivered_at": func.coalesce(
+                    ChatMessage.delivered_at, literal(now, type_=db.UTCDateTime())
+                ),
+            }
             if status == "read":
                 values["read_at"] = now
             await session.execute(
                 update(ChatMessage)
-                .where(ChatMessage.id.in_(changed), ChatMessage.delivered_at.is_(None))
-                .values(delivered_at=now)
-            )
-            await session.execute(
-                update(ChatMessage).where(ChatMessage.id.in_(changed)).values(**values)
+                .where(ChatMessage.id.in_(changed))
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
         return sorted(changed)
 
