@@ -52,6 +52,25 @@ def profile_events(
     return events
 
 
+def context_update(tracker: Tracker) -> List[EventType]:
+    """Keep ``customer_context`` current when the app sends a new context mid-session.
+
+    The widget channel sends the app context (screen, app version, ...) with every
+    message; when it differs from the slot, the slot follows, so a later ticket or
+    handoff carries where the customer is now.
+    """
+    metadata = (tracker.latest_message or {}).get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("context"), dict):
+        return []
+    current = tracker.get_slot("customer_context")
+    current = current if isinstance(current, dict) else {}
+    events = [
+        event for event in profile_events({"context": metadata["context"]}, current)
+        if event.get("name") == "customer_context"
+    ]
+    return events
+
+
 class ActionSessionStart(Action):
     """Start a session, keep earlier slots, and load the customer's profile."""
 

@@ -13,6 +13,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import faq_index, say, text, triage_rules
+from actions.session import context_update
 from bot.triage import CLARIFY, TriageResult
 
 #: Slots a guided flow collects afresh each time it starts.
@@ -53,6 +54,7 @@ class ActionRoute(Action):
         )
         summary = triage_summary(result)
         events: List[EventType] = [
+            *context_update(tracker),
             SlotSet("route", result.route),
             SlotSet("flow", result.flow),
             SlotSet("triage", summary),

@@ -620,3 +620,26 @@ async def test_session_start_keeps_the_carried_context_when_the_metadata_has_non
         SlotSet("customer_id", "cust-ben"),
         ActionExecuted("action_listen"),
     ]
+
+
+async def test_route_follows_the_app_context_the_channel_sends_mid_session() -> None:
+    tracker = make_tracker(
+        text="what is your refund policy", intent="check_refund_policy", confidence=0.93,
+        slots={"customer_context": {"screen": "home", "app_version": "5.2.0"}},
+    )
+    tracker.latest_message["metadata"] = {
+        "customer": {"id": "cust-anna"},
+        "context": {"screen": "cart", "app_version": "5.2.0", "nested": {"no": 1}},
+    }
+    events = await ActionRoute().run(dispatcher(), tracker, domain())
+    assert events[0] == SlotSet("customer_context", {"screen": "cart", "app_version": "5.2.0"})
+    assert events[1] == SlotSet("route", "self_service")
+
+    # the same context again: no slot event
+    tracker = make_tracker(
+        text="what is your refund policy", intent="check_refund_policy", confidence=0.93,
+        slots={"customer_context": {"screen": "cart", "app_version": "5.2.0"}},
+    )
+    tracker.latest_message["metadata"] = {"context": {"screen": "cart", "app_version": "5.2.0"}}
+    events = await ActionRoute().run(dispatcher(), tracker, domain())
+    assert events[0] == SlotSet("route", "self_service")
