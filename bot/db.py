@@ -56,6 +56,9 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 # Execution option set on the connection of a write transaction; the SQLite
 # "begin" hook turns it into BEGIN IMMEDIATE (other backends ignore it).
 _WRITE_OPTION = "support_bot_write"
+WRITE_OPTION = _WRITE_OPTION
+"""Execution option that makes a connection's transaction a write transaction
+(``BEGIN IMMEDIATE`` on SQLite), as :func:`write_session` does."""
 
 _ASYNC_SCHEMES = {
     "sqlite+aiosqlite": "sqlite+aiosqlite",

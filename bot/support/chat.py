@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
-from bot.support.models import MESSAGE_SENDERS, AuditLog, Base, ChatMessage, Conversation
+from bot.support.models import MESSAGE_SENDERS, AuditLog, ChatMessage, Conversation
 from bot.support.ops import Listener
 
 __all__ = [
@@ -211,8 +211,10 @@ class ChatStore:
         return cls(db.make_engine(url))
 
     async def create_schema(self) -> None:
-        """Create the support tables if they do not exist (idempotent)."""
-        await db.create_all(self._engine, Base.metadata)
+        """Bring the support database to the newest schema (Alembic; idempotent)."""
+        from bot import migrate
+
+        await migrate.upgrade(self._engine)
 
     async def dispose(self) -> None:
         """Close all pooled connections."""

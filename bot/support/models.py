@@ -17,6 +17,7 @@ from typing import Any, Dict, Tuple
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -32,7 +33,13 @@ from sqlalchemy.orm import declarative_base
 from bot.db import UTCDateTime
 
 __all__ = [
+    "AGENT_ROLES",
+    "Agent",
+    "AgentSession",
     "AuditLog",
+    "CONVERSATION_STATES",
+    "Customer",
+    "Rating",
     "ChatMessage",
     "Conversation",
     "MESSAGE_SENDERS",
@@ -57,6 +64,10 @@ TICKET_STATUSES: Tuple[str, ...] = ("open", "queued", "assigned", "resolved", "c
 CLOSED_TICKET_STATUSES: Tuple[str, ...] = ("resolved", "closed")
 CALLBACK_STATUSES: Tuple[str, ...] = ("scheduled", "cancelled", "done")
 HANDOFF_STATUSES: Tuple[str, ...] = ("queued",)
+CONVERSATION_STATES: Tuple[str, ...] = ("bot", "queued", "assigned", "resolved", "closed")
+"""bot: the assistant answers; queued: waiting for a person; assigned: an agent owns it;
+resolved: the agent is done (the bot asks for a rating); closed: the customer ended the chat."""
+AGENT_ROLES: Tuple[str, ...] = ("agent", "admin")
 MESSAGE_SENDERS: Tuple[str, ...] = ("customer", "bot", "agent", "system")
 MESSAGE_STATUSES: Tuple[str, ...] = ("received", "sent", "delivered", "read")
 """Customer messages go received → delivered → read; outgoing ones sent → delivered → read."""
@@ -109,8 +120,13 @@ class Ticket(Base):
     status = Column(String(16), nullable=False)
     source = Column(String(32), nullable=False)
     details = Column(JSON, nullable=False)
+    assignee_id = Column(
+        Integer, ForeignKey("agents.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     created_at = Column(UTCDateTime, nullable=False)
     updated_at = Column(UTCDateTime, nullable=False)
+    queued_at = Column(UTCDateTime, nullable=True)
+    first_response_at = Column(UTCDateTime, nullable=True)
     resolved_at = Column(UTCDateTime, nullable=True)
 
     __table_args__ = (
@@ -207,10 +223,17 @@ class Conversation(Base):
     profile = Column(JSON, nullable=False)
     context = Column(JSON, nullable=False)
     session = Column(Integer, nullable=False, default=1)
+    state = Column(String(16), nullable=False, default="bot", server_default="bot", index=True)
+    assignee_id = Column(
+        Integer, ForeignKey("agents.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="SET NULL"), nullable=True)
     created_at = Column(UTCDateTime, nullable=False)
     updated_at = Column(UTCDateTime, nullable=False)
     last_message_at = Column(UTCDateTime, nullable=True)
     ended_at = Column(UTCDateTime, nullable=True)
+
+    __table_args__ = (CheckConstraint(_in("state", CONVERSATION_STATES), name="state"),)
 
 
 class ChatMessage(Base):
@@ -232,6 +255,7 @@ class ChatMessage(Base):
     client_id = Column(String(64), nullable=True)
     sender = Column(String(16), nullable=False)
     sender_name = Column(String(200), nullable=True)
+    author_id = Column(String(255), nullable=True)
     text = Column(Text, nullable=False)
     payload = Column(Text, nullable=True)
     buttons = Column(JSON, nullable=True)
@@ -246,4 +270,71 @@ class ChatMessage(Base):
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         UniqueConstraint("conversation_pk", "client_id", name="uq_chat_messages_client_id"),
         Index("ix_chat_messages_conversation_id", "conversation_pk", "id"),
+    )
+
+
+class Customer(Base):
+    """A shop customer as the verified token last described them."""
+
+    __tablename__ = "customers"
+
+    id = Column(String(255), primary_key=True)
+    name = Column(String(200), nullable=True)
+    email = Column(String(320), nullable=True)
+    phone = Column(String(32), nullable=True)
+    locale = Column(String(35), nullable=True)
+    timezone = Column(String(64), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False)
+
+
+class Agent(Base):
+    """A support agent (or admin) who logs into the agent console."""
+
+    __tablename__ = "agents"
+
+    id = Column(Integer, primary_key=True)
+    username = Column(String(64), nullable=False, unique=True)
+    display_name = Column(String(200), nullable=False)
+    password_hash = Column(String(255), nullable=False)
+    role = Column(String(16), nullable=False)
+    active = Column(Boolean, nullable=False, default=True)
+    created_at = Column(UTCDateTime, nullable=False)
+    last_seen_at = Column(UTCDateTime, nullable=True)
+
+    __table_args__ = (CheckConstraint(_in("role", AGENT_ROLES), name="role"),)
+
+
+class AgentSession(Base):
+    """A console login: only the SHA-256 of the bearer token is stored."""
+
+    __tablename__ = "agent_sessions"
+
+    id = Column(Integer, primary_key=True)
+    agent_id = Column(Integer, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False, index=True)
+    token_hash = Column(String(64), nullable=False, unique=True)
+    created_at = Column(UTCDateTime, nullable=False)
+    expires_at = Column(UTCDateTime, nullable=False)
+    revoked_at = Column(UTCDateTime, nullable=True)
+
+
+class Rating(Base):
+    """The customer's 1-5 rating (and optional comment) of the help they got."""
+
+    __tablename__ = "ratings"
+
+    id = Column(Integer, primary_key=True)
+    conversation_pk = Column(
+        Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    session = Column(Integer, nullable=False)
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="SET NULL"), nullable=True,
+                       index=True)
+    score = Column(Integer, nullable=False)
+    comment = Column(Text, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 1 AND 5", name="score"),
+        UniqueConstraint("conversation_pk", "session", name="uq_ratings_conversation_session"),
     )

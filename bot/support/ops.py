@@ -48,7 +48,6 @@ from bot.support.models import (
     PRIORITIES,
     TICKET_STATUSES,
     AuditLog,
-    Base,
     Callback,
     Handoff,
     Ticket,
@@ -105,6 +104,9 @@ class TicketView:
     created_at: datetime
     updated_at: datetime
     resolved_at: Optional[datetime]
+    assignee_id: Optional[int] = None
+    queued_at: Optional[datetime] = None
+    first_response_at: Optional[datetime] = None
 
     @property
     def is_open(self) -> bool:
@@ -128,6 +130,9 @@ class TicketView:
             created_at=row.created_at,
             updated_at=row.updated_at,
             resolved_at=row.resolved_at,
+            assignee_id=row.assignee_id,
+            queued_at=row.queued_at,
+            first_response_at=row.first_response_at,
         )
 
 
@@ -342,8 +347,10 @@ class SupportStore:
         return self._engine
 
     async def create_schema(self) -> None:
-        """Create the support tables if they do not exist (idempotent)."""
-        await db.create_all(self._engine, Base.metadata)
+        """Bring the support database to the newest schema (Alembic; idempotent)."""
+        from bot import migrate
+
+        await migrate.upgrade(self._engine)
 
     async def dispose(self) -> None:
         """Close all pooled connections."""

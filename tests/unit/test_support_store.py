@@ -209,6 +209,9 @@ async def test_create_ticket_stores_row_and_audit(
             "details": {"order_number": "104233", "slots": {"order": "104233"}},
             "created_at": T0,
             "updated_at": T0,
+            "assignee_id": None,
+            "queued_at": None,
+            "first_response_at": None,
             "resolved_at": None,
         }
     ]

@@ -1,0 +1,1009 @@
+/*! Northwind support widget: in-app chat over the widget channel (docs/widget-protocol.md).
+ * Plain JS (ES2019), no dependencies. Embedding: docs/widget.md.
+ * Every sender's text is rendered with textContent, never as HTML. */
+(function (global) {
+  'use strict';
+  if (global.SupportWidget) return;
+
+  const doc = global.document;
+  const SCRIPT = doc.currentScript;
+  const PREFIX = '/webhooks/widget';
+  const STORE = 'supportwidget:v1:';
+  const BACKOFF_MAX = 30000;
+  const PING_EVERY = 20000;
+  const DEAD_AFTER = 50000;
+  const WELCOME_TIMEOUT = 15000;
+  const SVG = 'http://www.w3.org/2000/svg';
+  const ICONS = {
+    chat: 'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z',
+    close: 'M6 6l12 12M18 6L6 18',
+    send: 'M3 20l18-8L3 4v6l12 2-12 2z',
+  };
+  const RANK = { pending: 0, failed: 0, received: 1, sent: 1, delivered: 2, read: 3 };
+  const STATUS_TEXT = {
+    pending: 'Sending', failed: 'Not sent', received: 'Sent', delivered: 'Delivered', read: 'Read',
+  };
+
+  function defaultServer() {
+    try {
+      const url = new URL(SCRIPT.src, global.location.href);
+      return url.origin + url.pathname.replace(/\/webhooks\/widget\/widget\.js$/, '');
+    } catch (e) {
+      return '';
+    }
+  }
+
+  /** Create an element; strings in `kids` become text nodes (never HTML). */
+  function h(tag, attrs, kids) {
+    const node = doc.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === false || value == null) continue;
+      if (key === 'class') node.className = value;
+      else if (key === 'text') node.textContent = value;
+      else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? '' : String(value));
+    }
+    for (const kid of [].concat(kids || [])) {
+      if (kid != null) node.appendChild(typeof kid === 'string' ? doc.createTextNode(kid) : kid);
+    }
+    return node;
+  }
+
+  function icon(name) {
+    const svg = doc.createElementNS(SVG, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    svg.setAttribute('class', 'sw-icon');
+    const path = doc.createElementNS(SVG, 'path');
+    path.setAttribute('d', ICONS[name]);
+    svg.appendChild(path);
+    return svg;
+  }
+
+  function uuid() {
+    if (global.crypto && global.crypto.randomUUID) return global.crypto.randomUUID();
+    const bytes = new Uint8Array(16);
+    global.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  /** The (unverified) claims of a JWT: only used for the storage key and the expiry. */
+  function claims(token) {
+    try {
+      const part = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const json = decodeURIComponent(Array.from(atob(part), (c) =>
+        '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''));
+      return JSON.parse(json) || {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  function load(key, fallback) {
+    try {
+      const raw = global.localStorage.getItem(STORE + key);
+      return raw ? JSON.parse(raw) : fallback;
+    } catch (e) {
+      return fallback;
+    }
+  }
+
+  function save(key, value) {
+    try {
+      if (value == null || (Array.isArray(value) && !value.length)) global.localStorage.removeItem(STORE + key);
+      else global.localStorage.setItem(STORE + key, JSON.stringify(value));
+    } catch (e) { /* storage full or disabled: the queue lives in memory only */ }
+  }
+
+  class Widget {
+    constructor(opts) {
+      this.opts = Object.assign({ title: 'Support', botName: 'Assistant', hiddenScreens: ['checkout'] }, opts);
+      this.server = String(this.opts.server || defaultServer()).replace(/\/+$/, '');
+      this.context = Object.assign({}, this.opts.context || {});
+      if (this.opts.screen) this.context.screen = String(this.opts.screen);
+      this.hidden = new Set((this.opts.hiddenScreens || []).map(String));
+      this.token = null;
+      this.user = null;
+      this.messages = new Map(); // key ("id:42" or "c:<client_id>") -> message
+      this.outbox = [];
+      this.limits = { max_message_chars: 2000, typing_interval: 2 };
+      this.session = null;
+      this.lastId = null;
+      this.readSent = 0;
+      this.readLocal = 0;
+      this.attempt = 0;
+      this.state = 'connecting';
+      this.hasMore = null;
+      this.isOpen = false;
+      this.destroyed = false;
+      this.stopped = false;
+      this.ws = null;
+      this.welcomed = false;
+      this.timers = {};
+      this.seq = 0;
+      this.pendingDelivered = new Set();
+      this.onOnline = () => { if (!this.ws && !this.stopped) this.connect(); };
+      this.onVisible = () => this.markRead();
+      this.build();
+      global.addEventListener('online', this.onOnline);
+      doc.addEventListener('visibilitychange', this.onVisible);
+      this.start(this.opts.token);
+    }
+
+    // ------------------------------------------------------------------ token and user
+
+    async start(token) {
+      if (!token) token = await this.fetchToken();
+      if (this.destroyed) return;
+      if (!token) return this.setState('auth');
+      this.useToken(token);
+      this.connect();
+    }
+
+    async fetchToken() {
+      if (typeof this.opts.getToken !== 'function') return null;
+      if (!this.refreshing) {
+        this.refreshing = Promise.resolve()
+          .then(() => this.opts.getToken())
+          .then((t) => (t && typeof t === 'object' ? t.token : t) || null, () => null)
+          .finally(() => { this.refreshing = null; });
+      }
+      return this.refreshing;
+    }
+
+    /** Adopt a token; a different user resets the conversation shown. */
+    useToken(token) {
+      const sub = claims(token).sub || 'anonymous';
+      this.token = token;
+      this.exp = Number(claims(token).exp) || 0;
+      if (this.sub === sub) return false;
+      if (this.sub) {
+        this.reset(); // another user: drop what was shown, reconnect as them
+        this.timers.switch = setTimeout(() => this.connect(), 0);
+      }
+      this.sub = sub;
+      this.outbox = load('outbox:' + sub, []);
+      for (const entry of this.outbox) this.upsert(this.localMessage(entry));
+      return true;
+    }
+
+    reset() {
+      this.closeSocket();
+      this.messages.clear();
+      this.log.textContent = '';
+      this.outbox = [];
+      this.lastId = null;
+      this.readSent = this.readLocal = 0;
+      this.hasMore = null;
+      this.renderQuick();
+      this.renderBadge();
+    }
+
+    setToken(token) {
+      if (!token || this.destroyed) return;
+      const switched = this.useToken(token);
+      if (switched || !this.ws) {
+        this.stopped = false;
+        this.attempt = 0;
+        if (!this.ws) this.connect();
+      } else if (this.welcomed) {
+        this.send({ type: 'auth', token });
+      }
+    }
+
+    // ------------------------------------------------------------------ connection
+
+    connect() {
+      if (this.destroyed || this.ws || !this.token) return;
+      clearTimeout(this.timers.retry);
+      if (this.exp && this.exp * 1000 < Date.now() + 5000 && this.opts.getToken && !this.triedFresh) {
+        this.triedFresh = true;
+        this.fetchToken().then((t) => { if (t) this.useToken(t); this.connect(); });
+        return;
+      }
+      this.triedFresh = false;
+      this.setState(this.state === 'offline' ? 'offline' : 'connecting');
+      let ws;
+      try {
+        ws = new WebSocket(this.server.replace(/^http/, 'ws') + PREFIX + '/ws');
+      } catch (e) {
+        return this.retry();
+      }
+      this.ws = ws;
+      this.welcomed = false;
+      clearTimeout(this.timers.welcome);
+      this.timers.welcome = setTimeout(() => { // no welcome: a half-open or stuck connection
+        if (ws === this.ws && !this.welcomed) this.closed(1006);
+      }, WELCOME_TIMEOUT);
+      ws.onopen = () => {
+        this.lastFrame = Date.now();
+        ws.send(JSON.stringify({ type: 'hello', token: this.token, after: this.lastId, context: this.context }));
+      };
+      ws.onmessage = (event) => {
+        if (ws !== this.ws) return;
+        this.lastFrame = Date.now();
+        let frame;
+        try {
+          frame = JSON.parse(event.data);
+        } catch (e) {
+          return;
+        }
+        if (frame && typeof frame.type === 'string') this.handle(frame);
+      };
+      ws.onclose = (event) => { if (ws === this.ws) this.closed(event.code); };
+      ws.onerror = () => {};
+    }
+
+    closeSocket() {
+      clearInterval(this.timers.ping);
+      clearTimeout(this.timers.welcome);
+      clearTimeout(this.timers.retry);
+      const ws = this.ws;
+      this.ws = null;
+      this.welcomed = false;
+      if (ws) {
+        ws.onclose = ws.onmessage = ws.onopen = null;
+        try { ws.close(1000); } catch (e) { /* already closed */ }
+      }
+    }
+
+    async closed(code) {
+      this.closeSocket();
+      this.showTyping(null);
+      if (this.destroyed) return;
+      if (code === 4003) return this.stop('unavailable');
+      if (code === 4008) return this.stop('busy');
+      if (code === 4001 || code === 4002) {
+        const token = await this.fetchToken();
+        if (this.destroyed) return;
+        if (!token) return this.stop('auth');
+        this.useToken(token);
+      }
+      this.retry();
+    }
+
+    stop(state) {
+      this.stopped = true;
+      this.setState(state);
+    }
+
+    retry() {
+      if (this.destroyed || this.stopped) return;
+      this.setState(this.attempt > 0 || !global.navigator.onLine ? 'offline' : 'connecting');
+      const base = Math.min(BACKOFF_MAX, 1000 * 2 ** this.attempt);
+      this.attempt += 1;
+      clearTimeout(this.timers.retry);
+      this.timers.retry = setTimeout(() => this.connect(), base / 2 + Math.random() * base / 2);
+    }
+
+    send(frame) {
+      if (!this.ws || !this.welcomed || this.ws.readyState !== 1) return false;
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    // ------------------------------------------------------------------ frames
+
+    handle(frame) {
+      switch (frame.type) {
+        case 'welcome': return this.welcome(frame);
+        case 'message': return frame.message && this.upsert(frame.message, true);
+        case 'ack': return this.ack(frame);
+        case 'receipt': return this.receipt(frame);
+        case 'typing': return this.showTyping(frame.state === 'start' ? frame : null);
+        case 'history':
+          if (Array.isArray(frame.messages)) frame.messages.forEach((m) => this.upsert(m));
+          this.hasMore = !!frame.has_more;
+          this.moreBtn.disabled = false;
+          return this.renderMore();
+        case 'auth_ok':
+          if (frame.expires_at) this.exp = Number(frame.expires_at);
+          return undefined;
+        case 'token_expiring': return this.refreshAuth();
+        case 'session_ended': return this.sessionEnded(frame);
+        case 'error': return this.error(frame);
+        default: return undefined;
+      }
+    }
+
+    welcome(frame) {
+      clearTimeout(this.timers.welcome);
+      this.welcomed = true;
+      this.attempt = 0;
+      this.user = frame.user || null;
+      Object.assign(this.limits, frame.limits || {});
+      if (frame.session != null) this.session = frame.session;
+      if (frame.expires_at) this.exp = Number(frame.expires_at);
+      this.input.maxLength = this.limits.max_message_chars;
+      this.setState('online');
+      clearInterval(this.timers.ping);
+      this.timers.ping = setInterval(() => {
+        if (Date.now() - this.lastFrame > DEAD_AFTER && this.ws) {
+          this.closed(1006); // no pong: the connection is dead (e.g. the phone went offline)
+        } else {
+          this.send({ type: 'ping' });
+        }
+      }, PING_EVERY);
+      for (const entry of this.outbox) this.transmit(entry);
+    }
+
+    /** Answer token_expiring: get a fresh token from the host app and re-auth. At most one
+     * refresh per 10 s (a token shorter-lived than the server's warning would loop). */
+    async refreshAuth() {
+      const wait = (this.refreshedAt || 0) + 10000 - Date.now();
+      if (wait > 0) {
+        clearTimeout(this.timers.refresh);
+        this.timers.refresh = setTimeout(() => this.refreshAuth(), wait);
+        return;
+      }
+      this.refreshedAt = Date.now();
+      const token = await this.fetchToken();
+      if (token && !this.destroyed) {
+        this.useToken(token);
+        this.send({ type: 'auth', token });
+      }
+    }
+
+    ack(frame) {
+      const entry = this.outbox.find((e) => e.client_id === frame.client_id);
+      if (frame.message) this.upsert(Object.assign({}, frame.message, { client_id: frame.client_id }));
+      if (entry) this.dropFromOutbox(entry.client_id);
+    }
+
+    receipt(frame) {
+      const ids = new Set((frame.ids || []).map(Number));
+      for (const msg of this.messages.values()) {
+        if (msg.id != null && ids.has(Number(msg.id))) this.setStatus(msg, frame.status);
+      }
+    }
+
+    error(frame) {
+      const entry = frame.client_id && this.outbox.find((e) => e.client_id === frame.client_id);
+      if (frame.code === 'invalid_token' || frame.code === 'token_expired') {
+        if (this.ws) this.closed(4001);
+      } else if (entry && frame.code === 'rate_limited') {
+        const wait = Math.max(1, Number(frame.retry_after) || 5) * 1000;
+        this.notice('You are sending messages quickly. Waiting a moment before sending more.');
+        clearTimeout(this.timers.rate);
+        this.timers.rate = setTimeout(() => this.outbox.forEach((e) => this.transmit(e)), wait);
+      } else if (entry && (frame.code === 'too_large' || frame.code === 'bad_request')) {
+        this.dropFromOutbox(entry.client_id);
+        const msg = this.messages.get('c:' + entry.client_id);
+        if (msg) this.setStatus(msg, 'failed', true);
+        this.notice(frame.code === 'too_large'
+          ? 'That message is too long to send. Please shorten it.'
+          : 'That message could not be sent.');
+      } else if (frame.code === 'server_error') {
+        this.notice('Something went wrong on our side. Please try again.');
+      }
+    }
+
+    sessionEnded(frame) {
+      const ended = this.session;
+      this.session = frame.session != null ? frame.session : ended;
+      this.showTyping(null);
+      const agents = [...this.messages.values()]
+        .filter((m) => m.sender === 'agent' && (ended == null || m.session === ended));
+      if (agents.length) this.askRating(ended, agents[agents.length - 1].sender_name);
+    }
+
+    // ------------------------------------------------------------------ messages
+
+    localMessage(entry) {
+      return {
+        client_id: entry.client_id, sender: 'customer', text: entry.text,
+        status: 'pending', created_at: entry.created_at, local: true,
+      };
+    }
+
+    transmit(entry) {
+      this.send({ type: 'message', client_id: entry.client_id, text: entry.text, ...(entry.payload ? { payload: entry.payload } : {}) });
+    }
+
+    dropFromOutbox(clientId) {
+      this.outbox = this.outbox.filter((e) => e.client_id !== clientId);
+      save('outbox:' + this.sub, this.outbox);
+    }
+
+    sendText(text, payload) {
+      text = String(text || '').trim();
+      if (!text || !this.sub || this.state === 'unavailable') return false;
+      if (text.length > this.limits.max_message_chars) {
+        this.notice('That message is too long to send. Please shorten it.');
+        return false;
+      }
+      const entry = { client_id: uuid(), text, created_at: new Date().toISOString() };
+      if (payload) entry.payload = payload;
+      this.outbox.push(entry);
+      save('outbox:' + this.sub, this.outbox);
+      this.upsert(this.localMessage(entry));
+      this.typing(false);
+      this.transmit(entry);
+      this.scrollDown(true);
+      return true;
+    }
+
+    /** Insert or update a message (server object or local pending one). */
+    upsert(raw, live) {
+      if (!raw || typeof raw !== 'object') return;
+      const hasId = raw.id != null;
+      const key = hasId ? 'id:' + raw.id : 'c:' + raw.client_id;
+      const localKey = raw.client_id ? 'c:' + raw.client_id : null;
+      let msg = this.messages.get(key);
+      if (!msg && hasId && localKey && this.messages.has(localKey)) {
+        msg = this.messages.get(localKey); // our pending message got its id
+        this.messages.delete(localKey);
+        msg.node.remove();
+        msg.node = null;
+      }
+      if (msg) {
+        const status = RANK[raw.status] > RANK[msg.status] ? raw.status : msg.status;
+        Object.assign(msg, raw, { status, local: !hasId && msg.local });
+      } else {
+        msg = Object.assign({}, raw, { seq: ++this.seq });
+      }
+      this.messages.set(key, msg);
+      if (raw.client_id && hasId && this.outbox.some((e) => e.client_id === raw.client_id)) {
+        this.dropFromOutbox(raw.client_id);
+      }
+      if (hasId) this.lastId = Math.max(this.lastId || 0, Number(raw.id));
+      if (!msg.node) this.insert(msg);
+      else this.paintStatus(msg);
+      if (hasId && msg.sender !== 'customer') {
+        if (msg.status === 'read') this.readLocal = Math.max(this.readLocal, msg.id);
+        if (msg.status === 'sent') this.pendingDelivered.add(msg.id);
+        if (live && msg.sender === (this.typingFrom || {}).sender) this.showTyping(null);
+      }
+      if (live || msg.sender === 'customer') this.scrollDown(false);
+      this.flushDelivered();
+      this.renderQuick();
+      this.renderBadge();
+      this.renderMore();
+      this.markRead();
+    }
+
+    setStatus(msg, status, force) {
+      if (!force && (RANK[status] == null || RANK[status] <= RANK[msg.status])) return;
+      msg.status = status;
+      this.paintStatus(msg);
+    }
+
+    order(msg) {
+      return msg.id != null ? Number(msg.id) : 1e15 + msg.seq;
+    }
+
+    insert(msg) {
+      const mine = msg.sender === 'customer';
+      const system = msg.sender === 'system';
+      const who = mine ? 'You' : msg.sender === 'agent' ? (msg.sender_name || 'Support agent') : this.opts.botName;
+      const when = new Date(msg.created_at || Date.now());
+      const time = h('time', { datetime: isNaN(when) ? null : when.toISOString(), title: isNaN(when) ? null : when.toLocaleString() }, isNaN(when) ? '' : this.formatTime(when));
+      const meta = h('div', { class: 'sw-meta' }, [time]);
+      if (mine) {
+        msg.tick = h('span', { class: 'sw-ticks', 'aria-hidden': 'true' });
+        msg.tickText = h('span', { class: 'sw-sr' });
+        meta.append(msg.tick, msg.tickText);
+      }
+      const node = h('div', {
+        class: 'sw-msg sw-from-' + (system ? 'system' : mine ? 'customer' : msg.sender === 'agent' ? 'agent' : 'bot'),
+        'data-sender': msg.sender || 'bot',
+      }, [
+        system ? null : h('div', { class: 'sw-sender' }, who),
+        h('div', { class: 'sw-bubble' }, [h('span', { class: 'sw-text', text: String(msg.text || '') })]),
+        meta,
+      ]);
+      node.swOrder = this.order(msg);
+      node.swWho = system ? '' : who;
+      msg.node = node;
+      let after = this.log.lastElementChild;
+      while (after && after.swOrder > node.swOrder) after = after.previousElementSibling;
+      this.log.insertBefore(node, after ? after.nextElementSibling : this.log.firstElementChild);
+      this.group(node);
+      if (node.nextElementSibling) this.group(node.nextElementSibling);
+      this.paintStatus(msg);
+    }
+
+    group(node) {
+      const label = node.querySelector('.sw-sender');
+      if (!label) return;
+      const prev = node.previousElementSibling;
+      // Grouped messages keep the sender for screen readers only.
+      label.classList.toggle('sw-sr', !!prev && prev.swWho === node.swWho);
+      node.classList.toggle('sw-grouped', !!prev && prev.swWho === node.swWho);
+    }
+
+    paintStatus(msg) {
+      if (!msg.node) return;
+      msg.node.setAttribute('data-status', msg.status || '');
+      if (msg.id != null) msg.node.setAttribute('data-id', msg.id);
+      if (!msg.tick) return;
+      const status = msg.status || 'pending';
+      msg.tick.setAttribute('data-status', status);
+      msg.tick.textContent = status === 'pending' ? '\u25F7' : status === 'failed' ? '!' : RANK[status] >= 2 ? '\u2713\u2713' : '\u2713';
+      msg.tickText.textContent = STATUS_TEXT[status] || '';
+    }
+
+    formatTime(date) {
+      const locale = this.context.locale || undefined;
+      const sameDay = date.toDateString() === new Date().toDateString();
+      try {
+        return date.toLocaleString(locale, sameDay
+          ? { hour: '2-digit', minute: '2-digit' }
+          : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+      } catch (e) {
+        return date.toLocaleTimeString();
+      }
+    }
+
+    latest() {
+      let best = null;
+      for (const msg of this.messages.values()) if (!best || this.order(msg) > this.order(best)) best = msg;
+      return best;
+    }
+
+    renderQuick() {
+      const last = this.latest();
+      const buttons = last && last.sender !== 'customer' && Array.isArray(last.buttons) ? last.buttons : [];
+      const key = last ? last.id + ':' + buttons.length : '';
+      if (this.quickKey === key) return;
+      this.quickKey = key;
+      this.quick.textContent = '';
+      for (const button of buttons) {
+        if (!button || !button.title) continue;
+        this.quick.appendChild(h('button', {
+          type: 'button', class: 'sw-chip',
+          onclick: () => this.sendText(button.title, button.payload || null),
+        }, String(button.title)));
+      }
+      this.quick.hidden = !this.quick.firstChild;
+    }
+
+    renderMore() {
+      this.moreBtn.hidden = !(this.hasMore === true || (this.hasMore === null && this.messages.size >= 20));
+    }
+
+    showTyping(frame) {
+      this.typingFrom = frame;
+      clearTimeout(this.timers.typingOff);
+      if (frame) {
+        const who = frame.sender === 'agent' ? (frame.name || 'Support agent') : this.opts.botName;
+        this.typingText.textContent = who + ' is typing';
+        this.timers.typingOff = setTimeout(() => this.showTyping(null), 30000);
+        this.scrollDown(false);
+      }
+      this.typingBox.hidden = !frame;
+    }
+
+    flushDelivered() {
+      if (!this.pendingDelivered.size || !this.welcomed || this.timers.delivered) return;
+      this.timers.delivered = setTimeout(() => { // one frame for a burst of messages
+        this.timers.delivered = null;
+        this.sendDelivered();
+      }, 50);
+    }
+
+    sendDelivered() {
+      if (!this.pendingDelivered.size) return;
+      const ids = [...this.pendingDelivered];
+      if (this.send({ type: 'delivered', ids })) {
+        this.pendingDelivered.clear();
+        ids.forEach((id) => { const m = this.messages.get('id:' + id); if (m) m.status = 'delivered'; });
+      }
+    }
+
+    unread() {
+      let n = 0;
+      for (const msg of this.messages.values()) {
+        if (msg.id != null && msg.sender !== 'customer' && msg.status !== 'read' && msg.id > this.readLocal) n += 1;
+      }
+      return n;
+    }
+
+    markRead() {
+      if (!this.isOpen || doc.hidden || !this.article.hidden || this.lastId == null) return;
+      this.readLocal = Math.max(this.readLocal, this.lastId);
+      if (this.lastId > this.readSent && this.send({ type: 'read', up_to: this.lastId })) {
+        this.readSent = this.lastId;
+      }
+      this.renderBadge();
+    }
+
+    renderBadge() {
+      const n = this.unread();
+      this.badge.textContent = n > 9 ? '9+' : String(n);
+      this.badge.hidden = n === 0;
+      this.fab.setAttribute('aria-label', 'Open support chat' + (n ? ', ' + n + ' unread message' + (n > 1 ? 's' : '') : ''));
+    }
+
+    notice(text) {
+      this.noticeBox.textContent = text;
+      this.noticeBox.hidden = !text;
+      clearTimeout(this.timers.notice);
+      if (text) this.timers.notice = setTimeout(() => { this.noticeBox.hidden = true; }, 8000);
+    }
+
+    setState(state) {
+      this.state = state;
+      const text = {
+        connecting: 'Connecting\u2026',
+        online: 'Online',
+        offline: 'Offline \u2013 messages are sent when you are back online',
+        unavailable: 'Chat unavailable',
+        busy: 'Chat is open in too many places. Close it elsewhere and try again.',
+        auth: 'Please sign in again to chat',
+      }[state] || '';
+      this.status.textContent = text;
+      this.root.setAttribute('data-state', state);
+      this.retryBtn.hidden = state !== 'busy' && state !== 'auth';
+      this.composer.classList.toggle('sw-disabled', state === 'unavailable');
+    }
+
+    typing(on) {
+      clearTimeout(this.timers.typingIdle);
+      const now = Date.now();
+      if (on) {
+        if (!this.typingSent && now - (this.typingAt || 0) > this.limits.typing_interval * 1000) {
+          if (this.send({ type: 'typing', state: 'start' })) {
+            this.typingSent = true;
+            this.typingAt = now;
+          }
+        }
+        this.timers.typingIdle = setTimeout(() => this.typing(false), 4000);
+      } else if (this.typingSent) {
+        this.typingSent = false;
+        this.send({ type: 'typing', state: 'stop' });
+      }
+    }
+
+    /** Keep the newest message in view, unless the customer scrolled up to read. */
+    scrollDown(force) {
+      if (force) this.stick = true;
+      if (!this.stick) return;
+      global.requestAnimationFrame(() => { this.scroller.scrollTop = this.scroller.scrollHeight; });
+    }
+
+    // ------------------------------------------------------------------ FAQ
+
+    async suggest(text) {
+      const q = text.trim();
+      const seq = ++this.suggestSeq;
+      if (this.suggestAbort) this.suggestAbort.abort();
+      if (q.length < 3) return this.renderSuggestions([]);
+      const ctrl = new AbortController();
+      this.suggestAbort = ctrl;
+      try {
+        const data = await this.api('/faq/search?limit=3&q=' + encodeURIComponent(q.slice(0, 200)), { signal: ctrl.signal });
+        if (seq !== this.suggestSeq) return undefined;
+        const list = Array.isArray(data) ? data : data.results || data.articles || data.hits || data.items || [];
+        this.renderSuggestions(list.map((x) => x.article ? Object.assign({}, x.article, x) : x));
+      } catch (e) {
+        if (seq === this.suggestSeq) this.renderSuggestions([]);
+      }
+      return undefined;
+    }
+
+    renderSuggestions(items) {
+      this.suggestList.textContent = '';
+      for (const item of items.slice(0, 3)) {
+        if (!item || !item.id || !item.title) continue;
+        this.suggestList.appendChild(h('li', {}, h('button', {
+          type: 'button', class: 'sw-suggestion', 'data-article': item.id,
+          onclick: () => this.openArticle(item.id, item.title),
+        }, [
+          h('span', { class: 'sw-suggestion-title' }, String(item.title)),
+          item.snippet || item.summary ? h('span', { class: 'sw-suggestion-snippet' }, String(item.snippet || item.summary)) : null,
+        ])));
+      }
+      const n = this.suggestList.children.length;
+      this.suggestBox.hidden = !n;
+      this.suggestLive.textContent = n ? n + (n > 1 ? ' help articles match' : ' help article matches') : '';
+    }
+
+    async openArticle(id, title) {
+      this.articleTitle.textContent = title || '';
+      this.articleBody.textContent = 'Loading\u2026';
+      this.articleSummary.textContent = '';
+      this.article.hidden = false;
+      this.chat.hidden = true;
+      this.articleBack.focus();
+      try {
+        const data = await this.api('/faq/articles/' + encodeURIComponent(id));
+        const art = data.article || data;
+        this.articleTitle.textContent = art.title || title || '';
+        this.articleSummary.textContent = art.summary || '';
+        this.articleBody.textContent = art.body || '';
+      } catch (e) {
+        this.articleBody.textContent = 'This article could not be loaded. Please try again.';
+      }
+    }
+
+    closeArticle() {
+      this.article.hidden = true;
+      this.chat.hidden = false;
+      this.input.focus();
+      this.markRead();
+    }
+
+    /** Call a REST route. FAQ calls go without the token: anonymous is allowed, and a plain
+     * GET needs no CORS preflight. */
+    async api(path, init, auth) {
+      const headers = { Accept: 'application/json' };
+      if (auth && this.token) headers.Authorization = 'Bearer ' + this.token;
+      const res = await fetch(this.server + PREFIX + path, Object.assign({ headers, credentials: 'omit' }, init));
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      return res.json();
+    }
+
+    // ------------------------------------------------------------------ end chat and rating
+
+    endChat() {
+      this.confirmBar.hidden = true;
+      if (!this.send({ type: 'end' })) {
+        this.api('/session/end', { method: 'POST' }, true)
+          .then((data) => this.sessionEnded(data || {}))
+          .catch(() => this.notice('The chat could not be ended. Please try again.'));
+      }
+      this.input.focus();
+    }
+
+    askRating(session, agent) {
+      const box = h('div', { class: 'sw-rating', role: 'group', 'aria-label': 'Rate this chat' }, [
+        h('p', {}, 'How was your chat' + (agent ? ' with ' + agent : '') + '?'),
+      ]);
+      const row = h('div', { class: 'sw-stars' });
+      for (let i = 1; i <= 5; i += 1) {
+        row.appendChild(h('button', {
+          type: 'button', class: 'sw-star', 'aria-label': i + (i > 1 ? ' stars' : ' star'),
+          onclick: () => {
+            const detail = { session, rating: i, agent: agent || null };
+            if (typeof this.opts.onRating === 'function') this.opts.onRating(detail);
+            this.host.dispatchEvent(new CustomEvent('supportwidget:rating', { bubbles: true, composed: true, detail }));
+            box.textContent = '';
+            box.appendChild(h('p', {}, 'Thank you for your feedback.'));
+          },
+        }, '\u2605'));
+      }
+      box.appendChild(row);
+      box.swOrder = (this.lastId || 0) + 0.5; // later messages go below it
+      this.log.appendChild(box);
+      this.scrollDown(true);
+    }
+
+    // ------------------------------------------------------------------ UI
+
+    build() {
+      const id = 'sw-' + Math.random().toString(36).slice(2, 8);
+      this.badge = h('span', { class: 'sw-badge', 'aria-hidden': 'true', hidden: true }, '0');
+      this.fab = h('button', {
+        type: 'button', class: 'sw-fab', 'aria-haspopup': 'dialog', 'aria-controls': id,
+        'aria-label': 'Open support chat', onclick: () => this.open(),
+      }, [icon('chat'), this.badge]);
+
+      this.status = h('p', { class: 'sw-status', role: 'status' });
+      this.retryBtn = h('button', { type: 'button', class: 'sw-link', hidden: true, onclick: () => this.manualRetry() }, 'Try again');
+      this.confirmBar = h('div', { class: 'sw-confirm', hidden: true, role: 'group', 'aria-label': 'End chat?' }, [
+        h('span', {}, 'End this chat?'),
+        h('button', { type: 'button', class: 'sw-btn sw-danger', onclick: () => this.endChat() }, 'End chat'),
+        h('button', { type: 'button', class: 'sw-btn', onclick: () => { this.confirmBar.hidden = true; this.endBtn.focus(); } }, 'Cancel'),
+      ]);
+      this.endBtn = h('button', {
+        type: 'button', class: 'sw-btn sw-end',
+        onclick: () => { this.confirmBar.hidden = false; this.confirmBar.querySelector('button').focus(); },
+      }, 'End chat');
+      const header = h('header', { class: 'sw-header' }, [
+        h('div', { class: 'sw-heading' }, [h('h2', { id: id + '-title', class: 'sw-title' }, String(this.opts.title)), this.status]),
+        this.endBtn,
+        h('button', { type: 'button', class: 'sw-icon-btn sw-close', 'aria-label': 'Close chat', onclick: () => this.close() }, icon('close')),
+      ]);
+
+      this.log = h('div', { class: 'sw-log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages' });
+      this.moreBtn = h('button', {
+        type: 'button', class: 'sw-link sw-more', hidden: true,
+        onclick: () => {
+          let oldest = null;
+          for (const m of this.messages.values()) if (m.id != null && (oldest == null || m.id < oldest)) oldest = m.id;
+          this.moreBtn.disabled = true;
+          if (!this.send({ type: 'history', before: oldest, limit: 50 })) this.moreBtn.disabled = false;
+        },
+      }, 'Show earlier messages');
+      this.typingText = h('span', {});
+      this.typingBox = h('div', { class: 'sw-typing', role: 'status', hidden: true }, [
+        h('span', { class: 'sw-dots', 'aria-hidden': 'true' }, [h('i'), h('i'), h('i')]), this.typingText,
+      ]);
+      this.scroller = h('div', { class: 'sw-scroll' }, [this.moreBtn, this.log, this.typingBox]);
+      this.stick = true;
+      this.scroller.addEventListener('scroll', () => {
+        const el = this.scroller;
+        this.stick = el.scrollHeight - el.scrollTop - el.clientHeight < 60;
+      }, { passive: true });
+      this.quick = h('div', { class: 'sw-quick', role: 'group', 'aria-label': 'Suggested replies', hidden: true });
+      this.noticeBox = h('p', { class: 'sw-notice', role: 'alert', hidden: true });
+
+      this.suggestList = h('ul', { class: 'sw-suggest-list' });
+      this.suggestLive = h('span', { class: 'sw-sr', 'aria-live': 'polite' });
+      this.suggestBox = h('div', { class: 'sw-suggest', hidden: true }, [
+        h('p', { class: 'sw-suggest-head', id: id + '-sug' }, 'Help articles that may answer your question'),
+        this.suggestList,
+      ]);
+      this.suggestList.setAttribute('aria-labelledby', id + '-sug');
+      this.suggestSeq = 0;
+
+      this.input = h('textarea', {
+        class: 'sw-input', rows: 1, 'aria-label': 'Type your message', placeholder: 'Type your message',
+        maxlength: this.limits.max_message_chars, autocomplete: 'off',
+      });
+      this.input.addEventListener('input', () => {
+        this.input.style.height = 'auto';
+        this.input.style.height = Math.min(this.input.scrollHeight, 120) + 'px';
+        this.typing(!!this.input.value.trim());
+        clearTimeout(this.timers.suggest);
+        this.timers.suggest = setTimeout(() => this.suggest(this.input.value), 250);
+      });
+      this.input.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+          e.preventDefault();
+          this.submit();
+        }
+      });
+      this.composer = h('form', { class: 'sw-composer', onsubmit: (e) => { e.preventDefault(); this.submit(); } }, [
+        this.input,
+        h('button', { type: 'submit', class: 'sw-icon-btn sw-send', 'aria-label': 'Send message' }, icon('send')),
+      ]);
+      this.chat = h('div', { class: 'sw-chat' }, [this.scroller, this.quick, this.noticeBox, this.suggestBox, this.suggestLive, this.composer]);
+
+      this.articleTitle = h('h3', { class: 'sw-article-title', tabindex: '-1' });
+      this.articleSummary = h('p', { class: 'sw-article-summary' });
+      this.articleBody = h('div', { class: 'sw-article-body' });
+      this.articleBack = h('button', { type: 'button', class: 'sw-link', onclick: () => this.closeArticle() }, '\u2190 Back to chat');
+      this.article = h('section', { class: 'sw-article', hidden: true, 'aria-label': 'Help article' }, [
+        this.articleBack, this.articleTitle, this.articleSummary, this.articleBody,
+      ]);
+
+      this.modal = h('div', {
+        id, class: 'sw-modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': id + '-title', hidden: true,
+      }, [header, this.confirmBar, h('div', { class: 'sw-row' }, this.retryBtn), this.chat, this.article]);
+      this.modal.addEventListener('keydown', (e) => this.trapKeys(e));
+
+      this.root = h('div', { class: 'sw-root', 'data-state': 'connecting' }, [this.fab, this.modal]);
+      // A shadow root keeps the host page's CSS out of the widget (and ours out of the page).
+      // Hidden until the stylesheet has loaded, so no unstyled button flashes up.
+      this.host = h('div', { id: 'support-widget', style: 'display:none' });
+      this.shadow = this.host.attachShadow({ mode: 'open' });
+      const css = h('link', { rel: 'stylesheet', href: this.opts.css || this.server + PREFIX + '/widget.css' });
+      const show = () => { this.host.style.display = ''; };
+      css.addEventListener('load', show);
+      css.addEventListener('error', show);
+      this.shadow.append(css, this.root);
+      const attach = () => { if (!this.destroyed) doc.body.appendChild(this.host); };
+      if (doc.body) attach();
+      else doc.addEventListener('DOMContentLoaded', attach, { once: true });
+      this.applyScreen();
+    }
+
+    submit() {
+      if (this.sendText(this.input.value)) {
+        this.input.value = '';
+        this.input.style.height = '';
+        this.renderSuggestions([]);
+        this.suggestSeq += 1;
+      }
+      this.input.focus();
+    }
+
+    manualRetry() {
+      this.stopped = false;
+      this.attempt = 0;
+      if (this.state === 'auth') this.start(null);
+      else this.connect();
+    }
+
+    trapKeys(e) {
+      if (e.key === 'Escape') {
+        e.preventDefault();
+        if (!this.article.hidden) this.closeArticle();
+        else if (!this.confirmBar.hidden) this.confirmBar.hidden = true;
+        else this.close();
+        return;
+      }
+      if (e.key !== 'Tab') return;
+      const items = [...this.modal.querySelectorAll('button, textarea, input, [href], [tabindex]:not([tabindex="-1"])')]
+        .filter((el) => !el.disabled && el.offsetParent !== null);
+      if (!items.length) return;
+      const first = items[0];
+      const last = items[items.length - 1];
+      const active = this.shadow.activeElement;
+      if (e.shiftKey && (active === first || !this.modal.contains(active))) {
+        e.preventDefault();
+        last.focus();
+      } else if (!e.shiftKey && active === last) {
+        e.preventDefault();
+        first.focus();
+      }
+    }
+
+    applyScreen() {
+      const hide = this.hidden.has(String(this.context.screen || ''));
+      this.fab.hidden = hide || this.isOpen;
+      this.root.setAttribute('data-screen', this.context.screen || '');
+      if (hide && this.isOpen) this.close(true);
+    }
+
+    // ------------------------------------------------------------------ public API
+
+    open() {
+      if (this.destroyed || this.hidden.has(String(this.context.screen || ''))) return;
+      if (!this.isOpen) this.returnFocus = doc.activeElement;
+      this.isOpen = true;
+      this.modal.hidden = false;
+      this.fab.hidden = true;
+      if (global.matchMedia && global.matchMedia('(max-width: 599px)').matches) {
+        doc.documentElement.style.overflow = 'hidden'; // full screen: the page must not scroll
+      }
+      this.input.focus();
+      this.scrollDown(true);
+      this.markRead();
+      if (!this.ws && !this.stopped) this.connect();
+    }
+
+    close(noFocus) {
+      if (!this.isOpen) return;
+      this.isOpen = false;
+      this.modal.hidden = true;
+      this.confirmBar.hidden = true;
+      doc.documentElement.style.overflow = '';
+      this.applyScreen();
+      this.typing(false);
+      if (!noFocus) (this.fab.hidden ? this.returnFocus : this.fab || this.returnFocus)?.focus?.();
+    }
+
+    setScreen(name) {
+      this.setContext({ screen: name == null ? '' : String(name) });
+    }
+
+    setContext(obj) {
+      if (!obj || typeof obj !== 'object') return;
+      Object.assign(this.context, obj);
+      this.applyScreen();
+      this.send({ type: 'context', context: this.context });
+    }
+
+    destroy() {
+      this.destroyed = true;
+      this.closeSocket();
+      Object.values(this.timers).forEach((t) => { clearTimeout(t); clearInterval(t); });
+      global.removeEventListener('online', this.onOnline);
+      doc.removeEventListener('visibilitychange', this.onVisible);
+      doc.documentElement.style.overflow = '';
+      if (this.sub) save('outbox:' + this.sub, null); // logout: nothing of this user stays behind
+      this.host.remove();
+    }
+  }
+
+  let instance = null;
+  const call = (name) => (...args) => (instance ? instance[name](...args) : undefined);
+
+  global.SupportWidget = {
+    version: '1.0.0',
+    /**
+     * Start the widget. opts: {server, token, getToken, screen, hiddenScreens, context, title,
+     * botName, onRating, css (stylesheet URL)}. Calling init again replaces the previous widget.
+     */
+    init(opts) {
+      if (instance) instance.destroy();
+      instance = new Widget(opts || {});
+      return global.SupportWidget;
+    },
+    setScreen: call('setScreen'),
+    setContext: call('setContext'),
+    setToken: call('setToken'),
+    open: call('open'),
+    close: call('close'),
+    destroy() {
+      if (instance) instance.destroy();
+      instance = null;
+    },
+    /** Connection state: connecting, online, offline, unavailable, busy, auth (or null). */
+    get state() { return instance ? instance.state : null; },
+  };
+}(window));
