@@ -475,6 +475,7 @@ class WidgetInput(InputChannel):
             return
         watcher = self.hub.spawn(self._watch_token(connection))
         try:
+            replay, has_more = await self._replay_messages(connection, hello.get("after"))
             await connection.send(
                 {
                     "type": "welcome",
@@ -483,9 +484,11 @@ class WidgetInput(InputChannel):
                     "expires_at": int(customer.expires_at),
                     "session": conversation.session,
                     "limits": self.config.limits(),
+                    "has_more": has_more,
                 }
             )
-            await self._replay(connection, hello.get("after"))
+            for message in replay:
+                await connection.send({"type": "message", "message": message.to_wire()})
             while not connection.closed:
                 raw = await ws.recv()
                 if raw is None:
@@ -506,14 +509,22 @@ class WidgetInput(InputChannel):
             if not self.hub.connections(connection.conversation_id):
                 self._contexts.pop(connection.conversation_id, None)
 
-    async def _replay(self, connection: Connection, after: Any) -> None:
+    async def _replay_messages(
+        self, connection: Connection, after: Any
+    ) -> Tuple[List[MessageView], bool]:
+        """What a (re)connecting client gets: messages after ``after``, else the last page.
+
+        Returns:
+            The messages, oldest first, and whether older ones exist before them.
+        """
         chat = await self.chat()
         if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
             messages = await chat.messages_after(connection.conversation_id, after, REPLAY_LIMIT)
-        else:
-            messages, _ = await chat.history(connection.conversation_id, None, HISTORY_PAGE)
-        for message in messages:
-            await connection.send({"type": "message", "message": message.to_wire()})
+            if not messages:
+                return [], after > 0
+            older, _ = await chat.history(connection.conversation_id, messages[0].id, 1)
+            return messages, bool(older)
+        return await chat.history(connection.conversation_id, None, HISTORY_PAGE)
 
     async def _watch_token(self, connection: Connection) -> None:
         """Warn before the token expires; close with 4002 when it was not refreshed."""
@@ -749,9 +760,15 @@ class WidgetInput(InputChannel):
         up_to = frame.get("up_to")
         if not isinstance(up_to, int) or isinstance(up_to, bool):
             raise _ClientError("bad_request", "read.up_to must be a message id.")
-        await (await self.chat()).do_mark(
+        read = await (await self.chat()).do_mark(
             connection.conversation_id, "read", up_to=up_to, senders=OUTGOING_SENDERS
         )
+        if read:  # the customer's other devices clear their unread badge
+            await self.hub.push(
+                connection.conversation_id,
+                {"type": "receipt", "ids": read, "status": "read"},
+                exclude=connection,
+            )
 
     async def _on_history(self, connection: Connection, frame: Dict[str, Any]) -> None:
         before, limit = frame.get("before"), frame.get("limit", HISTORY_PAGE)

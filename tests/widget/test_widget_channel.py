@@ -184,6 +184,12 @@ async def test_other_devices_see_the_customer_message_and_the_reply(widget_bot: 
     assert echoed["message"]["id"] == turn["ack"]["message"]["id"]
     reply = await tablet.expect("message", lambda f: f["message"]["sender"] == "bot")
     assert reply["message"]["text"] == GREETING
+    # reading on the tablet clears the phone's unread state
+    await tablet.send({"type": "read", "up_to": reply["message"]["id"]})
+    synced = await phone.expect("receipt", lambda f: reply["message"]["id"] in f["ids"])
+    assert synced == {"type": "receipt", "ids": [reply["message"]["id"]], "status": "read"}
+    assert [f for f in await tablet.nothing_for(0.5)
+            if f["type"] == "receipt" and reply["message"]["id"] in f["ids"]] == []
     await phone.close()
     await tablet.close()
 
@@ -198,11 +204,13 @@ async def test_replies_missed_while_offline_arrive_on_reconnect(widget_bot: Any)
     await wait_for(lambda: [r["sender"] for r in rows(widget_bot, conversation)]
                    == ["customer", "bot"])
     again = await WidgetClient.connect(widget_bot, token, after=ack["message"]["id"])
+    assert again.welcome["has_more"] is True  # the customer's own message is older
     missed = await again.expect("message")
     assert (missed["message"]["sender"], missed["message"]["text"]) == ("bot", GREETING)
     assert await again.nothing_for(1.0) == []
     # a new device (no local state) gets the latest page of the conversation
     fresh = await WidgetClient.connect(widget_bot, token)
+    assert fresh.welcome["has_more"] is False
     first = await fresh.expect("message")
     second = await fresh.expect("message")
     assert [first["message"]["text"], second["message"]["text"]] == ["hi", GREETING]
