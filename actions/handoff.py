@@ -41,23 +41,18 @@ class ActionHandoff(Action):
             "triage": triage,
             "context": tracker.get_slot("customer_context") or {},
         }
-        ticket = await svc.store.open_ticket_for_conversation(tracker.sender_id)
-        if ticket is None:
-            ticket = await svc.store.do_create_ticket(
-                conversation_id=tracker.sender_id,
-                summary=_summary(tracker),
-                category=category if category not in ("GENERAL", "OTHER") else "CONTACT",
-                priority=priority,
-                contact_email=tracker.get_slot("contact_email") or tracker.get_slot("customer_email"),
-                customer_id=customer_id(tracker),
-                source="handoff",
-                details=details,
-            )
-        else:
-            ticket = await svc.store.do_update_ticket(
-                ticket.reference, priority=priority, raise_only=True, details_update=details
-            )
-        await svc.store.do_record_handoff(tracker.sender_id, ticket.reference, reason, ticket.priority)
+        # One transaction: the ticket (new, or the open one updated), the handoff
+        # record, and the conversation queued for a person.
+        ticket, _ = await svc.store.do_handoff(
+            tracker.sender_id,
+            summary=_summary(tracker),
+            category=category if category not in ("GENERAL", "OTHER") else "CONTACT",
+            priority=priority,
+            reason=reason,
+            details=details,
+            contact_email=tracker.get_slot("contact_email") or tracker.get_slot("customer_email"),
+            customer_id=customer_id(tracker),
+        )
 
         dispatcher.utter_message(
             text=self._next_steps(ticket.reference, "angry_language" in reasons, customer_tz(tracker))

@@ -747,6 +747,144 @@ class SupportStore:
         )
         return view
 
+    async def do_handoff(
+        self,
+        conversation_id: str,
+        *,
+        summary: str,
+        category: str,
+        priority: str,
+        reason: str,
+        details: Optional[Mapping[str, Any]] = None,
+        contact_email: Optional[str] = None,
+        customer_id: Optional[str] = None,
+        actor: str = "bot",
+    ) -> Tuple[TicketView, HandoffView]:
+        """Hand a conversation to a person, all in ONE transaction.
+
+        The conversation's open ticket gets the new ``details`` (transcript,
+        slots, triage, context) and a raise-only priority, or a ticket is
+        created (source ``handoff``); a handoff row is recorded; the ticket is
+        ``queued`` (``queued_at`` set) unless an agent already owns it; the
+        widget conversation (if any) moves to state ``queued`` and points at
+        the ticket. Audit rows: ``ticket.created`` or ``ticket.updated``, and
+        ``handoff.recorded``; listeners hear ``handoff.recorded`` after commit.
+
+        Returns:
+            The ticket and the handoff.
+
+        Raises:
+            ValueError: On invalid arguments.
+        """
+        from bot.support.models import Conversation
+
+        conversation_id = _text("conversation_id", conversation_id, max_len=255)
+        summary = _text("summary", summary)
+        category = _text("category", category, max_len=64)
+        priority = _choice("priority", priority, PRIORITIES)
+        reason = _text("reason", reason, max_len=255)
+        details_ = _json_object("details", details)
+        contact_email = _email(contact_email)
+        customer_id = _optional_text("customer_id", customer_id, max_len=255)
+        actor = _text("actor", actor, max_len=255)
+
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            ticket = (
+                await session.execute(
+                    select(Ticket)
+                    .where(
+                        Ticket.conversation_id == conversation_id,
+                        Ticket.status.notin_(CLOSED_TICKET_STATUSES),
+                    )
+                    .order_by(Ticket.id.desc())
+                    .limit(1)
+                    .with_for_update()
+                )
+            ).scalar_one_or_none()
+            if ticket is None:
+                ticket = Ticket(
+                    reference=f"pending-{uuid4().hex}",
+                    conversation_id=conversation_id,
+                    customer_id=customer_id,
+                    contact_email=contact_email,
+                    summary=summary,
+                    category=category,
+                    priority=priority,
+                    status="queued",
+                    source="handoff",
+                    details=details_,
+                    created_at=now,
+                    updated_at=now,
+                    queued_at=now,
+                )
+                session.add(ticket)
+                await session.flush()
+                ticket.reference = _ticket_reference(ticket.id)
+                await _audit(
+                    session, at=now, actor=actor, action="ticket.created",
+                    object_type="ticket", object_id=ticket.reference,
+                    data={"conversation_id": conversation_id, "customer_id": customer_id,
+                          "category": category, "priority": priority, "status": "queued",
+                          "source": "handoff"},
+                )
+            else:
+                changes: Dict[str, Any] = {}
+                if PRIORITIES.index(priority) > PRIORITIES.index(ticket.priority):
+                    changes["priority"] = _change(ticket.priority, priority)
+                    ticket.priority = priority
+                merged = dict(ticket.details or {})
+                changed_keys = sorted(k for k, v in details_.items() if merged.get(k, _MISSING) != v)
+                if changed_keys:
+                    merged.update(details_)
+                    ticket.details = merged
+                    changes["details_keys"] = changed_keys
+                if ticket.status not in ("queued", "assigned"):
+                    changes["status"] = _change(ticket.status, "queued")
+                    ticket.status = "queued"
+                    ticket.queued_at = now
+                if ticket.contact_email is None and contact_email:
+                    ticket.contact_email = contact_email
+                if changes:
+                    ticket.updated_at = now
+                    await _audit(
+                        session, at=now, actor=actor, action="ticket.updated",
+                        object_type="ticket", object_id=ticket.reference, data=changes,
+                    )
+            row = Handoff(
+                conversation_id=conversation_id,
+                ticket_id=ticket.id,
+                reason=reason,
+                priority=ticket.priority,
+                status="queued",
+                created_at=now,
+            )
+            session.add(row)
+            conversation = (
+                await session.execute(
+                    select(Conversation).where(Conversation.conversation_id == conversation_id)
+                )
+            ).scalar_one_or_none()
+            if conversation is not None:
+                if conversation.state != "assigned":
+                    conversation.state = "queued"
+                conversation.ticket_id = ticket.id
+                conversation.updated_at = now
+            await session.flush()
+            audit = await _audit(
+                session, at=now, actor=actor, action="handoff.recorded",
+                object_type="handoff", object_id=str(row.id),
+                data={"conversation_id": conversation_id, "ticket": ticket.reference,
+                      "reason": reason, "priority": ticket.priority},
+            )
+            handoff = HandoffView.from_row(row, ticket.reference)
+            ticket_view = TicketView.from_row(ticket)
+        await self._notify(
+            audit.action,
+            {"actor": actor, "audit": audit, "handoff": handoff, "ticket": ticket_view},
+        )
+        return ticket_view, handoff
+
     # --------------------------------------------------------------- queries
 
     async def get_ticket(self, reference: str) -> TicketView:

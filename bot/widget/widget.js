@@ -315,6 +315,8 @@
       Object.assign(this.limits, frame.limits || {});
       if (frame.session != null) this.session = frame.session;
       if (frame.expires_at) this.exp = Number(frame.expires_at);
+      // Older messages exist before the replayed ones (only trusted on a fresh load).
+      if (typeof frame.has_more === 'boolean' && this.hasMore === null) this.hasMore = frame.has_more;
       this.input.maxLength = this.limits.max_message_chars;
       this.setState('online');
       clearInterval(this.timers.ping);

@@ -168,7 +168,10 @@ async def test_handoff_without_a_ticket_creates_one_and_queues_it(svc: Any) -> N
         ("ticket.created", "ticket"),
         ("handoff.recorded", "handoff"),
     ]
-    assert audit[1]["data"]["ticket_status"] == {"from": "open", "to": "queued"}
+    # one transaction: the ticket is created already queued for a person
+    assert (audit[0]["data"]["status"], audit[0]["data"]["source"]) == ("queued", "handoff")
+    assert audit[1]["data"] == {"conversation_id": "conv-1", "ticket": ticket["reference"],
+                                "reason": "human_requested", "priority": "high"}
 
 
 async def test_handoff_without_triage_or_customer(svc: Any) -> None:
@@ -273,6 +276,7 @@ async def test_handoff_with_an_open_ticket_raises_priority_and_updates_details(s
         {
             "priority": {"from": "normal", "to": "high"},
             "details_keys": ["context", "slots", "transcript", "triage"],
+            "status": {"from": "open", "to": "queued"},
         },
     )
 
