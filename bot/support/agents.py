@@ -1,0 +1,739 @@
+"""Live agents: accounts, console sessions, the ticket state machine, ratings, metrics.
+
+State changes are ``do_*`` coroutines of :class:`AgentStore`; each runs in ONE new
+transaction, writes an audit row, and notifies listeners only after the commit (as
+:mod:`bot.support.ops`). Views are frozen dataclasses; no ORM object escapes.
+
+Ticket and conversation states::
+
+    bot --handoff--> queued --claim--> assigned --resolve--> resolved --(rating)--
+                        ^                 |  transfer (to another agent)
+                        +-----------------+
+
+Roles: an ``agent`` sees queued tickets and the tickets assigned to them, claims
+queued tickets and acts (reply, transfer, resolve) only on their own; an ``admin``
+sees and acts on every ticket and manages agents. Two agents claiming the same
+ticket: exactly one wins (a conditional UPDATE), the other gets :class:`StateError`
+naming the winner.
+
+Passwords are hashed with Argon2id (``argon2-cffi``); console sessions are random
+bearer tokens of which only the SHA-256 is stored, valid for ``ttl_seconds``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import db
+from bot.support.chat import MessageView
+from bot.support.models import (
+    AGENT_ROLES,
+    PRIORITIES,
+    Agent,
+    AgentSession,
+    AuditLog,
+    ChatMessage,
+    Conversation,
+    Customer,
+    Rating,
+    Ticket,
+)
+from bot.support.ops import Listener, NotFound, StateError, TicketView
+
+__all__ = [
+    "AgentStore",
+    "AgentView",
+    "AuthFailed",
+    "Forbidden",
+    "InboxItem",
+    "RatingView",
+    "TicketDetail",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SESSION_TTL = 8 * 3600
+MAX_REPLY_CHARS = 4000
+_USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("not-a-real-password")  # equalises timing for unknown users
+
+
+class AuthFailed(Exception):
+    """Login or session check failed (``code``: bad_credentials, expired, invalid)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Forbidden(Exception):
+    """The agent's role or assignment does not allow this action."""
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """An agent account (never the password hash)."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    active: bool
+    created_at: datetime
+    last_seen_at: Optional[datetime]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def from_row(cls, row: Agent) -> "AgentView":
+        return cls(row.id, row.username, row.display_name, row.role, bool(row.active),
+                   row.created_at, row.last_seen_at)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"id": self.id, "username": self.username, "display_name": self.display_name,
+                "role": self.role, "active": self.active}
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One line of an agent's inbox."""
+
+    ticket: TicketView
+    conversation_id: str
+    customer_id: Optional[str]
+    customer_name: Optional[str]
+    state: str
+    assignee: Optional[AgentView]
+    waiting_since: datetime
+    last_message: Optional[str]
+    last_message_at: Optional[datetime]
+    unread: int
+
+
+@dataclass(frozen=True)
+class TicketDetail:
+    """What the conversation view shows: ticket, transcript, context, triage, slots."""
+
+    ticket: TicketView
+    conversation_id: str
+    state: str
+    assignee: Optional[AgentView]
+    customer: Dict[str, Any]
+    context: Dict[str, Any]
+    triage: Dict[str, Any]
+    slots: Dict[str, Any]
+    bot_transcript: List[Dict[str, Any]]
+    messages: List[MessageView]
+
+
+@dataclass(frozen=True)
+class RatingView:
+    """A stored rating."""
+
+    id: int
+    conversation_id: str
+    session: int
+    ticket_id: Optional[int]
+    score: int
+    comment: Optional[str]
+    created_at: datetime
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AgentStore:
+    """Agents, sessions, tickets' life with a person, ratings and metrics.
+
+    Args:
+        engine: The support database engine; the store owns it (see :meth:`dispose`).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = db.session_factory(engine)
+        self._listeners: List[Listener] = []
+
+    @classmethod
+    def from_url(cls, url: str) -> "AgentStore":
+        """Create a store for a database URL."""
+        return cls(db.make_engine(url))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def create_schema(self) -> None:
+        """Bring the database to the newest schema (Alembic)."""
+        from bot import migrate
+
+        await migrate.upgrade(self._engine)
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
+
+    def add_listener(self, callback: Listener) -> None:
+        """Register ``async def callback(event, payload)``, run after each commit."""
+        self._listeners.append(callback)
+
+    async def _notify(self, event: str, payload: Dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                await listener(event, payload)
+            except Exception:  # noqa: BLE001 - listeners never break a state change
+                logger.exception("Agent listener %r failed for %s", listener, event)
+
+    # ----------------------------------------------------------------- agents
+
+    async def do_create_agent(
+        self, username: str, display_name: str, password: str, role: str = "agent",
+        actor: str = "admin",
+    ) -> AgentView:
+        """Create an agent account; audit ``agent.created``.
+
+        Raises:
+            ValueError: Bad username (2-64 of a-z0-9_.- ), short password (< 10), bad role,
+                or the username is taken.
+        """
+        username = (username or "").strip().lower()
+        if not _USERNAME_RE.match(username):
+            raise ValueError("username must be 2-64 characters: a-z, 0-9, _ . -")
+        if not isinstance(password, str) or len(password) < 10:
+            raise ValueError("password must have at least 10 characters")
+        if role not in AGENT_ROLES:
+            raise ValueError(f"role must be one of {AGENT_ROLES}")
+        display_name = (display_name or "").strip()[:200] or username
+        password_hash = _HASHER.hash(password)
+        now = db.utcnow()
+        try:
+            async with db.write_session(self._sessions) as session:
+                row = Agent(username=username, display_name=display_name,
+                            password_hash=password_hash, role=role, active=True, created_at=now)
+                session.add(row)
+                await session.flush()
+                session.add(AuditLog(at=now, actor=actor, action="agent.created",
+                                     object_type="agent", object_id=str(row.id),
+                                     data={"username": username, "role": role}))
+                view = AgentView.from_row(row)
+        except IntegrityError:
+            raise ValueError(f"username {username!r} is taken") from None
+        await self._notify("agent.created", {"actor": actor, "agent": view})
+        return view
+
+    async def list_agents(self) -> List[AgentView]:
+        async with db.read_session(self._sessions) as session:
+            rows = (await session.execute(select(Agent).order_by(Agent.id))).scalars().all()
+            return [AgentView.from_row(r) for r in rows]
+
+    async def get_agent(self, agent_id: int) -> AgentView:
+        async with db.read_session(self._sessions) as session:
+            row = await session.get(Agent, agent_id)
+            if row is None:
+                raise NotFound(f"No agent {agent_id}.")
+            return AgentView.from_row(row)
+
+    async def do_login(
+        self, username: str, password: str, ttl_seconds: int = DEFAULT_SESSION_TTL
+    ) -> Tuple[str, AgentView, datetime]:
+        """Check the password and open a console session; audit ``agent.login``.
+
+        Returns:
+            ``(token, agent, expires_at)``; only the token's hash is stored.
+
+        Raises:
+            AuthFailed: ``bad_credentials`` (unknown user, wrong password, inactive).
+        """
+        username = (username or "").strip().lower()
+        async with db.read_session(self._sessions) as session:
+            row = (await session.execute(select(Agent).where(Agent.username == username))
+                   ).scalar_one_or_none()
+            stored = row.password_hash if row is not None else _DUMMY_HASH
+        try:
+            ok = _HASHER.verify(stored, password or "")
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if row is None or not ok or not row.active:
+            raise AuthFailed("bad_credentials", "Wrong username or password.")
+        token = secrets.token_urlsafe(32)
+        now = db.utcnow()
+        expires = now + timedelta(seconds=ttl_seconds)
+        async with db.write_session(self._sessions) as session:
+            agent = await session.get(Agent, row.id)
+            agent.last_seen_at = now
+            session.add(AgentSession(agent_id=row.id, token_hash=_token_hash(token),
+                                     created_at=now, expires_at=expires))
+            session.add(AuditLog(at=now, actor=f"agent:{row.id}", action="agent.login",
+                                 object_type="agent", object_id=str(row.id), data={}))
+            view = AgentView.from_row(agent)
+        return token, view, expires
+
+    async def authenticate(self, token: Optional[str]) -> AgentView:
+        """The agent owning a live console session.
+
+        Raises:
+            AuthFailed: ``invalid`` (unknown, revoked, inactive agent) or ``expired``.
+        """
+        if not token:
+            raise AuthFailed("invalid", "Log in first.")
+        async with db.read_session(self._sessions) as session:
+            found = (await session.execute(
+                select(AgentSession, Agent).join(Agent, Agent.id == AgentSession.agent_id)
+                .where(AgentSession.token_hash == _token_hash(token))
+            )).first()
+            if found is None or found[0].revoked_at is not None or not found[1].active:
+                raise AuthFailed("invalid", "This session is not valid; log in again.")
+            if found[0].expires_at <= db.utcnow():
+                raise AuthFailed("expired", "Your session has expired; log in again.")
+            return AgentView.from_row(found[1])
+
+    async def do_logout(self, token: str) -> None:
+        """Revoke a console session (idempotent)."""
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            await session.execute(
+                update(AgentSession)
+                .where(AgentSession.token_hash == _token_hash(token),
+                       AgentSession.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+
+    # ------------------------------------------------------------------ inbox
+
+    async def inbox(
+        self, agent: AgentView, states: Sequence[str] = ("queued", "assigned"),
+        category: Optional[str] = None,
+    ) -> List[InboxItem]:
+        """Queued tickets and the agent's own (every ticket for admins).
+
+        Sorted by priority (urgent first), then by waiting time (longest first).
+        """
+        states = [s for s in states if s in ("queued", "assigned", "resolved")]
+        async with db.read_session(self._sessions) as session:
+            query = (
+                select(Ticket, Conversation, Agent)
+                .outerjoin(Conversation, Conversation.conversation_id == Ticket.conversation_id)
+                .outerjoin(Agent, Agent.id == Ticket.assignee_id)
+                .where(Ticket.status.in_(states))
+            )
+            if not agent.is_admin:
+                query = query.where(or_(Ticket.status == "queued",
+                                        Ticket.assignee_id == agent.id))
+            if category:
+                query = query.where(Ticket.category == category)
+            rows = (await session.execute(query)).all()
+            items = []
+            for ticket, conversation, assignee in rows:
+                last = unread = None
+                if conversation is not None:
+                    last = (await session.execute(
+                        select(ChatMessage).where(ChatMessage.conversation_pk == conversation.id)
+                        .order_by(ChatMessage.id.desc()).limit(1))).scalar_one_or_none()
+                    unread = (await session.execute(
+                        select(func.count(ChatMessage.id)).where(
+                            ChatMessage.conversation_pk == conversation.id,
+                            ChatMessage.sender == "customer",
+                            ChatMessage.status != "read"))).scalar_one()
+                profile = dict(conversation.profile or {}) if conversation is not None else {}
+                items.append(InboxItem(
+                    ticket=TicketView.from_row(ticket),
+                    conversation_id=ticket.conversation_id,
+                    customer_id=ticket.customer_id,
+                    customer_name=profile.get("name"),
+                    state=ticket.status,
+                    assignee=AgentView.from_row(assignee) if assignee is not None else None,
+                    waiting_since=ticket.queued_at or ticket.created_at,
+                    last_message=last.text if last is not None else None,
+                    last_message_at=last.created_at if last is not None else None,
+                    unread=int(unread or 0),
+                ))
+        items.sort(key=lambda i: (-PRIORITIES.index(i.ticket.priority), i.waiting_since))
+        return items
+
+    async def ticket_detail(self, agent: AgentView, reference: str) -> TicketDetail:
+        """The conversation view of a ticket.
+
+        Raises:
+            NotFound: Unknown ticket.
+            Forbidden: An agent opening another agent's ticket.
+        """
+        async with db.read_session(self._sessions) as session:
+            ticket = await _ticket(session, reference)
+            _may_view(agent, ticket)
+            conversation = (await session.execute(select(Conversation).where(
+                Conversation.conversation_id == ticket.conversation_id))).scalar_one_or_none()
+            assignee = await session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
+            messages: List[MessageView] = []
+            customer: Dict[str, Any] = {"id": ticket.customer_id}
+            context: Dict[str, Any] = {}
+            if conversation is not None:
+                rows = (await session.execute(
+                    select(ChatMessage).where(ChatMessage.conversation_pk == conversation.id)
+                    .order_by(ChatMessage.id.desc()).limit(200))).scalars().all()
+                messages = [MessageView.from_row(r, conversation.conversation_id)
+                            for r in reversed(rows)]
+                customer.update(conversation.profile or {})
+                context = dict(conversation.context or {})
+            if ticket.customer_id:
+                row = await session.get(Customer, ticket.customer_id)
+                if row is not None:
+                    customer.update({k: v for k, v in (
+                        ("name", row.name), ("email", row.email), ("phone", row.phone),
+                        ("locale", row.locale), ("timezone", row.timezone)) if v})
+            details = dict(ticket.details or {})
+            return TicketDetail(
+                ticket=TicketView.from_row(ticket),
+                conversation_id=ticket.conversation_id,
+                state=ticket.status,
+                assignee=AgentView.from_row(assignee) if assignee is not None else None,
+                customer=customer,
+                context={**dict(details.get("context") or {}), **context},
+                triage=dict(details.get("triage") or {}),
+                slots=dict(details.get("slots") or {}),
+                bot_transcript=list(details.get("transcript") or []),
+                messages=messages,
+            )
+
+    # ---------------------------------------------------------- state machine
+
+    async def do_claim(self, reference: str, agent: AgentView) -> TicketView:
+        """Take a queued ticket; audit ``ticket.claimed``. One of two racing claims wins.
+
+        Raises:
+            NotFound: Unknown ticket.
+            StateError: Already claimed (the message names by whom) or not queued.
+        """
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(Ticket)
+                .where(Ticket.reference == reference.upper(), Ticket.status == "queued")
+                .values(status="assigned", assignee_id=agent.id, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            ticket = await _ticket(session, reference)
+            if result.rowcount != 1:
+                owner = await session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
+                if owner is not None:
+                    raise StateError(f"{ticket.reference} was already claimed by "
+                                     f"{owner.display_name}.")
+                raise StateError(f"{ticket.reference} is {ticket.status}; only queued tickets "
+                                 "can be claimed.")
+            await session.refresh(ticket)
+            await _set_conversation(session, ticket, state="assigned", assignee_id=agent.id,
+                                    now=now)
+            audit = await _audit(session, now, f"agent:{agent.id}", "ticket.claimed", ticket,
+                                 {"assignee": agent.id})
+            view = TicketView.from_row(ticket)
+        await self._notify(audit.action, {"actor": audit.actor, "ticket": view, "agent": agent})
+        return view
+
+    async def do_transfer(self, reference: str, agent: AgentView, to_agent_id: int) -> TicketView:
+        """Give an assigned ticket to another agent; audit ``ticket.transferred``.
+
+        Raises:
+            Forbidden: Not the assignee (nor an admin).
+            NotFound: Unknown ticket or target agent.
+            StateError: The ticket is not assigned, or the target is inactive.
+        """
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            ticket = await _ticket(session, reference, for_update=True)
+            _may_act(agent, ticket)
+            target = await session.get(Agent, to_agent_id)
+            if target is None:
+                raise NotFound(f"No agent {to_agent_id}.")
+            if not target.active:
+                raise StateError(f"{target.display_name} is not active.")
+            previous = ticket.assignee_id
+            ticket.assignee_id = target.id
+            ticket.updated_at = now
+            await _set_conversation(session, ticket, state="assigned", assignee_id=target.id,
+                                    now=now)
+            audit = await _audit(session, now, f"agent:{agent.id}", "ticket.transferred", ticket,
+                                 {"from": previous, "to": target.id})
+            view = TicketView.from_row(ticket)
+            target_view = AgentView.from_row(target)
+        await self._notify(audit.action, {"actor": audit.actor, "ticket": view,
+                                          "agent": agent, "to": target_view})
+        return view
+
+    async def do_agent_message(
+        self, reference: str, agent: AgentView, text: str, client_id: Optional[str] = None,
+    ) -> MessageView:
+        """Store an agent's reply to the customer; sets the ticket's first response time.
+
+        Audit ``ticket.first_response`` once; listeners hear ``message.stored``.
+
+        Raises:
+            ValueError: Empty or too long text.
+            Forbidden: Not the assignee (nor an admin).
+            StateError: The ticket is not assigned.
+        """
+        text = (text or "").strip()
+        if not text or len(text) > MAX_REPLY_CHARS:
+            raise ValueError(f"A reply needs 1-{MAX_REPLY_CHARS} characters.")
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            ticket = await _ticket(session, reference, for_update=True)
+            _may_act(agent, ticket)
+            conversation = await _conversation_of(session, ticket)
+            if client_id:
+                existing = (await session.execute(select(ChatMessage).where(
+                    ChatMessage.conversation_pk == conversation.id,
+                    ChatMessage.client_id == client_id))).scalar_one_or_none()
+                if existing is not None:
+                    return MessageView.from_row(existing, conversation.conversation_id)
+            row = ChatMessage(conversation_pk=conversation.id, session=conversation.session,
+                              client_id=client_id, sender="agent",
+                              sender_name=agent.display_name, author_id=str(agent.id),
+                              text=text, status="sent", created_at=now)
+            session.add(row)
+            conversation.last_message_at = now
+            first = ticket.first_response_at is None
+            if first:
+                ticket.first_response_at = now
+                ticket.updated_at = now
+                await _audit(session, now, f"agent:{agent.id}", "ticket.first_response", ticket,
+                             {"seconds": round((now - (ticket.queued_at or ticket.created_at))
+                                               .total_seconds(), 1)})
+            await session.flush()
+            view = MessageView.from_row(row, conversation.conversation_id)
+        await self._notify("message.stored", {"message": view, "agent": agent})
+        return view
+
+    async def do_resolve(self, reference: str, agent: AgentView, note: Optional[str] = None
+                         ) -> TicketView:
+        """Resolve an assigned ticket; the conversation goes back to the bot (state
+        ``resolved`` until the rating); audit ``ticket.resolved``.
+
+        Raises:
+            Forbidden: Not the assignee (nor an admin).
+            StateError: The ticket is not assigned.
+        """
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            ticket = await _ticket(session, reference, for_update=True)
+            _may_act(agent, ticket)
+            ticket.status = "resolved"
+            ticket.resolved_at = now
+            ticket.updated_at = now
+            if note:
+                ticket.details = {**dict(ticket.details or {}), "resolution_note": note[:2000]}
+            await _set_conversation(session, ticket, state="resolved", assignee_id=None, now=now)
+            audit = await _audit(
+                session, now, f"agent:{agent.id}", "ticket.resolved", ticket,
+                {"seconds": round((now - (ticket.queued_at or ticket.created_at))
+                                  .total_seconds(), 1)})
+            view = TicketView.from_row(ticket)
+        await self._notify(audit.action, {"actor": audit.actor, "ticket": view, "agent": agent})
+        return view
+
+    async def do_rate(
+        self, conversation_id: str, session_no: int, score: int, comment: Optional[str] = None,
+        actor: str = "customer",
+    ) -> RatingView:
+        """Store the customer's 1-5 rating of a chat session (once); audit ``rating.created``.
+
+        The rating is linked to the session's ticket, if there was one.
+
+        Raises:
+            ValueError: Score outside 1-5, or the session was already rated.
+            LookupError: Unknown conversation.
+        """
+        if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+            raise ValueError("score must be an integer from 1 to 5")
+        comment = (comment or "").strip()[:2000] or None
+        now = db.utcnow()
+        try:
+            async with db.write_session(self._sessions) as session:
+                conversation = (await session.execute(select(Conversation).where(
+                    Conversation.conversation_id == conversation_id))).scalar_one_or_none()
+                if conversation is None:
+                    raise LookupError(f"No conversation {conversation_id}.")
+                row = Rating(conversation_pk=conversation.id, session=int(session_no),
+                             ticket_id=conversation.ticket_id, score=score, comment=comment,
+                             created_at=now)
+                session.add(row)
+                if conversation.state == "resolved":
+                    conversation.state = "bot"
+                    conversation.ticket_id = None
+                await session.flush()
+                session.add(AuditLog(at=now, actor=actor, action="rating.created",
+                                     object_type="conversation", object_id=conversation_id,
+                                     data={"score": score, "session": int(session_no),
+                                           "ticket_id": row.ticket_id}))
+                view = RatingView(row.id, conversation_id, row.session, row.ticket_id, score,
+                                  comment, now)
+        except IntegrityError:
+            raise ValueError("This chat session was already rated.") from None
+        await self._notify("rating.created", {"actor": actor, "rating": view})
+        return view
+
+    async def do_upsert_customer(self, customer_id: str, profile: Mapping[str, Any]) -> None:
+        """Record the customer as the verified token describes them (no audit: profile data)."""
+        now = db.utcnow()
+        fields = {k: (str(profile[k])[:320] if profile.get(k) else None)
+                  for k in ("name", "email", "phone", "locale", "timezone")}
+        async with db.write_session(self._sessions) as session:
+            row = await session.get(Customer, customer_id)
+            if row is None:
+                session.add(Customer(id=customer_id, created_at=now, updated_at=now, **fields))
+            elif any(getattr(row, k) != v for k, v in fields.items()):
+                for key, value in fields.items():
+                    setattr(row, key, value)
+                row.updated_at = now
+
+    # ----------------------------------------------------------------- metrics
+
+    async def metrics(self, since: datetime, until: datetime) -> Dict[str, Any]:
+        """Support figures for conversations/tickets created in ``[since, until)``.
+
+        Returns:
+            ``resolution`` (average/median seconds from queued to resolved),
+            ``first_response`` (average/median seconds), ``csat`` (average, count,
+            distribution 1-5), ``self_service_rate`` (conversations with customer
+            messages and no handoff / all such conversations), ``handoff_rate``, each
+            overall, ``by_category`` and ``by_day`` (UTC dates).
+        """
+        async with db.read_session(self._sessions) as session:
+            tickets = (await session.execute(select(Ticket).where(
+                Ticket.created_at >= since, Ticket.created_at < until,
+                Ticket.queued_at.is_not(None)))).scalars().all()
+            ratings = (await session.execute(select(Rating).where(
+                Rating.created_at >= since, Rating.created_at < until))).scalars().all()
+            conversations = (await session.execute(
+                select(Conversation.conversation_id, func.min(ChatMessage.created_at))
+                .join(ChatMessage, ChatMessage.conversation_pk == Conversation.id)
+                .where(ChatMessage.sender == "customer")
+                .group_by(Conversation.conversation_id)
+                .having(and_(func.min(ChatMessage.created_at) >= since,
+                             func.min(ChatMessage.created_at) < until)))).all()
+            handed = set((await session.execute(select(Ticket.conversation_id).where(
+                Ticket.queued_at.is_not(None)))).scalars().all())
+            ticket_category = {t.id: t.category for t in tickets}
+        return _metrics(tickets, ratings, conversations, handed, ticket_category)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _median(values: List[float]) -> Optional[float]:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return round(ordered[middle], 1)
+    return round((ordered[middle - 1] + ordered[middle]) / 2, 1)
+
+
+def _stats(values: List[float]) -> Dict[str, Any]:
+    return {"count": len(values),
+            "average_seconds": round(sum(values) / len(values), 1) if values else None,
+            "median_seconds": _median(values)}
+
+
+def _metrics(tickets: Sequence[Ticket], ratings: Sequence[Rating], conversations: Sequence[Any],
+             handed: set, ticket_category: Dict[int, str]) -> Dict[str, Any]:
+    def block(ts: Sequence[Ticket], rs: Sequence[Rating], convs: Sequence[Any]) -> Dict[str, Any]:
+        resolution = [(t.resolved_at - t.queued_at).total_seconds()
+                      for t in ts if t.resolved_at and t.queued_at]
+        first = [(t.first_response_at - t.queued_at).total_seconds()
+                 for t in ts if t.first_response_at and t.queued_at]
+        scores = [r.score for r in rs]
+        total = len(convs)
+        with_person = sum(1 for c in convs if c[0] in handed)
+        return {
+            "resolution": _stats(resolution),
+            "first_response": _stats(first),
+            "csat": {"count": len(scores),
+                     "average": round(sum(scores) / len(scores), 2) if scores else None,
+                     "distribution": {str(n): scores.count(n) for n in range(1, 6)}},
+            "conversations": total,
+            "handoffs": with_person,
+            "self_service_rate": round((total - with_person) / total, 3) if total else None,
+            "handoff_rate": round(with_person / total, 3) if total else None,
+        }
+
+    result = block(tickets, ratings, conversations)
+    categories = sorted({t.category for t in tickets})
+    result["by_category"] = {
+        c: block([t for t in tickets if t.category == c],
+                 [r for r in ratings if ticket_category.get(r.ticket_id) == c], [])
+        for c in categories
+    }
+    days = sorted({d.date().isoformat() for d in [t.created_at for t in tickets]
+                   + [r.created_at for r in ratings] + [c[1] for c in conversations]})
+    result["by_day"] = {
+        day: block([t for t in tickets if t.created_at.date().isoformat() == day],
+                   [r for r in ratings if r.created_at.date().isoformat() == day],
+                   [c for c in conversations if c[1].date().isoformat() == day])
+        for day in days
+    }
+    return result
+
+
+async def _ticket(session: Any, reference: str, for_update: bool = False) -> Ticket:
+    query = select(Ticket).where(Ticket.reference == (reference or "").strip().upper())
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No ticket {reference}.")
+    return row
+
+
+def _may_view(agent: AgentView, ticket: Ticket) -> None:
+    if agent.is_admin or ticket.status == "queued" or ticket.assignee_id == agent.id:
+        return
+    raise Forbidden(f"{ticket.reference} belongs to another agent.")
+
+
+def _may_act(agent: AgentView, ticket: Ticket) -> None:
+    if ticket.status != "assigned":
+        raise StateError(f"{ticket.reference} is {ticket.status}; claim it first.")
+    if not agent.is_admin and ticket.assignee_id != agent.id:
+        raise Forbidden(f"{ticket.reference} belongs to another agent.")
+
+
+async def _conversation_of(session: Any, ticket: Ticket) -> Conversation:
+    row = (await session.execute(select(Conversation).where(
+        Conversation.conversation_id == ticket.conversation_id))).scalar_one_or_none()
+    if row is None:
+        raise StateError(f"{ticket.reference} has no chat to reply in.")
+    return row
+
+
+async def _set_conversation(session: Any, ticket: Ticket, *, state: str,
+                            assignee_id: Optional[int], now: datetime) -> None:
+    row = (await session.execute(select(Conversation).where(
+        Conversation.conversation_id == ticket.conversation_id))).scalar_one_or_none()
+    if row is not None:
+        row.state = state
+        row.assignee_id = assignee_id
+        row.ticket_id = ticket.id
+        row.updated_at = now
+
+
+async def _audit(session: Any, at: datetime, actor: str, action: str, ticket: Ticket,
+                 data: Dict[str, Any]) -> AuditLog:
+    row = AuditLog(at=at, actor=actor, action=action, object_type="ticket",
+                   object_id=ticket.reference, data=data)
+    session.add(row)
+    await session.flush()
+    return row
