@@ -33,6 +33,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.agent_bridge import AgentBridge
 from bot.channels.auth import AuthError, Customer, TokenVerifier
 from bot.channels.hub import Connection, Hub, RateLimiter, TooManyConnections
 from bot.support.chat import OUTGOING_SENDERS, ChatStore, MessageView, clean_context
@@ -178,8 +179,7 @@ class WidgetInput(InputChannel):
         self.hub = Hub(config.max_connections, config.rate_messages, config.rate_window)
         self._faq_limiter = RateLimiter(FAQ_RATE_PER_MINUTE, 60.0)
         self._inflight: set = set()
-        # The app context of each conversation, as stored (this process writes it).
-        self._contexts: Dict[str, Dict[str, Any]] = {}
+        self.bridge = AgentBridge(self)
         self.typing_events: Deque[Tuple[str, str, float]] = collections.deque(maxlen=1000)
         """Customer typing events that passed the rate limit: (conversation, state, time)."""
         self._app: Any = None
@@ -256,6 +256,7 @@ class WidgetInput(InputChannel):
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         """The Sanic blueprint with the WebSocket, REST and asset routes."""
         self._on_new_message = on_new_message
+        self.bridge.subscribe()
         bp = Blueprint("widget_webhook", __name__)
 
         @bp.listener("before_server_start")
@@ -462,7 +463,8 @@ class WidgetInput(InputChannel):
             profile=customer.profile,
             context=context or None,
         )
-        self._contexts[customer.conversation_id] = conversation.context
+        await (await self.bridge.agents()).do_upsert_customer(customer.user_id,
+                                                               customer.metadata_customer())
         connection = Connection(
             ws, customer.user_id, customer.conversation_id, customer.expires_at, customer=customer
         )
@@ -506,8 +508,6 @@ class WidgetInput(InputChannel):
         finally:
             watcher.cancel()
             self.hub.unregister(connection)
-            if not self.hub.connections(connection.conversation_id):
-                self._contexts.pop(connection.conversation_id, None)
 
     async def _replay_messages(
         self, connection: Connection, after: Any
@@ -563,6 +563,7 @@ class WidgetInput(InputChannel):
             "context": self._on_context,
             "auth": self._on_auth,
             "end": self._on_end,
+            "rate": self._on_rate,
             "ping": self._on_ping,
         }.get(kind if isinstance(kind, str) else "")
         if handler is None:
@@ -639,6 +640,10 @@ class WidgetInput(InputChannel):
                 {"type": "message", "message": message.to_wire()},
                 exclude=connection,
             )
+            await self.bridge.publish(
+                "customer.message",
+                {"conversation_id": connection.conversation_id, "message": message.to_wire()},
+            )
         self._inflight.add(message.id)
         customer = connection.customer
         self.hub.spawn(self._turn(customer, message))
@@ -649,12 +654,17 @@ class WidgetInput(InputChannel):
         try:
             async with self.hub.turn_lock(conversation_id):
                 chat = await self.chat()
-                # Handed to the bot now. The row is written once at the end of the turn:
-                # "read" when the bot answered (which sets delivered_at too), else "delivered".
+                conversation = await chat.get_conversation(conversation_id)
+                # Handed to the bot (or the agent's queue) now. The row is written once at the
+                # end of the turn: "read" when the bot answered (delivered_at set too), else
+                # "delivered".
                 await self.hub.push(
                     conversation_id,
                     {"type": "receipt", "ids": [message.id], "status": "delivered"},
                 )
+                if conversation.with_person:  # the bot is silent; the agent gets it
+                    await chat.do_mark(conversation_id, "delivered", ids=[message.id])
+                    return
                 output = WidgetOutput(self)
                 await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
                                                       "state": "start"})
@@ -662,7 +672,7 @@ class WidgetInput(InputChannel):
                 try:
                     await self._handle(
                         customer, message.payload or message.text, output,
-                        message_id=f"widget-{message.id}",
+                        message_id=f"widget-{message.id}", context=conversation.context,
                     )
                 except Exception:  # noqa: BLE001 - logged; the customer is told below
                     logger.exception("The bot failed on message %s", message.id)
@@ -683,12 +693,12 @@ class WidgetInput(InputChannel):
             self._inflight.discard(message.id)
 
     async def _handle(
-        self, customer: Customer, text: str, output: OutputChannel, message_id: Optional[str] = None
+        self, customer: Customer, text: str, output: OutputChannel,
+        message_id: Optional[str] = None, context: Optional[Dict[str, Any]] = None,
     ) -> None:
-        stored_context = self._contexts.get(customer.conversation_id)
-        if stored_context is None:
-            conversation = await (await self.chat()).get_conversation(customer.conversation_id)
-            stored_context = self._contexts[customer.conversation_id] = conversation.context
+        if context is None:
+            context = (await (await self.chat()).get_conversation(customer.conversation_id)).context
+        stored_context = context
         context = {
             key: customer.profile[key]
             for key in ("app_version", "device", "locale")
@@ -745,6 +755,9 @@ class WidgetInput(InputChannel):
             return  # rate-limited: dropped
         connection.last_typing = now if state == "start" else 0.0
         self.typing_events.append((connection.conversation_id, state, time.time()))
+        await self.bridge.publish(
+            "customer.typing", {"conversation_id": connection.conversation_id, "state": state}
+        )
 
     async def _on_delivered(self, connection: Connection, frame: Dict[str, Any]) -> None:
         ids = frame.get("ids")
@@ -763,11 +776,14 @@ class WidgetInput(InputChannel):
         read = await (await self.chat()).do_mark(
             connection.conversation_id, "read", up_to=up_to, senders=OUTGOING_SENDERS
         )
-        if read:  # the customer's other devices clear their unread badge
+        if read:  # the customer's other devices clear their unread badge; agents see ticks
             await self.hub.push(
                 connection.conversation_id,
                 {"type": "receipt", "ids": read, "status": "read"},
                 exclude=connection,
+            )
+            await self.bridge.publish(
+                "customer.read", {"conversation_id": connection.conversation_id, "ids": read}
             )
 
     async def _on_history(self, connection: Connection, frame: Dict[str, Any]) -> None:
@@ -788,8 +804,7 @@ class WidgetInput(InputChannel):
             context = clean_context(frame.get("context"))
         except ValueError as error:
             raise _ClientError("bad_request", str(error)) from None
-        updated = await (await self.chat()).do_update_context(connection.conversation_id, context)
-        self._contexts[connection.conversation_id] = updated.context
+        await (await self.chat()).do_update_context(connection.conversation_id, context)
 
     async def _on_auth(self, connection: Connection, frame: Dict[str, Any]) -> None:
         try:
@@ -808,6 +823,32 @@ class WidgetInput(InputChannel):
 
     async def _on_end(self, connection: Connection, _frame: Dict[str, Any]) -> None:
         await self._end_session(connection.customer)
+
+    async def _on_rate(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        try:
+            rated = await self.bridge.rate(connection.conversation_id, connection.user_id, frame)
+        except (ValueError, LookupError) as error:
+            raise _ClientError("bad_request", str(error)) from None
+        await connection.send(rated)
+
+    async def resume_bot(self, conversation_id: str) -> None:
+        """Un-pause Rasa for a conversation a person has finished (under Rasa's lock).
+
+        Appends ``ConversationResumed`` and ``action_listen`` to the tracker, as if the
+        bot had just started listening again.
+        """
+        from rasa.shared.core.events import ActionExecuted, ConversationResumed
+
+        agent = getattr(getattr(self._app, "ctx", None), "agent", None)
+        if agent is None or agent.tracker_store is None:
+            return
+        async with agent.lock_store.lock(conversation_id):
+            tracker = await agent.tracker_store.retrieve(conversation_id)
+            if tracker is not None and tracker.is_paused():
+                tracker.update(ConversationResumed())
+                # the bot listens again (Rasa's default rules, e.g. /session_start, need it)
+                tracker.update(ActionExecuted("action_listen"))
+                await agent.tracker_store.save(tracker)
 
     async def _on_ping(self, connection: Connection, _frame: Dict[str, Any]) -> None:
         await connection.send({"type": "pong"})
@@ -829,25 +870,29 @@ class WidgetInput(InputChannel):
             await self.hub.push(conversation_id, {"type": "message", "message": ended.to_wire()})
             output = WidgetOutput(self)
             try:
-                if paused:  # a handed-off chat: only /restart un-pauses Rasa
-                    await self._handle(customer, "/restart", output)
+                if paused:  # the customer left a chat with a person
+                    await self.resume_bot(conversation_id)
                 await self._handle(customer, "/session_start", output)
             except Exception:  # noqa: BLE001 - the session is ended in our store anyway
                 logger.exception("Could not start a new bot session for %s", conversation_id)
             await self.hub.push(
                 conversation_id, {"type": "session_ended", "session": conversation.session}
             )
-            return conversation.session
+        await self.bridge.publish(
+            "conversation.ended",
+            {"conversation_id": conversation_id, "session": conversation.session},
+        )
+        return conversation.session
 
 
 # ------------------------------------------------------------------ helpers
 
 
-def notice(key: str) -> str:
+def notice(key: str, **values: Any) -> str:
     """A notice text from ``data/messages.yml`` (designers edit it; reloaded on change)."""
     from bot.messages import load_messages
 
-    return load_messages().text(key)
+    return load_messages().text(key, **values)
 
 
 def _decode(raw: Any) -> Any:

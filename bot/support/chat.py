@@ -68,6 +68,14 @@ class ConversationView:
     updated_at: datetime
     last_message_at: Optional[datetime]
     ended_at: Optional[datetime]
+    state: str = "bot"
+    assignee_id: Optional[int] = None
+    ticket_id: Optional[int] = None
+
+    @property
+    def with_person(self) -> bool:
+        """True while a person has (or is about to take) the conversation."""
+        return self.state in ("queued", "assigned")
 
     @classmethod
     def from_row(cls, row: Conversation) -> "ConversationView":
@@ -83,6 +91,9 @@ class ConversationView:
             updated_at=row.updated_at,
             last_message_at=row.last_message_at,
             ended_at=row.ended_at,
+            state=row.state or "bot",
+            assignee_id=row.assignee_id,
+            ticket_id=row.ticket_id,
         )
 
 
@@ -210,6 +221,11 @@ class ChatStore:
         """Create a store for a database URL (sync- or async-style)."""
         return cls(db.make_engine(url))
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine (other stores may share it)."""
+        return self._engine
+
     async def create_schema(self) -> None:
         """Bring the support database to the newest schema (Alembic; idempotent)."""
         from bot import migrate
@@ -262,6 +278,7 @@ class ChatStore:
                         profile=profile_,
                         context=context_,
                         session=1,
+                        state="bot",
                         created_at=now,
                         updated_at=now,
                     )
@@ -337,6 +354,10 @@ class ChatStore:
             session.add(message)
             row.session = ended + 1
             row.ended_at = now
+            if row.state in ("queued", "assigned", "resolved"):
+                row.state = "closed" if row.state != "resolved" else "bot"
+            elif row.state == "closed":
+                row.state = "bot"
             row.updated_at = now
             row.last_message_at = now
             await session.flush()
@@ -392,6 +413,8 @@ class ChatStore:
                 session.add(row)
                 conversation.last_message_at = now
                 conversation.ended_at = None
+                if conversation.state == "closed":  # a new session after leaving a person
+                    conversation.state = "bot"
                 await session.flush()
                 view = MessageView.from_row(row, conversation_id)
         except IntegrityError:  # the same client_id raced in on another connection

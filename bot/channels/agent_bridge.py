@@ -1,0 +1,159 @@
+"""The customer's side of a conversation with a live agent (widget channel ↔ live bus).
+
+:class:`AgentBridge` subscribes the widget channel to what agents do (``bot.live``
+topics published by the agent console) and delivers it to the customer's devices:
+
+* ``agent.message``: the agent's reply (already stored) as a ``message`` frame;
+* ``agent.typing``: ``typing`` frames with ``sender: "agent"`` and the agent's name;
+* ``agent.read``: ``receipt`` frames (``read``) for the customer's messages;
+* ``ticket.claimed`` / ``ticket.transferred``: a stored system notice ("Maria from our
+  support team has joined the chat");
+* ``ticket.resolved``: the bot is resumed (Rasa's ``ConversationResumed`` under the
+  conversation lock), thanks the customer and asks for a rating (a stored bot message
+  and a ``rating_request`` frame).
+
+It also handles the customer's ``rate`` frame (stored once per chat session) and
+publishes what the customer does (messages, typing, reads, session end, ratings).
+All notice texts are in ``data/messages.yml``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from bot.live import bus
+from bot.support.agents import AgentStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bot.channels.widget import WidgetInput
+
+__all__ = ["AgentBridge"]
+
+logger = logging.getLogger(__name__)
+
+MAX_COMMENT_CHARS = 2000
+
+
+class AgentBridge:
+    """Connects one widget channel to the process's live bus.
+
+    Args:
+        channel: The widget channel (its store, hub and Rasa access).
+    """
+
+    def __init__(self, channel: "WidgetInput") -> None:
+        self._channel = channel
+        self._agents: Optional[AgentStore] = None
+        self._subscribed = False
+
+    def subscribe(self) -> None:
+        """Listen to the agent topics (idempotent)."""
+        if self._subscribed:
+            return
+        live = bus()
+        live.subscribe("agent.message", self._on_agent_message)
+        live.subscribe("agent.typing", self._on_agent_typing)
+        live.subscribe("agent.read", self._on_agent_read)
+        live.subscribe("ticket.claimed", self._on_claimed)
+        live.subscribe("ticket.transferred", self._on_transferred)
+        live.subscribe("ticket.resolved", self._on_resolved)
+        self._subscribed = True
+
+    async def agents(self) -> AgentStore:
+        """The agent store, sharing the chat store's engine."""
+        if self._agents is None:
+            self._agents = AgentStore((await self._channel.chat()).engine)
+        return self._agents
+
+    # ------------------------------------------------------- agent → customer
+
+    async def _on_agent_message(self, event: Dict[str, Any]) -> None:
+        await self._channel.hub.push(
+            event["conversation_id"], {"type": "message", "message": event["message"]}
+        )
+
+    async def _on_agent_typing(self, event: Dict[str, Any]) -> None:
+        await self._channel.hub.push(
+            event["conversation_id"],
+            {"type": "typing", "sender": "agent", "state": event.get("state", "stop"),
+             "name": event.get("name")},
+        )
+
+    async def _on_agent_read(self, event: Dict[str, Any]) -> None:
+        ids = [int(i) for i in event.get("ids") or []]
+        if ids:
+            await self._channel.hub.push(
+                event["conversation_id"], {"type": "receipt", "ids": ids, "status": "read"}
+            )
+
+    async def _on_claimed(self, event: Dict[str, Any]) -> None:
+        from bot.channels.widget import notice
+
+        await self._system(event["conversation_id"],
+                           notice("widget_agent_joined", agent=event.get("agent_name") or "Someone"))
+
+    async def _on_transferred(self, event: Dict[str, Any]) -> None:
+        from bot.channels.widget import notice
+
+        await self._system(
+            event["conversation_id"],
+            notice("widget_agent_transferred", agent=event.get("agent_name") or "Someone"),
+        )
+
+    async def _on_resolved(self, event: Dict[str, Any]) -> None:
+        conversation_id = event["conversation_id"]
+        channel = self._channel
+        async with channel.hub.turn_lock(conversation_id):
+            await channel.resume_bot(conversation_id)
+            chat = await channel.chat()
+            conversation = await chat.get_conversation(conversation_id)
+            from bot.channels.widget import notice
+
+            thanks = await chat.do_store_outgoing(
+                conversation_id, "bot",
+                notice("widget_agent_resolved", reference=event.get("ticket") or ""),
+            )
+            await channel.hub.push(conversation_id, {"type": "message", "message": thanks.to_wire()})
+            await channel.hub.push(
+                conversation_id,
+                {"type": "rating_request", "session": conversation.session,
+                 "ticket": event.get("ticket"), "agent": event.get("agent_name")},
+            )
+
+    async def _system(self, conversation_id: str, text: str) -> None:
+        chat = await self._channel.chat()
+        try:
+            message = await chat.do_store_outgoing(conversation_id, "system", text)
+        except LookupError:
+            return  # not a widget conversation
+        await self._channel.hub.push(conversation_id, {"type": "message",
+                                                       "message": message.to_wire()})
+
+    # ------------------------------------------------------- customer → agent
+
+    async def rate(self, conversation_id: str, customer_id: str, frame: Dict[str, Any]) -> Dict[str, Any]:
+        """Store a ``rate`` frame's rating; returns the ``rated`` frame.
+
+        Raises:
+            ValueError: A bad score or session, or the session was already rated.
+        """
+        session, score, comment = frame.get("session"), frame.get("score"), frame.get("comment")
+        if not isinstance(session, int) or isinstance(session, bool) or session < 1:
+            raise ValueError("rate.session must be a chat session number.")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS):
+            raise ValueError(f"rate.comment must be text of at most {MAX_COMMENT_CHARS} characters.")
+        conversation = await (await self._channel.chat()).get_conversation(conversation_id)
+        if session > conversation.session:
+            raise ValueError("rate.session is a session that has not started yet.")
+        rating = await (await self.agents()).do_rate(
+            conversation_id, session, score, comment, actor=f"customer:{customer_id}"
+        )
+        await bus().publish("rating.created", {
+            "conversation_id": conversation_id, "score": rating.score,
+            "comment": rating.comment, "ticket_id": rating.ticket_id, "session": rating.session})
+        return {"type": "rated", "session": rating.session, "score": rating.score}
+
+    @staticmethod
+    async def publish(topic: str, event: Dict[str, Any]) -> None:
+        """Publish a customer-side event on the live bus."""
+        await bus().publish(topic, event)
