@@ -297,6 +297,8 @@
           this.hasMore = !!frame.has_more;
           this.moreBtn.disabled = false;
           return this.renderMore();
+        case 'rating_request': return this.askRating(frame.session, frame.agent);
+        case 'rated': return this.rated(frame);
         case 'auth_ok':
           if (frame.expires_at) this.exp = Number(frame.expires_at);
           return undefined;
@@ -364,6 +366,11 @@
       const entry = frame.client_id && this.outbox.find((e) => e.client_id === frame.client_id);
       if (frame.code === 'invalid_token' || frame.code === 'token_expired') {
         if (this.ws) this.closed(4001);
+      } else if (this.pendingRating && frame.code === 'bad_request' && !frame.client_id) {
+        const pending = this.pendingRating;
+        this.pendingRating = null;
+        pending.box.textContent = '';
+        pending.box.appendChild(h('p', {}, String(frame.message || 'The rating could not be saved.')));
       } else if (entry && frame.code === 'rate_limited') {
         const wait = Math.max(1, Number(frame.retry_after) || 5) * 1000;
         this.notice('You are sending messages quickly. Waiting a moment before sending more.');
@@ -750,26 +757,63 @@
     }
 
     askRating(session, agent) {
+      // One rating per chat session: asked once, stored by the server once.
+      this.ratingAsked = this.ratingAsked || new Set();
+      if (session == null || this.ratingAsked.has(session)) return;
+      this.ratingAsked.add(session);
+      let score = 0;
       const box = h('div', { class: 'sw-rating', role: 'group', 'aria-label': 'Rate this chat' }, [
         h('p', {}, 'How was your chat' + (agent ? ' with ' + agent : '') + '?'),
       ]);
       const row = h('div', { class: 'sw-stars' });
+      const stars = [];
+      const comment = h('textarea', {
+        class: 'sw-rating-comment', rows: '2', maxlength: '2000',
+        'aria-label': 'Comment (optional)', placeholder: 'Comment (optional)',
+      });
+      const sendBtn = h('button', {
+        type: 'button', class: 'sw-btn', disabled: true,
+        onclick: () => {
+          const frame = { type: 'rate', session, score };
+          if (comment.value.trim()) frame.comment = comment.value.trim();
+          if (!this.send(frame)) {
+            this.notice('You are offline. Please rate again when the chat is back.');
+            return;
+          }
+          this.pendingRating = { box, session, score, agent };
+          sendBtn.disabled = true;
+        },
+      }, 'Send rating');
       for (let i = 1; i <= 5; i += 1) {
-        row.appendChild(h('button', {
-          type: 'button', class: 'sw-star', 'aria-label': i + (i > 1 ? ' stars' : ' star'),
+        const star = h('button', {
+          type: 'button', class: 'sw-star', 'aria-pressed': 'false',
+          'aria-label': i + (i > 1 ? ' stars' : ' star'),
           onclick: () => {
-            const detail = { session, rating: i, agent: agent || null };
-            if (typeof this.opts.onRating === 'function') this.opts.onRating(detail);
-            this.host.dispatchEvent(new CustomEvent('supportwidget:rating', { bubbles: true, composed: true, detail }));
-            box.textContent = '';
-            box.appendChild(h('p', {}, 'Thank you for your feedback.'));
+            score = i;
+            stars.forEach((b, n) => b.setAttribute('aria-pressed', String(n < i)));
+            sendBtn.disabled = false;
           },
-        }, '\u2605'));
+        }, '\u2605');
+        stars.push(star);
+        row.appendChild(star);
       }
       box.appendChild(row);
+      box.appendChild(comment);
+      box.appendChild(sendBtn);
       box.swOrder = (this.lastId || 0) + 0.5; // later messages go below it
       this.log.appendChild(box);
       this.scrollDown(true);
+    }
+
+    rated(frame) {
+      const pending = this.pendingRating;
+      this.pendingRating = null;
+      if (!pending) return;
+      const detail = { session: frame.session, rating: frame.score, agent: pending.agent || null };
+      if (typeof this.opts.onRating === 'function') this.opts.onRating(detail);
+      this.host.dispatchEvent(new CustomEvent('supportwidget:rating', { bubbles: true, composed: true, detail }));
+      pending.box.textContent = '';
+      pending.box.appendChild(h('p', {}, 'Thank you for your feedback.'));
     }
 
     // ------------------------------------------------------------------ UI

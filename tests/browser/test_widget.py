@@ -504,9 +504,11 @@ def test_end_chat_after_an_agent_asks_for_a_rating(desktop: Any) -> None:
                     _wire(8, "agent", "Hi, I'm Maria. How can I help?", "Maria (Support)")]
         if frame["type"] == "end":
             return [_wire(9, "system", "Chat ended"), {"type": "session_ended", "session": 2}]
+        if frame["type"] == "rate":
+            return [{"type": "rated", "session": frame["session"], "score": frame["score"]}]
         return []
 
-    _scripted_server(desktop, server)
+    sent = _scripted_server(desktop, server)
     page = login(desktop, "cust-anna")
     page.evaluate("""() => document.addEventListener('supportwidget:rating',
                                                     e => { window.__rating = e.detail; })""")
@@ -521,8 +523,16 @@ def test_end_chat_after_an_agent_asks_for_a_rating(desktop: Any) -> None:
     expect(dialog.locator(".sw-msg[data-sender=system]")).to_have_text(re.compile("Chat ended"))
     rating = dialog.get_by_role("group", name="Rate this chat")
     expect(rating).to_contain_text("How was your chat with Maria (Support)?")
+    send_rating = rating.get_by_role("button", name="Send rating")
+    expect(send_rating).to_be_disabled()  # choose a score first
     rating.get_by_role("button", name="4 stars").click()
+    expect(rating.get_by_role("button", name="4 stars")).to_have_attribute("aria-pressed", "true")
+    expect(rating.get_by_role("button", name="5 stars")).to_have_attribute("aria-pressed", "false")
+    rating.get_by_role("textbox", name="Comment (optional)").fill("Quick & <b>kind</b>")
+    send_rating.click()
     expect(rating).to_have_text("Thank you for your feedback.")
+    assert [f for f in sent if f["type"] == "rate"] == [
+        {"type": "rate", "session": 1, "score": 4, "comment": "Quick & <b>kind</b>"}]
     assert page.evaluate("window.__rating") == {
         "session": 1, "rating": 4, "agent": "Maria (Support)"}
 
