@@ -1,7 +1,7 @@
 """agents, customers, ratings, conversation state
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-23 01:58:24.419591
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 import bot.db
 
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
