@@ -54,6 +54,12 @@ class Settings:
     demo_host: str
     demo_port: int
     demo_token_ttl: int
+    # --- agent console (bot/agent_console, docs/agent-console.md) ---
+    agent_session_ttl: int
+    agent_metrics_token: Optional[str]
+    agent_audit_poll_interval: float
+    agent_canned_file: Path
+    agent_login_rate: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -155,6 +161,13 @@ def get_settings() -> Settings:
         demo_host=_env("DEMO_HOST", "127.0.0.1"),
         demo_port=_int("DEMO_PORT", 8080),
         demo_token_ttl=_int("DEMO_TOKEN_TTL", 900, minimum=30),
+        agent_session_ttl=_int("AGENT_SESSION_TTL", 8 * 3600),
+        agent_metrics_token=_secret("AGENT_METRICS_TOKEN", var_dir / "agent_metrics_token"),
+        agent_audit_poll_interval=_float("AGENT_AUDIT_POLL_INTERVAL", 1.0, minimum=0.1),
+        agent_canned_file=Path(
+            _env("AGENT_CANNED_FILE", str(data_dir / "canned_responses.yml"))
+        ).resolve(),
+        agent_login_rate=_int("AGENT_LOGIN_RATE", 10),
     )
 
 

@@ -31,12 +31,16 @@ if [ "${1:-}" = "shell" ]; then
   exit $exec_status
 fi
 
+# Demo accounts for the agent console (created once; passwords in var/agent_passwords.txt).
+.venv/bin/python scripts/seed_agents.py
+
 cat <<MSG
 
   Northwind support assistant
   ---------------------------
   Demo shop app:        http://localhost:$DEMO_PORT/  (log in as a demo customer, tap the chat button)
   Widget channel:       $WIDGET_PUBLIC_URL/webhooks/widget/  (docs/widget-protocol.md)
+  Agent console:        http://localhost:$RASA_PORT/webhooks/agent/  (demo-agent / demo-admin, passwords in var/agent_passwords.txt)
   Chat (REST channel):  curl -s localhost:$RASA_PORT/webhooks/rest/webhook -d '{"sender":"me","message":"hi"}'
   Rasa HTTP API:        http://localhost:$RASA_PORT/  (token in var/rasa_token or \$RASA_TOKEN)
   Action server:        http://localhost:$ACTIONS_PORT/health

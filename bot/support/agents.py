@@ -21,6 +21,7 @@ bearer tokens of which only the SHA-256 is stored, valid for ``ttl_seconds``.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -153,6 +154,13 @@ class RatingView:
     created_at: datetime
 
 
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -218,7 +226,8 @@ class AgentStore:
         if role not in AGENT_ROLES:
             raise ValueError(f"role must be one of {AGENT_ROLES}")
         display_name = (display_name or "").strip()[:200] or username
-        password_hash = _HASHER.hash(password)
+        # Argon2 is deliberately slow (~50-100 ms of CPU): off the event loop.
+        password_hash = await asyncio.to_thread(_HASHER.hash, password)
         now = db.utcnow()
         try:
             async with db.write_session(self._sessions) as session:
@@ -263,10 +272,7 @@ class AgentStore:
             row = (await session.execute(select(Agent).where(Agent.username == username))
                    ).scalar_one_or_none()
             stored = row.password_hash if row is not None else _DUMMY_HASH
-        try:
-            ok = _HASHER.verify(stored, password or "")
-        except (VerificationError, InvalidHashError):
-            ok = False
+        ok = await asyncio.to_thread(_verify, stored, password or "")
         if row is None or not ok or not row.active:
             raise AuthFailed("bad_credentials", "Wrong username or password.")
         token = secrets.token_urlsafe(32)

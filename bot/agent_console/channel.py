@@ -1,0 +1,885 @@
+"""The agent console input channel: REST API, live WebSocket and the console page.
+
+Registered in ``credentials.yml`` as ``bot.agent_console.channel.AgentConsoleInput``;
+routes live under ``/webhooks/agent/`` (docs/agent-console.md):
+
+* ``/`` and ``/static/<file>``: the single page (``static/``), no build step.
+* ``/api/...``: JSON, ``Authorization: Bearer <session token>`` except ``/api/login``.
+* ``/ws``: live events for online agents (first frame ``{"type": "hello", "token"}``).
+* ``/prometheus``: Prometheus text format 0.0.4 (metrics token or an admin session).
+
+It runs in the Rasa server process next to the widget channel and talks to it over
+:func:`bot.live.bus`. Handoffs happen in the action server process, so new and changed
+tickets are found by tailing the ``audit_log`` table. Stores are opened on first use.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text, Tuple
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.channels.hub import RateLimiter
+from bot.support.agents import AgentStore, AgentView, AuthFailed, Forbidden, InboxItem
+from bot.support.chat import ChatStore
+from bot.support.ops import NotFound, StateError, TicketView
+
+__all__ = ["AgentConsoleInput", "ConsoleConfig"]
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+_ASSETS = {
+    "console.js": "application/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
+}
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
+AUDIT_ACTIONS = ("handoff.recorded", "ticket.claimed", "ticket.transferred", "ticket.resolved")
+CUSTOMER_TOPICS = ("customer.message", "customer.typing", "customer.read",
+                   "conversation.ended", "rating.created")
+HELLO_TIMEOUT = 10.0
+MAX_BODY_BYTES = 64 * 1024
+REAUTH_SECONDS = 30.0
+TYPING_INTERVAL = 1.5
+INBOX_STATES = ("queued", "assigned", "resolved")
+
+OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
+
+
+class ApiError(Exception):
+    """A refused request: JSON ``{"error": {"code", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    def response(self) -> HTTPResponse:
+        return response.json({"error": {"code": self.code, "message": str(self)}},
+                             status=self.status, headers={"Cache-Control": "no-store"})
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The console's settings (from :func:`bot.settings.get_settings`)."""
+
+    support_db_url: str
+    session_ttl: int
+    metrics_token: Optional[str]
+    poll_interval: float
+    canned_file: Path
+    login_rate: int
+
+
+@dataclass(eq=False)
+class AgentConnection:
+    """One open console WebSocket."""
+
+    ws: Any
+    agent: AgentView
+    token: str
+    checked_at: float = field(default_factory=time.monotonic)
+    typing_sent: Dict[str, float] = field(default_factory=dict)
+
+    async def send(self, frame: Dict[str, Any]) -> bool:
+        try:
+            await self.ws.send(json.dumps(frame, default=_json_default))
+            return True
+        except Exception:  # noqa: BLE001 - the client is gone
+            return False
+
+
+@dataclass
+class _TicketState:
+    reference: str
+    conversation_id: str
+    status: str
+    assignee_id: Optional[int]
+    category: str
+    priority: str
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _iso(value: Optional[datetime]) -> Optional[str]:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def _json(body: Any, status: int = 200) -> HTTPResponse:
+    return response.json(body, status=status, dumps=lambda o: json.dumps(o, default=_json_default),
+                         headers={"Cache-Control": "no-store"})
+
+
+def ticket_json(ticket: TicketView) -> Dict[str, Any]:
+    """A ticket for the API (without the bulky ``details``)."""
+    return {
+        "id": ticket.id, "reference": ticket.reference,
+        "conversation_id": ticket.conversation_id, "customer_id": ticket.customer_id,
+        "contact_email": ticket.contact_email, "summary": ticket.summary,
+        "category": ticket.category, "priority": ticket.priority, "status": ticket.status,
+        "source": ticket.source, "assignee_id": ticket.assignee_id,
+        "created_at": _iso(ticket.created_at), "updated_at": _iso(ticket.updated_at),
+        "queued_at": _iso(ticket.queued_at), "first_response_at": _iso(ticket.first_response_at),
+        "resolved_at": _iso(ticket.resolved_at),
+    }
+
+
+def inbox_json(item: InboxItem) -> Dict[str, Any]:
+    """One inbox line for the API."""
+    return {
+        "ticket": ticket_json(item.ticket), "conversation_id": item.conversation_id,
+        "customer_id": item.customer_id, "customer_name": item.customer_name,
+        "state": item.state, "assignee": item.assignee.to_json() if item.assignee else None,
+        "waiting_since": _iso(item.waiting_since), "last_message": item.last_message,
+        "last_message_at": _iso(item.last_message_at), "unread": item.unread,
+    }
+
+
+def _bearer(request: Request) -> Optional[str]:
+    header = request.headers.get("authorization") or ""
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return None
+
+
+def _body(request: Request) -> Dict[str, Any]:
+    if len(request.body or b"") > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", "The request body is too large.")
+    if not request.body:
+        return {}
+    try:
+        body = json.loads(request.body)
+    except (TypeError, ValueError):
+        raise ApiError(400, "bad_request", "The body must be a JSON object.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "The body must be a JSON object.")
+    return body
+
+
+def _int_field(body: Dict[str, Any], name: str, *, required: bool = True) -> Optional[int]:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        raise ApiError(400, "bad_request", f"{name} must be an integer.")
+    return value
+
+
+def _str_field(body: Dict[str, Any], name: str, *, required: bool = True,
+               max_chars: int = 4000) -> Optional[str]:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ApiError(400, "bad_request", f"{name} must be a non-empty string.")
+    if len(value) > max_chars:
+        raise ApiError(400, "bad_request", f"{name} must have at most {max_chars} characters.")
+    return value
+
+
+class AgentConsoleInput(InputChannel):
+    """The live agents' console (REST + WebSocket + page) as a Rasa input channel.
+
+    Args:
+        config: Settings of the console.
+    """
+
+    def __init__(self, config: ConsoleConfig) -> None:
+        self.config = config
+        self._agents: Optional[AgentStore] = None
+        self._chat: Optional[ChatStore] = None
+        self._lock: Optional[asyncio.Lock] = None
+        self._connections: Set[AgentConnection] = set()
+        self._tickets: Dict[str, _TicketState] = {}  # conversation_id -> open ticket
+        self._tail_task: Optional[asyncio.Task] = None
+        self._last_audit_id: Optional[int] = None
+        self._subscribed = False
+        self._callbacks: Dict[str, Callable[[Dict[str, Any]], Awaitable[None]]] = {}
+        self._login_limiter = RateLimiter(config.login_rate, 60.0)
+
+    @classmethod
+    def name(cls) -> Text:
+        return "agent"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "AgentConsoleInput":
+        """Build the channel from the settings (``credentials.yml`` needs no keys)."""
+        from bot.settings import get_settings
+
+        settings = get_settings()
+        return cls(ConsoleConfig(
+            support_db_url=settings.support_db_url,
+            session_ttl=settings.agent_session_ttl,
+            metrics_token=settings.agent_metrics_token,
+            poll_interval=settings.agent_audit_poll_interval,
+            canned_file=settings.agent_canned_file,
+            login_rate=settings.agent_login_rate,
+        ))
+
+    # ----------------------------------------------------------------- stores
+
+    async def stores(self) -> Tuple[AgentStore, ChatStore]:
+        """The agent and chat stores, opened (schema brought up to date) on first use."""
+        if self._agents is not None and self._chat is not None:
+            return self._agents, self._chat
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._agents is None:
+                agents = AgentStore.from_url(self.config.support_db_url)
+                await agents.create_schema()
+                self._chat = ChatStore.from_url(self.config.support_db_url)
+                self._agents = agents
+            self._subscribe()
+        assert self._agents is not None and self._chat is not None
+        return self._agents, self._chat
+
+    def _subscribe(self) -> None:
+        if self._subscribed:
+            return
+        from bot.live import bus
+
+        for topic in CUSTOMER_TOPICS:
+            callback = self._topic_callback(topic)
+            self._callbacks[topic] = callback
+            bus().subscribe(topic, callback)
+        self._subscribed = True
+
+    def _topic_callback(self, topic: str) -> Callable[[Dict[str, Any]], Awaitable[None]]:
+        async def callback(event: Dict[str, Any]) -> None:
+            await self._on_customer_event(topic, event)
+
+        return callback
+
+    # -------------------------------------------------------------- blueprint
+
+    def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+        """The Sanic blueprint: page, REST API, WebSocket and Prometheus routes."""
+        bp = Blueprint("agent_console_webhook", __name__)
+
+        @bp.listener("before_server_stop")
+        async def _shutdown(_app: Any, _loop: Any) -> None:
+            await self.close()
+
+        @bp.route("/", methods=["GET"])
+        async def index(_request: Request) -> HTTPResponse:
+            return await self._asset("index.html", "text/html; charset=utf-8")
+
+        @bp.route("/static/<name>", methods=["GET"])
+        async def asset(_request: Request, name: str) -> HTTPResponse:
+            if name not in _ASSETS:
+                return ApiError(404, "not_found", "No such file.").response()
+            return await self._asset(name, _ASSETS[name])
+
+        @bp.route("/api/login", methods=["POST"])
+        async def login(request: Request) -> HTTPResponse:
+            return await self._call(request, self._login, auth=False)
+
+        routes: List[Tuple[str, str, Callable[..., Awaitable[Any]]]] = [
+            ("/api/logout", "POST", self._logout),
+            ("/api/me", "GET", self._me),
+            ("/api/inbox", "GET", self._inbox),
+            ("/api/agents", "GET", self._list_agents),
+            ("/api/canned", "GET", self._canned),
+            ("/api/metrics", "GET", self._metrics),
+        ]
+        for path, method, handler in routes:
+            bp.add_route(self._bind(handler), path, methods=[method],
+                         name=path.strip("/").replace("/", "_"))
+
+        @bp.route("/api/tickets/<reference>", methods=["GET"])
+        async def ticket(request: Request, reference: str) -> HTTPResponse:
+            return await self._call(request, lambda r, a: self._detail(a, reference))
+
+        @bp.route("/api/tickets/<reference>/<action:(claim|transfer|resolve|reply|read)>",
+                  methods=["POST"])
+        async def ticket_action(request: Request, reference: str, action: str) -> HTTPResponse:
+            handler = getattr(self, f"_{action}")
+            return await self._call(request, lambda r, a: handler(r, a, reference))
+
+        @bp.route("/prometheus", methods=["GET"])
+        async def prometheus(request: Request) -> HTTPResponse:
+            return await self._prometheus(request)
+
+        @bp.websocket("/ws")
+        async def websocket(request: Request, ws: Any) -> None:
+            await self._serve_socket(request, ws)
+
+        return bp
+
+    def _bind(self, handler: Callable[[Request, AgentView], Awaitable[Any]]) -> Any:
+        async def route(request: Request) -> HTTPResponse:
+            return await self._call(request, handler)
+
+        return route
+
+    async def close(self) -> None:
+        """Close sockets, stop the audit tail, dispose the stores (server shutdown)."""
+        for connection in list(self._connections):
+            try:
+                await connection.ws.close(code=1001, reason="server_going_away")
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self._tail_task is not None:
+            self._tail_task.cancel()
+        if self._subscribed:
+            from bot.live import bus
+
+            for topic, callback in self._callbacks.items():
+                bus().unsubscribe(topic, callback)
+            self._callbacks.clear()
+            self._subscribed = False
+        for store in (self._agents, self._chat):
+            if store is not None:
+                await store.dispose()
+        self._agents = self._chat = None
+
+    async def _asset(self, name: str, mime: str) -> HTTPResponse:
+        path = STATIC / name
+        if not path.is_file():
+            return ApiError(404, "not_found", f"{name} is missing.").response()
+        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                   "Referrer-Policy": "no-referrer"}
+        if name == "index.html":
+            headers.update({"Content-Security-Policy": _CSP, "X-Frame-Options": "DENY"})
+        return await response.file(path, mime_type=mime, headers=headers)
+
+    # ------------------------------------------------------------------- REST
+
+    async def _call(self, request: Request,
+                    handler: Callable[[Request, AgentView], Awaitable[Any]],
+                    auth: bool = True) -> HTTPResponse:
+        try:
+            agents, _ = await self.stores()
+            agent: Any = None
+            if auth:
+                agent = await agents.authenticate(_bearer(request))
+            body = await handler(request, agent)
+            if isinstance(body, HTTPResponse):
+                return body
+            return _json(body)
+        except ApiError as error:
+            return error.response()
+        except AuthFailed as error:
+            return ApiError(401, error.code, str(error)).response()
+        except Forbidden as error:
+            return ApiError(403, "forbidden", str(error)).response()
+        except NotFound as error:
+            return ApiError(404, "not_found", str(error)).response()
+        except StateError as error:
+            return ApiError(409, "conflict", str(error)).response()
+        except (ValueError, LookupError) as error:
+            return ApiError(400, "bad_request", str(error)).response()
+        except Exception:  # noqa: BLE001 - logged; the client gets a clean 500
+            logger.exception("Agent console request %s failed", request.path)
+            return ApiError(500, "server_error", "Something went wrong on our side.").response()
+
+    async def _login(self, request: Request, _agent: None) -> Dict[str, Any]:
+        ip = request.remote_addr or request.ip or "?"
+        retry = self._login_limiter.check(f"ip:{ip}")
+        if retry:
+            raise ApiError(429, "rate_limited",
+                           f"Too many login attempts; try again in {int(retry) + 1} s.")
+        body = _body(request)
+        username = _str_field(body, "username", max_chars=64)
+        password = _str_field(body, "password", max_chars=1024)
+        agents, _ = await self.stores()
+        token, agent, expires = await agents.do_login(username or "", password or "",
+                                                      ttl_seconds=self.config.session_ttl)
+        logger.info("Agent %s logged in to the console.", agent.username)
+        return {"token": token, "agent": agent.to_json(), "expires_at": _iso(expires)}
+
+    async def _logout(self, request: Request, agent: AgentView) -> Dict[str, Any]:
+        token = _bearer(request) or ""
+        agents, _ = await self.stores()
+        await agents.do_logout(token)
+        for connection in [c for c in self._connections if c.token == token]:
+            await connection.send({"type": "logged_out"})
+            await _close(connection.ws, 4001, "logged_out")
+        return {"ok": True}
+
+    async def _me(self, _request: Request, agent: AgentView) -> Dict[str, Any]:
+        return {"agent": agent.to_json()}
+
+    async def _inbox(self, request: Request, agent: AgentView) -> Dict[str, Any]:
+        raw = (request.args.get("state") or "queued,assigned").strip().lower()
+        states = list(INBOX_STATES) if raw == "all" else [s.strip() for s in raw.split(",")
+                                                            if s.strip()]
+        bad = [s for s in states if s not in INBOX_STATES]
+        if bad or not states:
+            raise ApiError(400, "bad_request",
+                           f"state must be 'all' or a comma-separated list of {INBOX_STATES}.")
+        category = (request.args.get("category") or "").strip().upper() or None
+        if category and (len(category) > 64 or not category.replace("_", "").isalnum()):
+            raise ApiError(400, "bad_request", "category must be a triage category name.")
+        agents, _ = await self.stores()
+        items = await agents.inbox(agent, states=states, category=category)
+        return {"tickets": [inbox_json(i) for i in items], "states": states,
+                "category": category}
+
+    async def _list_agents(self, _request: Request, agent: AgentView) -> Dict[str, Any]:
+        agents, _ = await self.stores()
+        online = {c.agent.id for c in self._connections}
+        return {"agents": [{**a.to_json(), "online": a.id in online}
+                           for a in await agents.list_agents() if a.active or agent.is_admin]}
+
+    async def _canned(self, _request: Request, _agent: AgentView) -> Dict[str, Any]:
+        from bot.agent_console.resources import canned_responses
+
+        try:
+            responses = await canned_responses(self.config.canned_file)
+        except ValueError as error:
+            logger.error("Canned responses unusable: %s", error)
+            raise ApiError(500, "canned_invalid", "The canned responses file is invalid.") \
+                from None
+        return {"responses": [r.to_json() for r in responses]}
+
+    async def _metrics(self, request: Request, _agent: AgentView) -> Dict[str, Any]:
+        raw = request.args.get("days") or "30"
+        try:
+            days = int(raw)
+        except ValueError:
+            raise ApiError(400, "bad_request", "days must be an integer from 1 to 366.") from None
+        if not 1 <= days <= 366:
+            raise ApiError(400, "bad_request", "days must be an integer from 1 to 366.")
+        until = datetime.now(timezone.utc)
+        since = (until - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0,
+                                                           microsecond=0)
+        agents, _ = await self.stores()
+        figures = await agents.metrics(since, until + timedelta(seconds=1))
+        return {"days": days, "since": _iso(since), "until": _iso(until), **figures}
+
+    async def _detail(self, agent: AgentView, reference: str) -> Dict[str, Any]:
+        from bot.agent_console.resources import faq_suggestions
+
+        agents, _ = await self.stores()
+        detail = await agents.ticket_detail(agent, reference)
+        customer_texts = [m.text for m in reversed(detail.messages) if m.sender == "customer"]
+        customer_texts += [line.get("text", "") for line in reversed(detail.bot_transcript)
+                           if line.get("author") == "customer"]
+        try:
+            suggestions = await faq_suggestions(customer_texts or [detail.ticket.summary])
+        except Exception:  # noqa: BLE001 - suggestions are optional
+            logger.exception("FAQ suggestions failed for %s", reference)
+            suggestions = []
+        self._remember(detail.ticket)
+        return {
+            "ticket": ticket_json(detail.ticket),
+            "conversation_id": detail.conversation_id,
+            "state": detail.state,
+            "assignee": detail.assignee.to_json() if detail.assignee else None,
+            "customer": detail.customer,
+            "context": detail.context,
+            "triage": detail.triage,
+            "slots": detail.slots,
+            "transcript": detail.bot_transcript,
+            "messages": [m.to_wire() for m in detail.messages],
+            "suggestions": suggestions,
+            "can_act": detail.state == "assigned" and (
+                agent.is_admin or (detail.assignee is not None
+                                   and detail.assignee.id == agent.id)),
+        }
+
+    async def _claim(self, _request: Request, agent: AgentView, reference: str) -> Dict[str, Any]:
+        agents, _ = await self.stores()
+        ticket = await agents.do_claim(reference, agent)
+        await self._ticket_changed("ticket.claimed", ticket, agent.display_name)
+        return {"ticket": ticket_json(ticket)}
+
+    async def _transfer(self, request: Request, agent: AgentView, reference: str
+                        ) -> Dict[str, Any]:
+        to_id = _int_field(_body(request), "agent_id")
+        agents, _ = await self.stores()
+        ticket = await agents.do_transfer(reference, agent, int(to_id or 0))
+        target = await agents.get_agent(int(to_id or 0))
+        await self._ticket_changed("ticket.transferred", ticket, target.display_name)
+        return {"ticket": ticket_json(ticket), "assignee": target.to_json()}
+
+    async def _resolve(self, request: Request, agent: AgentView, reference: str
+                       ) -> Dict[str, Any]:
+        note = _str_field(_body(request), "note", required=False, max_chars=2000)
+        agents, _ = await self.stores()
+        ticket = await agents.do_resolve(reference, agent, note=(note or "").strip() or None)
+        await self._ticket_changed("ticket.resolved", ticket, agent.display_name)
+        return {"ticket": ticket_json(ticket)}
+
+    async def _reply(self, request: Request, agent: AgentView, reference: str) -> Dict[str, Any]:
+        from bot.live import bus
+
+        body = _body(request)
+        text = _str_field(body, "text")
+        client_id = _str_field(body, "client_id", required=False, max_chars=64)
+        agents, _ = await self.stores()
+        message = await agents.do_agent_message(reference, agent, text or "", client_id=client_id)
+        wire = message.to_wire()
+        await bus().publish("agent.message",
+                            {"conversation_id": message.conversation_id, "message": wire})
+        await self._push_conversation(message.conversation_id, {
+            "type": "agent.message", "conversation_id": message.conversation_id,
+            "ticket": reference.upper(), "message": wire})
+        return {"message": wire}
+
+    async def _read(self, request: Request, agent: AgentView, reference: str) -> Dict[str, Any]:
+        from bot.live import bus
+
+        up_to = _int_field(_body(request), "up_to")
+        agents, chat = await self.stores()
+        detail = await agents.ticket_detail(agent, reference)  # authorises
+        ids = await chat.do_mark(detail.conversation_id, "read", up_to=up_to,
+                                 senders=("customer",))
+        if ids:
+            await bus().publish("agent.read", {"conversation_id": detail.conversation_id,
+                                               "ids": ids})
+            await self._push_conversation(detail.conversation_id, {
+                "type": "agent.read", "conversation_id": detail.conversation_id,
+                "ticket": detail.ticket.reference, "ids": ids})
+        return {"ids": ids}
+
+    async def _ticket_changed(self, action: str, ticket: TicketView, agent_name: str) -> None:
+        from bot.live import bus
+
+        self._remember(ticket)
+        await bus().publish(action, {"conversation_id": ticket.conversation_id,
+                                     "ticket": ticket.reference, "agent_name": agent_name})
+
+    # ------------------------------------------------------------- Prometheus
+
+    async def _prometheus(self, request: Request) -> HTTPResponse:
+        import hmac
+
+        token = _bearer(request) or request.args.get("token")
+        allowed = bool(token and self.config.metrics_token
+                       and hmac.compare_digest(token, self.config.metrics_token))
+        try:
+            agents, _ = await self.stores()
+            if not allowed:
+                agent = await agents.authenticate(token)
+                if not agent.is_admin:
+                    raise Forbidden("Only admins and the metrics token may read metrics.")
+            body = await self._prometheus_text(agents)
+        except AuthFailed as error:
+            return ApiError(401, error.code, str(error)).response()
+        except Forbidden as error:
+            return ApiError(403, "forbidden", str(error)).response()
+        return response.text(body, content_type="text/plain; version=0.0.4; charset=utf-8",
+                             headers={"Cache-Control": "no-store"})
+
+    async def _prometheus_text(self, agents: AgentStore) -> str:
+        from sqlalchemy import func, select
+
+        from bot import db
+        from bot.support.models import TICKET_STATUSES, Ticket
+
+        async with db.read_session(db.session_factory(agents.engine)) as session:
+            rows = (await session.execute(
+                select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status))).all()
+        by_state = {status: 0 for status in TICKET_STATUSES}
+        by_state.update({status: int(count) for status, count in rows})
+        figures = await agents.metrics(datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                       datetime.now(timezone.utc) + timedelta(seconds=1))
+        lines: List[str] = []
+
+        def metric(name: str, kind: str, help_text: str,
+                   samples: List[Tuple[str, Optional[float]]]) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                shown = "NaN" if value is None else repr(float(value))
+                lines.append(f"{name}{labels} {shown}")
+
+        metric("support_tickets", "gauge", "Tickets by state.",
+               [(f'{{state="{s}"}}', float(n)) for s, n in sorted(by_state.items())])
+        csat = figures["csat"]
+        metric("support_ratings_total", "counter", "Customer ratings (CSAT) received.",
+               [("", float(csat["count"]))])
+        metric("support_rating_average", "gauge", "Average rating, 1-5.",
+               [("", csat["average"])])
+        metric("support_ratings", "gauge", "Ratings by score.",
+               [(f'{{score="{k}"}}', float(v)) for k, v in sorted(csat["distribution"].items())])
+        metric("support_resolution_seconds_average", "gauge",
+               "Average seconds from queued to resolved.",
+               [("", figures["resolution"]["average_seconds"])])
+        metric("support_resolved_tickets_total", "counter", "Tickets resolved by an agent.",
+               [("", float(figures["resolution"]["count"]))])
+        metric("support_first_response_seconds_average", "gauge",
+               "Average seconds from queued to the first agent reply.",
+               [("", figures["first_response"]["average_seconds"])])
+        metric("support_self_service_rate", "gauge",
+               "Conversations the bot handled without a person (0-1).",
+               [("", figures["self_service_rate"])])
+        metric("support_handoff_rate", "gauge", "Conversations handed to a person (0-1).",
+               [("", figures["handoff_rate"])])
+        metric("support_agents_online", "gauge", "Agents with an open console.",
+               [("", float(len({c.agent.id for c in self._connections})))])
+        return "\n".join(lines) + "\n"
+
+    # -------------------------------------------------------------- WebSocket
+
+    async def _serve_socket(self, request: Request, ws: Any) -> None:
+        try:
+            raw = await ws.recv(timeout=HELLO_TIMEOUT)
+        except Exception:  # noqa: BLE001 - gone before hello
+            return
+        hello = _decode(raw)
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            await _send(ws, {"type": "error", "code": "hello_required",
+                             "message": "Send hello with your session token first."})
+            await _close(ws, 4001, "hello_required")
+            return
+        token = hello.get("token") if isinstance(hello.get("token"), str) else None
+        try:
+            agents, _ = await self.stores()
+            agent = await agents.authenticate(token)
+        except AuthFailed as error:
+            await _send(ws, {"type": "error", "code": error.code, "message": str(error)})
+            await _close(ws, 4002 if error.code == "expired" else 4001, error.code)
+            return
+        connection = AgentConnection(ws, agent, token or "")
+        self._connections.add(connection)
+        self._ensure_tail()
+        await connection.send({"type": "welcome", "agent": agent.to_json(),
+                               "poll_interval": self.config.poll_interval})
+        try:
+            while True:
+                try:
+                    raw = await ws.recv(timeout=REAUTH_SECONDS)
+                except asyncio.TimeoutError:
+                    raw = None
+                if raw is None and getattr(ws, "closed", False):
+                    break
+                if not await self._still_valid(connection):
+                    break
+                if raw is None:
+                    continue
+                await self._on_frame(connection, _decode(raw))
+        except Exception as error:  # noqa: BLE001 - closed sockets end the loop
+            if not type(error).__name__.startswith("ConnectionClosed"):
+                logger.exception("Agent console socket failed")
+        finally:
+            self._connections.discard(connection)
+
+    async def _still_valid(self, connection: AgentConnection) -> bool:
+        if time.monotonic() - connection.checked_at < REAUTH_SECONDS:
+            return True
+        connection.checked_at = time.monotonic()
+        agents, _ = await self.stores()
+        try:
+            connection.agent = await agents.authenticate(connection.token)
+            return True
+        except AuthFailed as error:
+            await connection.send({"type": "error", "code": error.code, "message": str(error)})
+            await _close(connection.ws, 4002 if error.code == "expired" else 4001, error.code)
+            return False
+
+    async def _on_frame(self, connection: AgentConnection, frame: Any) -> None:
+        if not isinstance(frame, dict):
+            await connection.send({"type": "error", "code": "malformed_frame",
+                                   "message": "Frames are JSON objects."})
+            return
+        kind = frame.get("type")
+        if kind == "ping":
+            await connection.send({"type": "pong"})
+        elif kind == "typing":
+            await self._on_agent_typing(connection, frame)
+        else:
+            await connection.send({"type": "error", "code": "unknown_type",
+                                   "message": f"Unknown frame type {kind!r}."})
+
+    async def _on_agent_typing(self, connection: AgentConnection, frame: Dict[str, Any]) -> None:
+        from bot.live import bus
+
+        reference, state = frame.get("ticket"), frame.get("state")
+        if not isinstance(reference, str) or state not in ("start", "stop"):
+            await connection.send({"type": "error", "code": "bad_request",
+                                   "message": "typing needs ticket and state start|stop."})
+            return
+        now = time.monotonic()
+        key = f"{reference.upper()}:{state}"
+        if state == "start" and now - connection.typing_sent.get(key, 0.0) < TYPING_INTERVAL:
+            return
+        connection.typing_sent[key] = now
+        ticket = await self._ticket_state(reference=reference)
+        agent = connection.agent
+        if ticket is None or ticket.status != "assigned" or not (
+                agent.is_admin or ticket.assignee_id == agent.id):
+            await connection.send({"type": "error", "code": "forbidden",
+                                   "message": "Only the ticket's agent may type in it."})
+            return
+        await bus().publish("agent.typing", {"conversation_id": ticket.conversation_id,
+                                             "state": state, "name": agent.display_name})
+
+    # ----------------------------------------------------- ticket visibility
+
+    def _remember(self, ticket: TicketView) -> None:
+        self._tickets[ticket.conversation_id] = _TicketState(
+            ticket.reference, ticket.conversation_id, ticket.status, ticket.assignee_id,
+            ticket.category, ticket.priority)
+
+    async def _ticket_state(self, *, reference: Optional[str] = None,
+                            conversation_id: Optional[str] = None) -> Optional[_TicketState]:
+        from sqlalchemy import select
+
+        from bot import db
+        from bot.support.models import Ticket
+
+        agents, _ = await self.stores()
+        query = select(Ticket)
+        if reference is not None:
+            query = query.where(Ticket.reference == reference.strip().upper())
+        else:
+            cached = self._tickets.get(conversation_id or "")
+            if cached is not None:
+                return cached
+            query = query.where(Ticket.conversation_id == conversation_id).order_by(
+                Ticket.id.desc()).limit(1)
+        async with db.read_session(db.session_factory(agents.engine)) as session:
+            row = (await session.execute(query)).scalars().first()
+            if row is None:
+                return None
+            view = TicketView.from_row(row)
+        self._remember(view)
+        return self._tickets[view.conversation_id]
+
+    @staticmethod
+    def _may_see(agent: AgentView, ticket: _TicketState, also: Tuple[int, ...] = ()) -> bool:
+        return (agent.is_admin or ticket.status == "queued" or ticket.assignee_id == agent.id
+                or agent.id in also)
+
+    async def _push_conversation(self, conversation_id: str, frame: Dict[str, Any]) -> None:
+        if not self._connections:
+            return
+        ticket = await self._ticket_state(conversation_id=conversation_id)
+        for connection in list(self._connections):
+            if connection.agent.is_admin or (
+                    ticket is not None and self._may_see(connection.agent, ticket)):
+                await connection.send(frame)
+
+    async def _on_customer_event(self, topic: str, event: Dict[str, Any]) -> None:
+        """Pass a widget-side bus event to the agents who may see its conversation."""
+        conversation_id = event.get("conversation_id")
+        if not isinstance(conversation_id, str) or not self._connections:
+            return
+        ticket = await self._ticket_state(conversation_id=conversation_id)
+        if ticket is None:
+            return  # a conversation with the bot only: no agent is concerned
+        frame = {**event, "type": topic, "ticket": ticket.reference}
+        await self._push_conversation(conversation_id, frame)
+
+    # ------------------------------------------------------------ audit tail
+
+    def _ensure_tail(self) -> None:
+        if self._tail_task is None or self._tail_task.done():
+            self._tail_task = asyncio.create_task(self._tail_audit(), name="agent-audit-tail")
+
+    async def _tail_audit(self) -> None:
+        """Poll ``audit_log`` for new ticket rows; push ``ticket`` frames to online agents."""
+        while self._connections or self._last_audit_id is None:
+            try:
+                await self._poll_audit_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep polling
+                logger.exception("Agent console audit poll failed")
+            await asyncio.sleep(self.config.poll_interval)
+        self._tail_task = None
+        self._last_audit_id = None  # the next console starts from "now" (it loads its inbox)
+
+    async def _poll_audit_once(self) -> int:
+        from sqlalchemy import func, select
+
+        from bot import db
+        from bot.support.models import AuditLog, Ticket
+
+        agents, _ = await self.stores()
+        sessions = db.session_factory(agents.engine)
+        async with db.read_session(sessions) as session:
+            if self._last_audit_id is None:
+                self._last_audit_id = int((await session.execute(
+                    select(func.max(AuditLog.id)))).scalar_one() or 0)
+                return 0
+            rows = (await session.execute(
+                select(AuditLog).where(AuditLog.id > self._last_audit_id,
+                                       AuditLog.action.in_(AUDIT_ACTIONS))
+                .order_by(AuditLog.id).limit(200))).scalars().all()
+            newest = (await session.execute(select(func.max(AuditLog.id)))).scalar_one() or 0
+            events = []
+            references = set()
+            for row in rows:
+                data = dict(row.data or {})
+                reference = data.get("ticket") if row.action == "handoff.recorded" \
+                    else row.object_id
+                if reference:
+                    references.add(str(reference))
+                    events.append((row.id, row.action, str(reference), data, row.actor))
+            tickets = {}
+            if references:
+                for ticket in (await session.execute(select(Ticket).where(
+                        Ticket.reference.in_(references)))).scalars().all():
+                    tickets[ticket.reference] = TicketView.from_row(ticket)
+        self._last_audit_id = max(int(newest), self._last_audit_id)
+        for audit_id, action, reference, data, actor in events:
+            ticket = tickets.get(reference)
+            if ticket is None:
+                continue
+            self._remember(ticket)
+            state = self._tickets[ticket.conversation_id]
+            previous = data.get("from")
+            also = (int(previous),) if isinstance(previous, int) else ()
+            frame = {"type": "ticket", "action": action, "audit_id": audit_id,
+                     "actor": actor, "ticket": ticket_json(ticket)}
+            for connection in list(self._connections):
+                if self._may_see(connection.agent, state, also):
+                    await connection.send(frame)
+        return len(events)
+
+
+def _decode(raw: Any) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+async def _send(ws: Any, frame: Dict[str, Any]) -> None:
+    try:
+        await ws.send(json.dumps(frame, default=_json_default))
+    except Exception:  # noqa: BLE001 - the client is gone
+        pass
+
+
+async def _close(ws: Any, code: int, reason: str) -> None:
+    try:
+        await ws.close(code=code, reason=reason)
+    except Exception:  # noqa: BLE001 - the client is gone
+        pass
