@@ -1,7 +1,7 @@
 """Hand the conversation to a person: ticket, handoff record, bot paused."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Text
+from typing import Any, Dict, List, Optional, Text
 from zoneinfo import ZoneInfo
 
 from rasa_sdk import Action, Tracker
@@ -18,6 +18,16 @@ def _summary(tracker: Tracker) -> str:
     recent = [t for t in texts if not t.startswith("/")][-3:]
     summary = " / ".join(recent) or "Customer asked for a person"
     return summary[:500]
+
+
+def _wait_phrase(seconds: Optional[float]) -> str:
+    """How long replies usually take, in words (from the last 30 days' first responses)."""
+    if seconds is None:
+        return text("handoff_wait_unknown")
+    minutes = max(1, round(seconds / 60))
+    if minutes < 60:
+        return text("handoff_wait_minutes", minutes=minutes)
+    return text("handoff_wait_hours", hours=max(1, round(minutes / 60)))
 
 
 class ActionHandoff(Action):
@@ -54,8 +64,12 @@ class ActionHandoff(Action):
             customer_id=customer_id(tracker),
         )
 
+        online = await svc.store.agents_online()
+        wait = None if online else await svc.store.typical_first_response()
         dispatcher.utter_message(
-            text=self._next_steps(ticket.reference, "angry_language" in reasons, customer_tz(tracker))
+            text=self._next_steps(
+                ticket.reference, "angry_language" in reasons, customer_tz(tracker), online, wait
+            )
         )
         return [
             ActiveLoop(None),
@@ -65,12 +79,17 @@ class ActionHandoff(Action):
         ]
 
     @staticmethod
-    def _next_steps(reference: str, upset: bool, tz: ZoneInfo) -> str:
+    def _next_steps(
+        reference: str, upset: bool, tz: ZoneInfo, online: int = 1, wait: Optional[float] = None
+    ) -> str:
         hours = business_hours()
         now = now_utc()
         prefix = text("handoff_upset_prefix") if upset else ""
         if hours.is_open(now):
-            return text("handoff_queued", prefix=prefix, reference=reference)
+            if online:
+                return text("handoff_queued", prefix=prefix, reference=reference)
+            return text("handoff_queued_no_agent", prefix=prefix, reference=reference,
+                        wait=_wait_phrase(wait))
         return text(
             "handoff_queued_closed",
             prefix=prefix,

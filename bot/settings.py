@@ -60,6 +60,8 @@ class Settings:
     agent_audit_poll_interval: float
     agent_canned_file: Path
     agent_login_rate: int
+    notify_webhook_url: Optional[str] = None
+    notify_webhook_secret: Optional[str] = None
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -168,6 +170,8 @@ def get_settings() -> Settings:
             _env("AGENT_CANNED_FILE", str(data_dir / "canned_responses.yml"))
         ).resolve(),
         agent_login_rate=_int("AGENT_LOGIN_RATE", 10),
+        notify_webhook_url=os.environ.get("SUPPORT_NOTIFY_URL") or None,
+        notify_webhook_secret=os.environ.get("SUPPORT_NOTIFY_SECRET") or None,
     )
 
 

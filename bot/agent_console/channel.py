@@ -662,6 +662,7 @@ class AgentConsoleInput(InputChannel):
             return
         connection = AgentConnection(ws, agent, token or "")
         self._connections.add(connection)
+        await agents.do_touch(agent.id)  # online: handoffs tell customers someone is there
         self._ensure_tail()
         await connection.send({"type": "welcome", "agent": agent.to_json(),
                                "poll_interval": self.config.poll_interval})
@@ -691,6 +692,7 @@ class AgentConsoleInput(InputChannel):
         agents, _ = await self.stores()
         try:
             connection.agent = await agents.authenticate(connection.token)
+            await agents.do_touch(connection.agent.id)
             return True
         except AuthFailed as error:
             await connection.send({"type": "error", "code": error.code, "message": str(error)})

@@ -68,9 +68,59 @@ class AgentBridge:
     # ------------------------------------------------------- agent → customer
 
     async def _on_agent_message(self, event: Dict[str, Any]) -> None:
-        await self._channel.hub.push(
+        delivered = await self._channel.hub.push(
             event["conversation_id"], {"type": "message", "message": event["message"]}
         )
+        if not delivered:  # the customer is not in the app: the host app may notify them
+            self._channel.hub.spawn(self.notify_offline(event))
+
+    async def notify_offline(self, event: Dict[str, Any]) -> bool:
+        """POST the ``agent_reply`` notification to ``SUPPORT_NOTIFY_URL`` (if configured).
+
+        The body is JSON ``{"event": "agent_reply", "conversation_id", "customer_id",
+        "agent", "preview", "message_id"}``; with ``SUPPORT_NOTIFY_SECRET`` it is signed in
+        ``X-Support-Signature: sha256=<hex HMAC of the body>``. Three tries with backoff;
+        failures are logged. Returns whether the hook accepted it (2xx).
+        """
+        import asyncio
+        import hashlib
+        import hmac
+        import json
+
+        import aiohttp
+
+        from bot.settings import get_settings
+
+        settings = get_settings()
+        if not settings.notify_webhook_url:
+            return False
+        message = event.get("message") or {}
+        conversation_id = event["conversation_id"]
+        body = json.dumps({
+            "event": "agent_reply",
+            "conversation_id": conversation_id,
+            "customer_id": conversation_id.split(":", 1)[-1],
+            "agent": message.get("sender_name"),
+            "preview": (message.get("text") or "")[:140],
+            "message_id": message.get("id"),
+        }).encode()
+        headers = {"Content-Type": "application/json"}
+        if settings.notify_webhook_secret:
+            digest = hmac.new(settings.notify_webhook_secret.encode(), body, hashlib.sha256)
+            headers["X-Support-Signature"] = "sha256=" + digest.hexdigest()
+        timeout = aiohttp.ClientTimeout(total=5)
+        for attempt in range(3):
+            try:
+                async with aiohttp.ClientSession(timeout=timeout) as http:
+                    async with http.post(settings.notify_webhook_url, data=body,
+                                         headers=headers) as response:
+                        if 200 <= response.status < 300:
+                            return True
+                        logger.warning("Notification hook answered %s", response.status)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                logger.warning("Notification hook failed: %s", error)
+            await asyncio.sleep(0.5 * 2 ** attempt)
+        return False
 
     async def _on_agent_typing(self, event: Dict[str, Any]) -> None:
         await self._channel.hub.push(

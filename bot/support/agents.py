@@ -307,6 +307,13 @@ class AgentStore:
                 raise AuthFailed("expired", "Your session has expired; log in again.")
             return AgentView.from_row(found[1])
 
+    async def do_touch(self, agent_id: int) -> None:
+        """Mark the agent as present (the console is open); no audit row: presence data."""
+        async with db.write_session(self._sessions) as session:
+            await session.execute(
+                update(Agent).where(Agent.id == agent_id).values(last_seen_at=db.utcnow())
+            )
+
     async def do_logout(self, token: str) -> None:
         """Revoke a console session (idempotent)."""
         now = db.utcnow()

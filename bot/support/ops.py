@@ -887,6 +887,38 @@ class SupportStore:
 
     # --------------------------------------------------------------- queries
 
+    async def agents_online(self, within_seconds: float = 120.0) -> int:
+        """How many active agents had the console open within the last ``within_seconds``."""
+        from datetime import timedelta
+
+        from sqlalchemy import func
+
+        from bot.support.models import Agent
+
+        since = db.utcnow() - timedelta(seconds=within_seconds)
+        async with db.read_session(self._sessions) as session:
+            return int((await session.execute(
+                select(func.count(Agent.id)).where(Agent.active.is_(True),
+                                                   Agent.last_seen_at >= since)
+            )).scalar_one())
+
+    async def typical_first_response(self, days: int = 30) -> Optional[float]:
+        """Median seconds from queued to the agent's first reply over the last ``days``."""
+        from datetime import timedelta
+
+        since = db.utcnow() - timedelta(days=days)
+        async with db.read_session(self._sessions) as session:
+            rows = (await session.execute(
+                select(Ticket.queued_at, Ticket.first_response_at).where(
+                    Ticket.queued_at >= since, Ticket.first_response_at.is_not(None))
+            )).all()
+        waits = sorted((first - queued).total_seconds() for queued, first in rows)
+        if not waits:
+            return None
+        middle = len(waits) // 2
+        return waits[middle] if len(waits) % 2 else (waits[middle - 1] + waits[middle]) / 2
+
+
     async def get_ticket(self, reference: str) -> TicketView:
         """Return the ticket with this reference (case-insensitive).
 

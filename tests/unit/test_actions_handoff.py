@@ -8,6 +8,7 @@ from rasa_sdk.events import ActiveLoop, ConversationPaused, SlotSet
 
 from actions.common import transcript
 from actions.handoff import ActionHandoff
+from bot.support.agents import AgentStore
 from bot.support.models import AuditLog, Handoff, Ticket
 from tests.unit.actions_helpers import (
     NOW,
@@ -85,6 +86,17 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 async def svc(db_url: str) -> AsyncIterator[Any]:
+    """The services, with one agent who has the console open."""
+    async with installed_services(db_url) as services:
+        agents = AgentStore(services.store.engine)
+        agent = await agents.do_create_agent("maria", "Maria", "correct horse battery")
+        await agents.do_touch(agent.id)
+        yield services
+
+
+@pytest.fixture
+async def svc_nobody_online(db_url: str) -> AsyncIterator[Any]:
+    """The services with no agent online."""
     async with installed_services(db_url) as services:
         yield services
 
@@ -163,7 +175,8 @@ async def test_handoff_without_a_ticket_creates_one_and_queues_it(svc: Any) -> N
         "status": "queued",
         "created_at": NOW,
     }
-    audit = await table_rows(svc.store.engine, AuditLog)
+    audit = [a for a in await table_rows(svc.store.engine, AuditLog)
+             if a["object_type"] != "agent"]  # the fixture's online agent
     assert [(a["action"], a["object_type"]) for a in audit] == [
         ("ticket.created", "ticket"),
         ("handoff.recorded", "handoff"),
@@ -474,3 +487,39 @@ async def test_handoff_summary_still_leaves_out_payloads_but_the_transcript_show
         {"author": "bot", "text": "Which order is it about?", "at": iso(T0 + 1)},
         {"author": "customer", "text": "[quick reply: contact human agent]", "at": iso(T0 + 2)},
     ]
+
+
+async def test_nobody_online_in_business_hours_tells_the_usual_wait(
+    svc_nobody_online: Any,
+) -> None:
+    events, messages = await handoff(HUMAN_TRIAGE)
+    (ticket,) = await table_rows(svc_nobody_online.store.engine, Ticket)
+    assert events == expected_events(ticket["reference"])
+    assert [m["text"] for m in messages] == [
+        "I'm passing you to a person from our support team. Your ticket "
+        f"{ticket['reference']} is queued with everything we've said so far, so you won't have "
+        "to repeat yourself. Nobody from the team is online this very moment; replies usually "
+        "take a little while. You can close the chat: the reply will be waiting here."
+    ]
+
+
+async def test_the_usual_wait_is_the_median_first_response_of_the_last_30_days(
+    svc_nobody_online: Any,
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bot import db as bot_db
+
+    store = svc_nobody_online.store
+    now = bot_db.utcnow()
+    for n, minutes in enumerate((30, 90, 200)):
+        ticket = await store.do_create_ticket(f"old-{n}", "earlier", "CONTACT", "normal")
+        async with bot_db.write_session(store._sessions) as session:
+            await session.execute(update(Ticket).where(Ticket.id == ticket.id).values(
+                queued_at=now - timedelta(days=1),
+                first_response_at=now - timedelta(days=1) + timedelta(minutes=minutes)))
+    assert await store.typical_first_response() == 90 * 60
+    _, messages = await handoff(HUMAN_TRIAGE)
+    assert "replies usually take about 2 hours." in messages[0]["text"]
