@@ -51,6 +51,13 @@ class ActionHandoff(Action):
             "triage": triage,
             "context": tracker.get_slot("customer_context") or {},
         }
+        owner = customer_id(tracker)
+        if owner:  # the agent sees the customer's latest orders without asking
+            details["recent_orders"] = [
+                {"number": o.number, "status": o.status, "placed_at": o.placed_at.isoformat(),
+                 "total_eur": str(o.total_eur), "refund_status": o.refund_status}
+                for o in await svc.orders.recent_orders(owner, limit=5)
+            ]
         # One transaction: the ticket (new, or the open one updated), the handoff
         # record, and the conversation queued for a person.
         ticket, _ = await svc.store.do_handoff(

@@ -498,6 +498,7 @@ class AgentConsoleInput(InputChannel):
             "context": detail.context,
             "triage": detail.triage,
             "slots": detail.slots,
+            "recent_orders": detail.recent_orders,
             "transcript": detail.bot_transcript,
             "messages": [m.to_wire() for m in detail.messages],
             "suggestions": suggestions,

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -139,6 +139,7 @@ class TicketDetail:
     slots: Dict[str, Any]
     bot_transcript: List[Dict[str, Any]]
     messages: List[MessageView]
+    recent_orders: List[Dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -419,6 +420,7 @@ class AgentStore:
                 slots=dict(details.get("slots") or {}),
                 bot_transcript=list(details.get("transcript") or []),
                 messages=messages,
+                recent_orders=list(details.get("recent_orders") or []),
             )
 
     # ---------------------------------------------------------- state machine

@@ -106,6 +106,8 @@ def test_customer_to_agent_and_back(customer_page: Any, agent_page: Any,
     expect(agent.get_by_role("region", name="Customer", exact=True)).to_contain_text("Ben Carter")
     expect(agent.get_by_role("region", name="Triage")).to_contain_text("Confidence")
     expect(agent.get_by_role("region", name="Customer", exact=True)).to_contain_text("App context")
+    # Ben's latest orders came with the handoff (bot/orders.py demo data)
+    expect(agent.get_by_role("region", name="Customer", exact=True)).to_contain_text("#104250")
     expect(agent.locator("#ac-canned button").first).to_be_visible()
 
     # claim

@@ -101,6 +101,15 @@ async def svc_nobody_online(db_url: str) -> AsyncIterator[Any]:
         yield services
 
 
+async def anna_recent_orders(svc: Any) -> List[Dict[str, Any]]:
+    """What the handoff stores of Anna's latest orders (read from the order source)."""
+    return [
+        {"number": o.number, "status": o.status, "placed_at": o.placed_at.isoformat(),
+         "total_eur": str(o.total_eur), "refund_status": o.refund_status}
+        for o in await svc.orders.recent_orders("cust-anna", limit=5)
+    ]
+
+
 def expected_events(reference: str) -> List[Dict[str, Any]]:
     return [
         ActiveLoop(None),
@@ -162,8 +171,12 @@ async def test_handoff_without_a_ticket_creates_one_and_queues_it(svc: Any) -> N
             "slots": ANNA_SLOTS,
             "triage": HUMAN_TRIAGE,
             "context": {"locale": "de-DE", "app_version": "5.2.0"},
+            "recent_orders": await anna_recent_orders(svc),
         },
     }
+    assert [(o["number"], o["status"]) for o in ticket["details"]["recent_orders"]] == [
+        ("104301", "processing"), ("104233", "in_transit"), ("104190", "delivered"),
+        ("104012", "delivered")]
     (row,) = await table_rows(svc.store.engine, Handoff)
     assert ticket_fields(
         row, "conversation_id", "ticket_id", "reason", "priority", "status", "created_at"
@@ -277,6 +290,7 @@ async def test_handoff_with_an_open_ticket_raises_priority_and_updates_details(s
             "slots": ANNA_SLOTS,
             "triage": HUMAN_TRIAGE,
             "context": {"locale": "de-DE", "app_version": "5.2.0"},
+            "recent_orders": await anna_recent_orders(svc),
         },
     }
     (row,) = await table_rows(svc.store.engine, Handoff)
@@ -288,7 +302,7 @@ async def test_handoff_with_an_open_ticket_raises_priority_and_updates_details(s
         "ticket.updated",
         {
             "priority": {"from": "normal", "to": "high"},
-            "details_keys": ["context", "slots", "transcript", "triage"],
+            "details_keys": ["context", "recent_orders", "slots", "transcript", "triage"],
             "status": {"from": "open", "to": "queued"},
         },
     )

@@ -487,6 +487,10 @@
           ['Phone', customer.phone], ['Locale', customer.locale], ['Time zone', customer.timezone],
           ['Id', customer.id]]),
         h('h3', {}, 'App context'), kv(Object.entries(d.context || {})),
+        h('h3', {}, 'Recent orders'),
+        kv((d.recent_orders || []).map((o) => ['#' + o.number,
+          o.status.replace(/_/g, ' ') + ' · ' + String(o.placed_at || '').slice(0, 10) + ' · €' + o.total_eur
+          + (o.refund_status && o.refund_status !== 'none' ? ' · refund ' + o.refund_status : '')])),
       ]),
       h('section', { class: 'ac-card', 'aria-label': 'Triage' }, [
         h('h3', {}, 'Triage'),
