@@ -282,3 +282,29 @@ async def test_handoff_ticket_is_stored_in_postgresql(production_bot: BotServers
     # Nothing went to the embedded SQLite defaults.
     assert not (production_bot.var_dir / "support.db").exists()
     assert not (production_bot.var_dir / "orders.db").exists()
+
+
+async def test_widget_messages_and_receipts_are_stored_in_postgresql(
+    production_bot: BotServers,
+) -> None:
+    from tests.widget.conftest import WidgetClient, new_user, token_for
+
+    user = new_user("prod")
+    client = await WidgetClient.connect(production_bot, token_for(user))
+    turn = await client.turn("hi", client_id="prod-1")
+    assert turn["replies"], "the bot answers over the widget channel"
+    again = await client.say("hi", client_id="prod-1")
+    assert again["duplicate"] is True
+    await client.close()
+    rows = _pg_rows(
+        production_bot,
+        "SELECT m.sender, m.client_id, m.status FROM chat_messages m "
+        "JOIN conversations c ON c.id = m.conversation_pk "
+        "WHERE c.conversation_id = %s ORDER BY m.id",
+        f"widget:{user}",
+    )
+    assert rows == [("customer", "prod-1", "read"), ("bot", None, "sent")]
+    revision = _pg_rows(production_bot, "SELECT version_num FROM alembic_version")
+    from bot.migrate import head_revision
+
+    assert revision == [(head_revision(),)]
