@@ -371,6 +371,29 @@ def load_default_index() -> FaqIndex:
     return FaqIndex.load(get_settings().faq_dir)
 
 
+_CURRENT: dict = {}
+
+
+async def current_index() -> FaqIndex:
+    """The articles of ``get_settings().faq_dir`` for async servers, reloaded on change.
+
+    The directory is checked (file names and modification times) and, when it changed,
+    reloaded in a worker thread, so the event loop never waits on the disk.
+    """
+    import asyncio
+
+    directory = get_settings().faq_dir
+
+    def signature() -> tuple:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.md")))
+
+    current = await asyncio.to_thread(signature)
+    if _CURRENT.get("signature") != current:
+        _CURRENT["index"] = await asyncio.to_thread(FaqIndex.load, directory)
+        _CURRENT["signature"] = current
+    return _CURRENT["index"]
+
+
 # --- parsing and validation -------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.frames import decode_frame
 from bot.channels.hub import RateLimiter
 from bot.support.agents import AgentStore, AgentView, AuthFailed, Forbidden, InboxItem
 from bot.support.chat import ChatStore
@@ -647,7 +648,7 @@ class AgentConsoleInput(InputChannel):
             raw = await ws.recv(timeout=HELLO_TIMEOUT)
         except Exception:  # noqa: BLE001 - gone before hello
             return
-        hello = _decode(raw)
+        hello = decode_frame(raw)
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             await _send(ws, {"type": "error", "code": "hello_required",
                              "message": "Send hello with your session token first."})
@@ -679,7 +680,7 @@ class AgentConsoleInput(InputChannel):
                     break
                 if raw is None:
                     continue
-                await self._on_frame(connection, _decode(raw))
+                await self._on_frame(connection, decode_frame(raw))
         except Exception as error:  # noqa: BLE001 - closed sockets end the loop
             if not type(error).__name__.startswith("ConnectionClosed"):
                 logger.exception("Agent console socket failed")
@@ -860,18 +861,6 @@ class AgentConsoleInput(InputChannel):
                 if self._may_see(connection.agent, state, also):
                     await connection.send(frame)
         return len(events)
-
-
-def _decode(raw: Any) -> Any:
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    try:
-        return json.loads(raw)
-    except (TypeError, ValueError):
-        return None
 
 
 async def _send(ws: Any, frame: Dict[str, Any]) -> None:

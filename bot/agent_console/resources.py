@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from bot.faq import current_index
+
 __all__ = ["CannedResponse", "load_canned", "canned_responses", "faq_suggestions"]
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -104,22 +106,6 @@ async def canned_responses(path: Path) -> List[CannedResponse]:
     return cached[1]
 
 
-async def _faq_index() -> Any:
-    from bot.faq import FaqIndex
-    from bot.settings import get_settings
-
-    directory = get_settings().faq_dir
-
-    def signature() -> tuple:
-        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.md")))
-
-    current = await asyncio.to_thread(signature)
-    if _CACHE.get("faq_signature") != current:
-        _CACHE["faq_index"] = await asyncio.to_thread(FaqIndex.load, directory)
-        _CACHE["faq_signature"] = current
-    return _CACHE["faq_index"]
-
-
 async def faq_suggestions(texts: Sequence[str], limit: int = 3) -> List[Dict[str, Any]]:
     """FAQ articles matching the customer's latest messages (best first, no duplicates).
 
@@ -132,7 +118,7 @@ async def faq_suggestions(texts: Sequence[str], limit: int = 3) -> List[Dict[str
     queries = [t.strip()[:500] for t in texts if t and t.strip() and not t.startswith("[")][:3]
     if not queries:
         return []
-    index = await _faq_index()
+    index = await current_index()
 
     def search() -> List[Dict[str, Any]]:
         best: Dict[str, Dict[str, Any]] = {}

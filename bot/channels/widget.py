@@ -35,6 +35,8 @@ from sanic.response import HTTPResponse
 
 from bot.channels.agent_bridge import AgentBridge
 from bot.channels.auth import AuthError, Customer, TokenVerifier
+from bot.channels.frames import decode_frame
+from bot.faq import current_index
 from bot.channels.hub import Connection, Hub, RateLimiter, TooManyConnections
 from bot.support.chat import OUTGOING_SENDERS, ChatStore, MessageView, clean_context
 
@@ -395,7 +397,7 @@ class WidgetInput(InputChannel):
             raise _ClientError("too_large", "The search text is too long.", 413)
         if not query:
             return {"query": query, "results": []}
-        index = await _faq_index()
+        index = await current_index()
         hits = index.search(query, limit=max(1, min(limit, 10)))
         return {
             "query": query,
@@ -414,7 +416,7 @@ class WidgetInput(InputChannel):
     async def _faq_article(self, article_id: str) -> Dict[str, Any]:
         from bot.faq import plain_text
 
-        index = await _faq_index()
+        index = await current_index()
         article = index.get(article_id)
         if article is None:
             raise _ClientError("not_found", f"No article {article_id!r}.", 404)
@@ -440,7 +442,7 @@ class WidgetInput(InputChannel):
         if raw is None:
             await _close(ws, "auth_timeout")
             return
-        hello = _decode(raw)
+        hello = decode_frame(raw)
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             await _send_raw(ws, _ClientError("hello_required", "Send hello first.").frame())
             await _close(ws, "hello_required")
@@ -547,7 +549,7 @@ class WidgetInput(InputChannel):
             await asyncio.sleep(max(0.05, min(wait, 30.0)))
 
     async def _on_frame(self, connection: Connection, raw: Any) -> None:
-        frame = _decode(raw)
+        frame = decode_frame(raw)
         if not isinstance(frame, dict):
             await connection.send(
                 _ClientError("malformed_frame", "Frames must be JSON objects.").frame()
@@ -895,18 +897,6 @@ def notice(key: str, **values: Any) -> str:
     return load_messages().text(key, **values)
 
 
-def _decode(raw: Any) -> Any:
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    try:
-        return json.loads(raw)
-    except (TypeError, ValueError):
-        return None
-
-
 def _optional_int(value: Any, name: str) -> Optional[int]:
     if value in (None, ""):
         return None
@@ -933,23 +923,3 @@ async def _close(ws: Any, reason: str) -> None:
 def _is_closed_error(error: BaseException) -> bool:
     name = type(error).__name__
     return name.startswith("ConnectionClosed") or name in ("WebsocketClosed",)
-
-
-_FAQ_CACHE: Dict[str, Any] = {}
-
-
-async def _faq_index() -> Any:
-    """The FAQ index, reloaded (in a worker thread) when an article file changes."""
-    from bot.faq import FaqIndex
-    from bot.settings import get_settings
-
-    directory = get_settings().faq_dir
-
-    def signature() -> tuple:
-        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.md")))
-
-    current = await asyncio.to_thread(signature)
-    if _FAQ_CACHE.get("signature") != current:
-        _FAQ_CACHE["index"] = await asyncio.to_thread(FaqIndex.load, directory)
-        _FAQ_CACHE["signature"] = current
-    return _FAQ_CACHE["index"]

@@ -50,7 +50,8 @@ from bot.support.models import (
     Rating,
     Ticket,
 )
-from bot.support.ops import Listener, NotFound, StateError, TicketView
+from bot.support.base import StoreBase
+from bot.support.ops import NotFound, StateError, TicketView
 
 __all__ = [
     "AgentStore",
@@ -166,46 +167,12 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class AgentStore:
+class AgentStore(StoreBase):
     """Agents, sessions, tickets' life with a person, ratings and metrics.
 
     Args:
         engine: The support database engine; the store owns it (see :meth:`dispose`).
     """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sessions = db.session_factory(engine)
-        self._listeners: List[Listener] = []
-
-    @classmethod
-    def from_url(cls, url: str) -> "AgentStore":
-        """Create a store for a database URL."""
-        return cls(db.make_engine(url))
-
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
-
-    async def create_schema(self) -> None:
-        """Bring the database to the newest schema (Alembic)."""
-        from bot import migrate
-
-        await migrate.upgrade(self._engine)
-
-    async def dispose(self) -> None:
-        await self._engine.dispose()
-
-    def add_listener(self, callback: Listener) -> None:
-        """Register ``async def callback(event, payload)``, run after each commit."""
-        self._listeners.append(callback)
-
-    async def _notify(self, event: str, payload: Dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                await listener(event, payload)
-            except Exception:  # noqa: BLE001 - listeners never break a state change
-                logger.exception("Agent listener %r failed for %s", listener, event)
 
     # ----------------------------------------------------------------- agents
 

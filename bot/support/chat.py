@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
 from bot.support.models import MESSAGE_SENDERS, AuditLog, ChatMessage, Conversation
-from bot.support.ops import Listener
+from bot.support.base import StoreBase
 
 __all__ = [
     "ChatStore",
@@ -204,48 +204,12 @@ def clean_buttons(buttons: Any) -> List[Dict[str, str]]:
     return clean
 
 
-class ChatStore:
+class ChatStore(StoreBase):
     """Conversations and messages over an async engine.
 
     Args:
         engine: The engine to use; the store owns it (see :meth:`dispose`).
     """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sessions = db.session_factory(engine)
-        self._listeners: List[Listener] = []
-
-    @classmethod
-    def from_url(cls, url: str) -> "ChatStore":
-        """Create a store for a database URL (sync- or async-style)."""
-        return cls(db.make_engine(url))
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The underlying engine (other stores may share it)."""
-        return self._engine
-
-    async def create_schema(self) -> None:
-        """Bring the support database to the newest schema (Alembic; idempotent)."""
-        from bot import migrate
-
-        await migrate.upgrade(self._engine)
-
-    async def dispose(self) -> None:
-        """Close all pooled connections."""
-        await self._engine.dispose()
-
-    def add_listener(self, callback: Listener) -> None:
-        """Register ``async def callback(event, payload)``, run after each commit."""
-        self._listeners.append(callback)
-
-    async def _notify(self, event: str, payload: Dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                await listener(event, payload)
-            except Exception:  # noqa: BLE001 - a listener must not break the chat
-                logger.exception("Chat listener %r failed for event %s", listener, event)
 
     # ---------------------------------------------------------- conversations
 

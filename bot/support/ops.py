@@ -43,6 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot import db
+from bot.support.base import Listener, StoreBase
 from bot.support.models import (
     CLOSED_TICKET_STATUSES,
     PRIORITIES,
@@ -68,8 +69,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Listener = Callable[[str, Dict[str, Any]], Awaitable[None]]
-"""``async def listener(event: str, payload: dict) -> None``, run after commit."""
 
 E164_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -317,22 +316,12 @@ def _change(old: Any, new: Any) -> Dict[str, Any]:
 # --------------------------------------------------------------------- store
 
 
-class SupportStore:
+class SupportStore(StoreBase):
     """Tickets, call-backs, handoffs and their audit log, over an async engine.
 
     Args:
         engine: The engine to use; the store owns it (see :meth:`dispose`).
     """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sessions = db.session_factory(engine)
-        self._listeners: List[Listener] = []
-
-    @classmethod
-    def from_url(cls, url: str) -> "SupportStore":
-        """Create a store for a database URL (sync- or async-style)."""
-        return cls(db.make_engine(url))
 
     @classmethod
     def from_settings(cls) -> "SupportStore":
@@ -340,43 +329,6 @@ class SupportStore:
         from bot.settings import get_settings
 
         return cls.from_url(get_settings().support_db_url)
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The underlying engine."""
-        return self._engine
-
-    async def create_schema(self) -> None:
-        """Bring the support database to the newest schema (Alembic; idempotent)."""
-        from bot import migrate
-
-        await migrate.upgrade(self._engine)
-
-    async def dispose(self) -> None:
-        """Close all pooled connections."""
-        await self._engine.dispose()
-
-    # ------------------------------------------------------------ listeners
-
-    def add_listener(self, callback: Listener) -> None:
-        """Register ``async def callback(event, payload)``, run after each commit.
-
-        Listeners run in registration order; an exception in one is logged and
-        swallowed, never raised to the ``do_*`` caller.
-        """
-        self._listeners.append(callback)
-
-    def remove_listener(self, callback: Listener) -> None:
-        """Unregister a listener added with :meth:`add_listener` (if present)."""
-        if callback in self._listeners:
-            self._listeners.remove(callback)
-
-    async def _notify(self, event: str, payload: Dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                await listener(event, payload)
-            except Exception:  # noqa: BLE001 - listeners must not break actions
-                logger.exception("Support listener %r failed for event %s", listener, event)
 
     # --------------------------------------------------------------- tickets
 

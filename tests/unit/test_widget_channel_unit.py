@@ -7,7 +7,8 @@ import pytest
 
 from bot.channels.auth import TokenVerifier
 from bot.channels.hub import Connection
-from bot.channels.widget import WidgetConfig, WidgetInput, _ClientError, _decode
+from bot.channels.frames import decode_frame
+from bot.channels.widget import WidgetConfig, WidgetInput, _ClientError
 from bot.settings import reset_settings_cache
 
 
@@ -59,7 +60,7 @@ def test_origin_allow_list() -> None:
      (b"\xff\xfe", None), ("{", None), ("", None)],
 )
 def test_decode(raw: Any, expected: Any) -> None:
-    assert _decode(raw) == expected
+    assert decode_frame(raw) == expected
 
 
 def test_from_credentials_reads_settings_and_refuses_a_missing_key(
