@@ -1,8 +1,8 @@
 """Reliability of the intent confidences, and the "not sure" threshold chosen from data.
 
 1. Out-of-fold: 5-fold cross-validation over the training data with the same features
-   and classifier as the Rasa pipeline (MiniLM embeddings + word/char n-grams, logistic
-   regression, temperature scaling). Only the hand-written, realistic-style files
+   and classifier as the Rasa pipeline (MiniLM embeddings with the layer count of
+   ``config.yml`` + word/char n-grams, linear SVM, temperature scaling). Only the hand-written, realistic-style files
    (data/nlu/paraphrases.yml, data/nlu/extra.yml) are scored, since the Bitext part is
    templated. The threshold is the lowest confidence at which the accepted shop intents
    are at least ``--target`` accurate and at most ``--max-leak`` of the out-of-scope
@@ -11,6 +11,7 @@
    per confidence bin for tests/nlu/realistic.yml and tests/nlu/bitext_holdout.yml.
 
 Usage: python bench/calibration.py [--target 0.97] [--model models/support.tar.gz]
+       [--num-layers N] [--skip-cv] [--skip-model]
 Prints Markdown tables (pasted into docs/nlu.md).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse
@@ -53,7 +54,18 @@ def reliability(conf: np.ndarray, correct: np.ndarray) -> str:
     return "\n".join(rows)
 
 
-def out_of_fold(target: float, max_leak: float) -> float:
+def pipeline_num_layers() -> Optional[int]:
+    """The ``num_layers`` of the MiniLMFeaturizer in ``config.yml`` (None: all layers)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))
+    for component in config.get("pipeline") or []:
+        if str(component.get("name", "")).endswith("MiniLMFeaturizer"):
+            return component.get("num_layers")
+    return None
+
+
+def out_of_fold(target: float, max_leak: float, num_layers: Optional[int] = None) -> float:
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.model_selection import StratifiedKFold
 
@@ -72,7 +84,9 @@ def out_of_fold(target: float, max_leak: float) -> float:
         scored += [path.name != "nlu.yml"] * len(x)
     y_all = np.array(labels)
     scored_mask = np.array(scored)
-    encoder = MiniLMEncoder.load(get_settings().embedding_model_dir)
+    encoder = MiniLMEncoder.load(get_settings().embedding_model_dir,
+                                 num_layers=num_layers or pipeline_num_layers())
+    print(f"MiniLM: {encoder.num_layers} layers ({encoder.backend})", flush=True)
     dense = encoder.encode(texts)
     conf = np.zeros(len(texts))
     pred = np.empty(len(texts), dtype=object)
@@ -147,10 +161,14 @@ def main() -> None:
     parser.add_argument("--max-leak", type=float, default=0.02)
     parser.add_argument("--model", default=str(ROOT / "models" / "support.tar.gz"))
     parser.add_argument("--skip-cv", action="store_true")
+    parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--num-layers", type=int, default=None,
+                        help="MiniLM layers for the cross-validation (default: as in config.yml)")
     args = parser.parse_args()
     if not args.skip_cv:
-        out_of_fold(args.target, args.max_leak)
-    model_tables(Path(args.model))
+        out_of_fold(args.target, args.max_leak, args.num_layers)
+    if not args.skip_model:
+        model_tables(Path(args.model))
 
 
 if __name__ == "__main__":

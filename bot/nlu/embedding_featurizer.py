@@ -9,6 +9,8 @@ Add it to ``config.yml`` after a Rasa tokenizer::
         model_dir: null          # null -> EMBEDDING_MODEL_DIR setting
         batch_size: 64
         max_length: 128          # word pieces per text, [CLS]/[SEP] included
+        num_layers: null         # run the first N of the 6 transformer layers (null: all)
+        backend: auto            # auto | tensorflow | numpy (same embeddings)
         sequence_features: tokens  # tokens | sentence | zeros
         alias: null
       - name: LogisticRegressionClassifier   # or DIETClassifier, ...
@@ -49,7 +51,7 @@ from rasa.shared.nlu.constants import ACTION_TEXT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.nlu.minilm import DEFAULT_MAX_LENGTH, MiniLMEncoder
+from bot.nlu.minilm import BACKENDS, DEFAULT_MAX_LENGTH, MiniLMEncoder
 from bot.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -61,9 +63,13 @@ _PROCESS_ATTRIBUTES = (TEXT, ACTION_TEXT)
 
 
 @functools.lru_cache(maxsize=4)
-def _shared_encoder(model_dir: str, max_length: int) -> MiniLMEncoder:
+def _shared_encoder(
+    model_dir: str, max_length: int, num_layers: Optional[int] = None, backend: str = "auto"
+) -> MiniLMEncoder:
     """Load an encoder once per process (encoders are immutable and thread-safe)."""
-    return MiniLMEncoder.load(Path(model_dir), max_length=max_length)
+    return MiniLMEncoder.load(
+        Path(model_dir), max_length=max_length, backend=backend, num_layers=num_layers
+    )
 
 
 @DefaultV1Recipe.register(
@@ -95,6 +101,10 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             "max_length": DEFAULT_MAX_LENGTH,
             # rows of the sequence features: "tokens", "sentence" or "zeros"
             "sequence_features": "tokens",
+            # run only the first N transformer layers (None: all six)
+            "num_layers": None,
+            # forward pass: "auto" (TensorFlow if importable), "tensorflow" or "numpy"
+            "backend": "auto",
         }
 
     @classmethod
@@ -118,6 +128,18 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             raise InvalidConfigException(
                 f"MiniLMFeaturizer: sequence_features must be one of {SEQUENCE_MODES}, "
                 f"got {config.get('sequence_features')!r}"
+            )
+        num_layers = config.get("num_layers")
+        if num_layers is not None and (
+            not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1
+        ):
+            raise InvalidConfigException(
+                f"MiniLMFeaturizer: num_layers must be a positive integer or null, "
+                f"got {num_layers!r}"
+            )
+        if config.get("backend") not in BACKENDS:
+            raise InvalidConfigException(
+                f"MiniLMFeaturizer: backend must be one of {BACKENDS}, got {config.get('backend')!r}"
             )
         model_dir = config.get("model_dir")
         if model_dir is not None and not isinstance(model_dir, (str, Path)):
@@ -164,7 +186,16 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
         """Creates the component and loads the encoder (see parent class)."""
         cls.validate_config(config)
         model_dir = cls.resolve_model_dir(config)
-        encoder = _shared_encoder(str(model_dir), int(config["max_length"]))
+        num_layers = config.get("num_layers")
+        try:
+            encoder = _shared_encoder(
+                str(model_dir),
+                int(config["max_length"]),
+                None if num_layers is None else int(num_layers),
+                str(config.get("backend", "auto")),
+            )
+        except ValueError as error:  # e.g. num_layers above the model's layer count
+            raise InvalidConfigException(f"MiniLMFeaturizer: {error}") from error
         return cls(config, execution_context.node_name, encoder)
 
     @classmethod
@@ -251,16 +282,21 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
 
 
 def encoder_for(
-    model_dir: Optional[Path] = None, max_length: int = DEFAULT_MAX_LENGTH
+    model_dir: Optional[Path] = None,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    num_layers: Optional[int] = None,
+    backend: str = "auto",
 ) -> MiniLMEncoder:
     """Return the process-wide encoder for a model directory (loaded on first use).
 
     Args:
         model_dir: The model directory (default: the EMBEDDING_MODEL_DIR setting).
         max_length: Word pieces per text.
+        num_layers: Transformer layers to run (default: all).
+        backend: The forward pass (see :data:`bot.nlu.minilm.BACKENDS`).
 
     Returns:
         The shared encoder.
     """
     directory = (model_dir or get_settings().embedding_model_dir).resolve()
-    return _shared_encoder(str(directory), max_length)
+    return _shared_encoder(str(directory), max_length, num_layers, backend)

@@ -105,3 +105,52 @@ def test_unknown_model_kind_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="unknown classifier kind 'tree'"):
         fit_linear(scipy.sparse.csr_matrix(np.eye(2)), np.array([0, 1]), "tree", 1.0, 10, 0)
+
+
+def test_inference_features_equal_rasas_combined_features(storage: LocalModelStorage) -> None:
+    """The classifier reads sentence features itself; they must equal Rasa's combination.
+
+    Several sparse featurizers (sequence + sentence features each), a duplicate column in
+    one COO matrix, and the dense block: the logits computed from the classifier's own
+    feature assembly equal those from ``Message.get_sparse_features`` /
+    ``get_dense_features`` (what the first version of the component used).
+    """
+    rng = np.random.default_rng(3)
+    widths = (5, 7, 3)
+
+    def featurized(text: str, intent: str | None) -> Message:
+        m = Message(data={TEXT: text, **({"intent": intent} if intent else {})})
+        for origin, width in zip(("regex", "word", "char"), widths):
+            seq = scipy.sparse.coo_matrix(rng.integers(0, 2, size=(3, width)).astype(float))
+            m.add_features(Features(seq, "sequence", TEXT, origin))
+            cols = rng.choice(width, size=3)  # may repeat: duplicates are summed
+            sent = scipy.sparse.coo_matrix(
+                (rng.integers(1, 4, size=3).astype(float), (np.zeros(3, int), cols)),
+                shape=(1, width),
+            )
+            m.add_features(Features(sent, "sentence", TEXT, origin))
+        m.add_features(Features(rng.normal(size=(3, 4)).astype(np.float32), "sequence", TEXT, "d"))
+        m.add_features(Features(rng.normal(size=(1, 4)).astype(np.float32), "sentence", TEXT, "d"))
+        return m
+
+    train = [featurized(f"t{i}", ("a", "b", "c")[i % 3]) for i in range(60)]
+    context = ExecutionContext(GraphSchema({}), "test")
+    component = CalibratedIntentClassifier.create(
+        {"sparse_weight": 0.7, "dense_weight": 1.3}, storage, Resource("c"), context
+    )
+    component.train(TrainingData(train))
+    assert component.sparse_dim == sum(widths) and component.dense_dim == 4
+
+    probes = [featurized(f"p{i}", None) for i in range(5)]
+    rows = []
+    for m in probes:
+        sparse = scipy.sparse.csr_matrix(m.get_sparse_features(TEXT)[1].features).astype(np.float64)
+        sparse.data = np.log1p(sparse.data)
+        sparse = sparse / max(np.sqrt(sparse.multiply(sparse).sum()), 1e-12) * 0.7
+        dense = m.get_dense_features(TEXT)[1].features.astype(np.float64)
+        dense = dense / np.linalg.norm(dense) * 1.3
+        rows.append(np.hstack([sparse.toarray(), dense]))
+    X = np.vstack(rows)
+    expected = X @ component.weights.T.astype(np.float64) + component.bias
+    np.testing.assert_allclose(component._logits(probes), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(component._features(probes).toarray(), X, atol=1e-5)

@@ -60,7 +60,22 @@ def reference() -> Dict[str, Any]:
 # -- encoder ------------------------------------------------------------------------
 
 
-def test_matches_reference_embeddings(encoder: MiniLMEncoder, reference: Dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def numpy_encoder(model_dir: Path) -> MiniLMEncoder:
+    return MiniLMEncoder.load(model_dir, backend="numpy")
+
+
+def test_default_backend_is_tensorflow(encoder: MiniLMEncoder, numpy_encoder: MiniLMEncoder) -> None:
+    # TensorFlow comes with Rasa; the NumPy pass stays as the fallback and the reference.
+    assert encoder.backend == "tensorflow" and numpy_encoder.backend == "numpy"
+    assert encoder.num_layers == numpy_encoder.num_layers == 6
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "numpy"])
+def test_matches_reference_embeddings(
+    encoder: MiniLMEncoder, numpy_encoder: MiniLMEncoder, reference: Dict[str, Any], backend: str
+) -> None:
+    encoder = encoder if backend == "tensorflow" else numpy_encoder
     sentences: List[str] = reference["sentences"]
     expected = np.asarray(reference["vectors"], dtype=np.float64)
     assert reference["max_length"] == encoder.max_length
@@ -122,6 +137,47 @@ def test_long_text_is_truncated(encoder: MiniLMEncoder, reference: Dict[str, Any
     np.testing.assert_allclose(encoder.encode_one(longer), encoder.encode_one(long_text), atol=1e-6)
     shorter = encoder.encode_one(long_text[:200])
     assert not np.allclose(shorter, encoder.encode_one(long_text), atol=1e-3)
+
+
+def test_backends_agree_on_batches_and_spans(
+    encoder: MiniLMEncoder, numpy_encoder: MiniLMEncoder, reference: Dict[str, Any]
+) -> None:
+    texts = reference["sentences"] + ["track my parcel", "hi"]
+    np.testing.assert_allclose(
+        encoder.encode(texts, batch_size=5), numpy_encoder.encode(texts, batch_size=5), atol=1e-5
+    )
+    spans = [[(0, 5), (6, 8)]]
+    _, (tf_tokens,) = encoder.encode_with_spans(["Where is my order?"], spans)
+    _, (np_tokens,) = numpy_encoder.encode_with_spans(["Where is my order?"], spans)
+    np.testing.assert_allclose(tf_tokens, np_tokens, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "numpy"])
+def test_fewer_layers(model_dir: Path, encoder: MiniLMEncoder, backend: str) -> None:
+    texts = ["where is my order?", "where's my parcel", "what's the weather like"]
+    short = MiniLMEncoder.load(model_dir, backend=backend, num_layers=3)
+    assert short.num_layers == 3
+    vectors = short.encode(texts)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # a different (shallower) embedding than the full model's ...
+    assert np.abs(vectors - encoder.encode(texts)).max() > 1e-2
+    # ... that still puts paraphrases closer than unrelated messages
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_fewer_layers_backends_agree(model_dir: Path) -> None:
+    texts = ["where is my order?", "cancel it", "Café?"]
+    a = MiniLMEncoder.load(model_dir, backend="tensorflow", num_layers=4).encode(texts)
+    b = MiniLMEncoder.load(model_dir, backend="numpy", num_layers=4).encode(texts)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_invalid_layers_and_backend(model_dir: Path) -> None:
+    for layers in (0, 7):
+        with pytest.raises(ValueError, match="num_layers"):
+            MiniLMEncoder.load(model_dir, num_layers=layers)
+    with pytest.raises(ValueError, match="backend"):
+        MiniLMEncoder.load(model_dir, backend="torch")
 
 
 def test_invalid_batch_size(encoder: MiniLMEncoder) -> None:
@@ -234,6 +290,23 @@ def test_featurizer_rejects_bad_config(model_dir: Path) -> None:
         _featurizer(model_dir, sequence_features="cls")
     with pytest.raises(InvalidConfigException):
         _featurizer(model_dir, batch_size=0)
+    with pytest.raises(InvalidConfigException):
+        _featurizer(model_dir, num_layers=0)
+    with pytest.raises(InvalidConfigException):
+        _featurizer(model_dir, num_layers=9)
+    with pytest.raises(InvalidConfigException):
+        _featurizer(model_dir, backend="torch")
+
+
+def test_featurizer_num_layers_option(model_dir: Path) -> None:
+    from rasa.shared.nlu.constants import TEXT
+
+    text = "Where is my order?"
+    featurizer = _featurizer(model_dir, num_layers=4, sequence_features="zeros")
+    message = _tokenized(text)
+    featurizer.process([message])
+    expected = MiniLMEncoder.load(model_dir, num_layers=4).encode_one(text)
+    np.testing.assert_allclose(message.get_dense_features(TEXT)[1].features[0], expected, atol=1e-5)
 
 
 NLU_DATA = """\
