@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -279,10 +279,12 @@ class ChatStore(StoreBase):
             LookupError: If there is none.
         """
         async with db.read_session(self._sessions) as session:
-            row = await _conversation(session, conversation_id)
+            row = (await session.execute(
+                select(_CONVERSATIONS).where(_CONVERSATIONS.c.conversation_id == conversation_id)
+            )).first()
             if row is None:
                 raise LookupError(f"No conversation {conversation_id}.")
-            return ConversationView.from_row(row)
+            return ConversationView.from_row(row)  # a Core row has the same attributes
 
     async def do_update_context(
         self, conversation_id: str, context: Mapping[str, Any]
@@ -360,34 +362,32 @@ class ChatStore(StoreBase):
         now = db.utcnow()
         try:
             async with db.write_session(self._sessions) as session:
-                conversation = await _require_conversation(session, conversation_id)
-                existing = await _by_client_id(session, conversation.id, client_id)
-                if existing is not None:
-                    return StoredMessage(MessageView.from_row(existing, conversation_id), True)
-                row = ChatMessage(
-                    conversation_pk=conversation.id,
-                    session=conversation.session,
-                    client_id=client_id,
-                    sender="customer",
-                    text=text,
-                    payload=payload,
-                    status="received",
-                    created_at=now,
+                pk, number, state = await _conversation_key(session, conversation_id)
+                result = await session.execute(
+                    insert(_MESSAGES).values(
+                        conversation_pk=pk, session=number, client_id=client_id,
+                        sender="customer", text=text, payload=payload, status="received",
+                        created_at=now,
+                    )
                 )
-                session.add(row)
-                conversation.last_message_at = now
-                conversation.ended_at = None
-                if conversation.state == "closed":  # a new session after leaving a person
-                    conversation.state = "bot"
-                await session.flush()
-                view = MessageView.from_row(row, conversation_id)
-        except IntegrityError:  # the same client_id raced in on another connection
-            async with db.read_session(self._sessions) as session:
-                conversation = await _require_conversation(session, conversation_id)
-                existing = await _by_client_id(session, conversation.id, client_id)
-                if existing is None:
-                    raise
-                return StoredMessage(MessageView.from_row(existing, conversation_id), True)
+                await session.execute(
+                    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == pk).values(
+                        last_message_at=now, ended_at=None,
+                        # a new session after leaving a person is the bot's again
+                        state="bot" if state == "closed" else state,
+                    )
+                )
+                view = MessageView(
+                    id=result.inserted_primary_key[0], conversation_id=conversation_id,
+                    session=number, client_id=client_id, sender="customer", sender_name=None,
+                    text=text, payload=payload, buttons=[], extra={}, status="received",
+                    created_at=now, delivered_at=None, read_at=None,
+                )
+        except IntegrityError:  # this client_id is stored already (a resend): answer once
+            existing = await self.find_customer_message(conversation_id, client_id)
+            if existing is None:
+                raise
+            return StoredMessage(existing, True)
         await self._notify("message.stored", {"message": view})
         return StoredMessage(view, False)
 
@@ -416,23 +416,27 @@ class ChatStore(StoreBase):
         if sender not in OUTGOING_SENDERS:
             raise ValueError(f"sender must be one of {OUTGOING_SENDERS}, got {sender!r}.")
         now = db.utcnow()
+        clean = clean_buttons(buttons)
+        extra_ = dict(extra) if extra else {}
         async with db.write_session(self._sessions) as session:
-            conversation = await _require_conversation(session, conversation_id)
-            row = ChatMessage(
-                conversation_pk=conversation.id,
-                session=conversation.session,
-                sender=sender,
-                sender_name=sender_name,
-                text=text or "",
-                buttons=clean_buttons(buttons) or None,
-                extra=dict(extra) if extra else None,
-                status="sent",
-                created_at=now,
+            pk, number, _ = await _conversation_key(session, conversation_id)
+            result = await session.execute(
+                insert(_MESSAGES).values(
+                    conversation_pk=pk, session=number, sender=sender, sender_name=sender_name,
+                    text=text or "", buttons=clean or None, extra=extra_ or None,
+                    status="sent", created_at=now,
+                )
             )
-            session.add(row)
-            conversation.last_message_at = now
-            await session.flush()
-            view = MessageView.from_row(row, conversation_id)
+            await session.execute(
+                update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == pk)
+                .values(last_message_at=now)
+            )
+            view = MessageView(
+                id=result.inserted_primary_key[0], conversation_id=conversation_id,
+                session=number, client_id=None, sender=sender, sender_name=sender_name,
+                text=text or "", payload=None, buttons=clean, extra=extra_, status="sent",
+                created_at=now, delivered_at=None, read_at=None,
+            )
         await self._notify("message.stored", {"message": view})
         return view
 
@@ -464,9 +468,9 @@ class ChatStore(StoreBase):
         lower = [name for name, rank in _RANK.items() if rank < _RANK[status]]
         now = db.utcnow()
         async with db.write_session(self._sessions) as session:
-            conversation = await _require_conversation(session, conversation_id)
+            pk, _, _ = await _conversation_key(session, conversation_id)
             conditions = [
-                ChatMessage.conversation_pk == conversation.id,
+                ChatMessage.conversation_pk == pk,
                 ChatMessage.status.in_(lower),
                 ChatMessage.sender.in_(list(senders)),
             ]
@@ -553,6 +557,21 @@ class ChatStore(StoreBase):
                     )
                 ).scalar_one()
             )
+
+
+_MESSAGES = ChatMessage.__table__
+_CONVERSATIONS = Conversation.__table__
+
+
+async def _conversation_key(session: Any, conversation_id: str) -> Tuple[int, int, str]:
+    """``(primary key, current session number, state)`` of a conversation (Core, cheap)."""
+    row = (await session.execute(
+        select(_CONVERSATIONS.c.id, _CONVERSATIONS.c.session, _CONVERSATIONS.c.state)
+        .where(_CONVERSATIONS.c.conversation_id == conversation_id)
+    )).first()
+    if row is None:
+        raise LookupError(f"No conversation {conversation_id}.")
+    return row[0], row[1], row[2]
 
 
 async def _conversation(session: Any, conversation_id: str) -> Optional[Conversation]:
