@@ -62,6 +62,21 @@ class Settings:
     agent_login_rate: int
     notify_webhook_url: Optional[str] = None
     notify_webhook_secret: Optional[str] = None
+    # --- Twilio Conversations bridge (bot/twilio, docs/twilio.md) ---
+    twilio_account_sid: Optional[str] = None
+    twilio_auth_token: Optional[str] = None
+    twilio_public_url: Optional[str] = None
+    twilio_api_base: Optional[str] = None
+    twilio_bot_identity: str = "support-bot"
+    twilio_timeout: float = 10.0
+    twilio_max_attempts: int = 5
+    twilio_backoff_base: float = 0.5
+    twilio_backoff_max: float = 30.0
+    twilio_poll_interval: float = 1.0
+    twilio_catchup_seconds: int = 3600
+    twilio_webhook_filters: Tuple[str, ...] = (
+        "onMessageAdded", "onConversationUpdated", "onConversationStateUpdated")
+    twilio_handoff_delay: float = 1.0
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -172,6 +187,23 @@ def get_settings() -> Settings:
         agent_login_rate=_int("AGENT_LOGIN_RATE", 10),
         notify_webhook_url=os.environ.get("SUPPORT_NOTIFY_URL") or None,
         notify_webhook_secret=os.environ.get("SUPPORT_NOTIFY_SECRET") or None,
+        twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", "").strip() or None,
+        twilio_auth_token=_secret("TWILIO_AUTH_TOKEN", var_dir / "twilio_auth_token"),
+        twilio_public_url=(os.environ.get("TWILIO_PUBLIC_URL", "").strip().rstrip("/") or None),
+        twilio_api_base=(os.environ.get("TWILIO_API_BASE", "").strip().rstrip("/") or None),
+        twilio_bot_identity=_env("TWILIO_BOT_IDENTITY", "support-bot"),
+        twilio_timeout=_float("TWILIO_TIMEOUT", 10.0, minimum=0.1),
+        twilio_max_attempts=_int("TWILIO_MAX_ATTEMPTS", 5),
+        twilio_backoff_base=_float("TWILIO_BACKOFF_BASE", 0.5),
+        twilio_backoff_max=_float("TWILIO_BACKOFF_MAX", 30.0),
+        twilio_poll_interval=_float("TWILIO_POLL_INTERVAL", 1.0, minimum=0.05),
+        twilio_catchup_seconds=_int("TWILIO_CATCHUP_SECONDS", 3600, minimum=0),
+        twilio_webhook_filters=tuple(
+            name.strip() for name in _env(
+                "TWILIO_WEBHOOK_FILTERS",
+                "onMessageAdded,onConversationUpdated,onConversationStateUpdated").split(",")
+            if name.strip()),
+        twilio_handoff_delay=_float("TWILIO_HANDOFF_DELAY", 1.0),
     )
 
 

@@ -1,0 +1,13 @@
+"""Hand conversations to Twilio Conversations (Flex or a custom Conversations client).
+
+* :mod:`bot.twilio.channel`: the Rasa input channel ``TwilioConversationsInput``
+  (webhooks under ``/webhooks/twilio_conversations/``; inert without credentials).
+* :mod:`bot.twilio.bridge`: the work: handoff → Conversation with the transcript,
+  customer messages → Twilio, webhooks → the customer's widget, reliable delivery.
+* :mod:`bot.twilio.client`: the async Twilio REST client (the real ``twilio`` library on
+  an aiohttp transport whose base URL can be redirected, e.g. to a local fake in tests).
+* :mod:`bot.twilio.store`: the tables of this integration and its ``do_*`` writes.
+* :mod:`bot.twilio.deadletters`: the operator command (``list``/``show``/``replay``).
+
+Setup and flow: ``docs/twilio.md``.
+"""

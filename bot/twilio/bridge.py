@@ -1,0 +1,596 @@
+"""The Twilio Conversations bridge: handoffs out, agent messages and closes back in.
+
+Flow (docs/twilio.md):
+
+1. **Handoff** (found by tailing ``audit_log`` for ``handoff.recorded``; the action server
+   writes it): for a widget conversation whose ticket is still ``queued``, the operation
+   ``handoff:<ticket>`` creates a Conversation (unique name = our conversation id;
+   attributes = customer, context, ticket, triage), adds the customer as a participant,
+   imports the transcript (original authors and times) and attaches a
+   conversation-scoped webhook. Every step is recorded in ``twilio_links``, so a retry
+   or replay continues where it stopped. Then the ticket is ``assigned`` to Twilio.
+2. **Customer messages** (bus topic ``customer.message``) are posted as the customer with
+   ``X-Twilio-Webhook-Enabled: false`` and ``attributes.origin = "support-bot"``.
+3. **Webhooks** (:meth:`TwilioBridge.accept_webhook`, after the signature check): a
+   duplicate (idempotency token or message SID seen before) is dropped; the rest is done
+   in the background. ``onMessageAdded`` by an agent → stored as an ``agent`` message and
+   published as ``agent.message`` (the widget delivers it); the Conversation ``closed``
+   → the ticket is resolved and ``ticket.resolved`` published (the widget resumes the bot
+   and asks for a rating). Our own posts are ignored (author or attributes).
+
+Outbound operations run through :meth:`TwilioBridge.deliver`: each REST call is retried
+with exponential backoff and jitter on 429/5xx/timeouts; when the last try fails the
+operation goes to ``twilio_dead_letters``; :meth:`TwilioBridge.replay` runs it again and
+a delivered operation's key is recorded, so it is delivered once.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from urllib.parse import quote
+
+from twilio.base.exceptions import TwilioRestException
+
+from bot.twilio.client import RetriesExhausted, RetryPolicy, TwilioApi, describe, with_retries
+from bot.twilio.store import DeadLetterView, HandoffMaterial, LinkView, TwilioStore
+
+__all__ = ["ORIGIN", "TwilioBridge", "TwilioConfig", "parse_time"]
+
+logger = logging.getLogger(__name__)
+
+ORIGIN = "support-bot"
+"""``attributes.origin`` of everything we post (echoes are recognised by it)."""
+CHANNEL_NAME = "twilio_conversations"
+EVENTS_PATH = f"/webhooks/{CHANNEL_NAME}/events"
+MAX_BODY_CHARS = 1600
+MAX_ATTRIBUTES_CHARS = 16000
+HEALTH_TIMEOUT = 3.0
+KEEP_WEBHOOK_KEYS_DAYS = 7  # Twilio retries webhooks for minutes, not days
+
+Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
+
+
+def parse_time(value: Any) -> Optional[datetime]:
+    """An ISO 8601 time (``Z`` or offset; naive = UTC) or a datetime, as aware UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    """The bridge's settings (:meth:`from_settings`)."""
+
+    account_sid: Optional[str]
+    auth_token: Optional[str]
+    public_url: str
+    api_base: Optional[str] = None
+    bot_identity: str = "support-bot"
+    timeout: float = 10.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    poll_interval: float = 1.0
+    catchup_seconds: int = 3600
+    webhook_filters: Tuple[str, ...] = ("onMessageAdded", "onConversationUpdated",
+                                        "onConversationStateUpdated")
+    support_db_url: str = ""
+    handoff_delay: float = 1.0
+
+    @property
+    def configured(self) -> bool:
+        """Both the account SID and the auth token are set."""
+        return bool(self.account_sid and self.auth_token)
+
+    @property
+    def webhook_url(self) -> str:
+        """Where Twilio sends this integration's webhooks (and what it signs)."""
+        return self.public_url.rstrip("/") + EVENTS_PATH
+
+    @classmethod
+    def from_settings(cls) -> "TwilioConfig":
+        """From :func:`bot.settings.get_settings` (``TWILIO_*``)."""
+        from bot.settings import get_settings
+
+        s = get_settings()
+        return cls(
+            account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token,
+            public_url=s.twilio_public_url or s.widget_public_url,
+            api_base=s.twilio_api_base, bot_identity=s.twilio_bot_identity,
+            timeout=s.twilio_timeout,
+            policy=RetryPolicy(s.twilio_max_attempts, s.twilio_backoff_base,
+                               s.twilio_backoff_max),
+            poll_interval=s.twilio_poll_interval, catchup_seconds=s.twilio_catchup_seconds,
+            webhook_filters=s.twilio_webhook_filters, support_db_url=s.support_db_url,
+            handoff_delay=s.twilio_handoff_delay,
+        )
+
+
+async def _no_publish(_topic: str, _event: Dict[str, Any]) -> None:
+    return None
+
+
+class TwilioBridge:
+    """Does the bridge's work (the channel only routes HTTP and starts the tail).
+
+    Args:
+        config: Settings; must be :attr:`TwilioConfig.configured`.
+        store: The bridge's store (owned by the caller).
+        api: The Twilio client (default: made from ``config``).
+        publish: ``await publish(topic, event)`` on the live bus (default: no-op).
+    """
+
+    def __init__(self, config: TwilioConfig, store: TwilioStore,
+                 api: Optional[TwilioApi] = None, publish: Optional[Publish] = None) -> None:
+        if not config.configured:
+            raise ValueError("Twilio is not configured (TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN).")
+        self.config = config
+        self.store = store
+        self.api = api or TwilioApi(config.account_sid or "", config.auth_token or "",
+                                    timeout=config.timeout, api_base=config.api_base)
+        self._publish = publish or _no_publish
+        self._locks: Dict[str, asyncio.Lock] = {}
+        self._tasks: Set[asyncio.Task] = set()
+        self._tail: Optional[asyncio.Task] = None
+        self._health: Optional[Tuple[float, bool]] = None
+
+    # ------------------------------------------------------------ plumbing
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def spawn(self, coro: Awaitable[Any], name: str = "twilio-work") -> asyncio.Task:
+        """Run ``coro`` in the background (kept until done; failures logged)."""
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - background work must not die silently
+                logger.exception("Twilio background work %s failed", name)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no background work is running (tests)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=0.5)
+
+    async def close(self) -> None:
+        """Stop the tail and background work, close the HTTP session."""
+        if self._tail is not None:
+            self._tail.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        pending = [t for t in [self._tail, *self._tasks] if t is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        self._tail = None
+        await self.api.close()
+
+    async def _call(self, what: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        return await with_retries(make, self.config.policy, what)
+
+    # ------------------------------------------------------ reliable delivery
+
+    async def deliver(self, kind: str, key: str, payload: Dict[str, Any],
+                      conversation_id: Optional[str] = None) -> bool:
+        """Run the outbound operation ``kind`` once per ``key``; dead-letter it on failure.
+
+        Returns:
+            True if it was delivered now or before; False if it went to the dead letters.
+        """
+        done_key = f"out:{key}"
+        async with self._lock(f"key:{key}"):
+            if await self.store.is_processed(done_key):
+                await self.store.do_mark_replayed(key)
+                return True
+            try:
+                await self._perform(kind, payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure ends in a dead letter
+                attempts = error.attempts if isinstance(error, RetriesExhausted) else 1
+                cause = error.error if isinstance(error, RetriesExhausted) else error
+                letter = await self.store.do_dead_letter(
+                    key=key, kind=kind, conversation_id=conversation_id, payload=payload,
+                    error=describe(cause), attempts=attempts)
+                logger.error("Twilio %s %s failed after %d tries (%s): dead letter %d",
+                             kind, key, attempts, describe(cause), letter.id)
+                return False
+            await self.store.do_claim_keys([done_key])
+            await self.store.do_mark_replayed(key)
+            return True
+
+    async def replay(self, dead_letter_id: int) -> Tuple[DeadLetterView, bool]:
+        """Run a dead letter's operation again (delivered once: its key is recorded).
+
+        Returns:
+            The dead letter as it is now and whether the operation is delivered.
+
+        Raises:
+            LookupError: No such dead letter.
+        """
+        letter = await self.store.dead_letter(dead_letter_id)
+        ok = await self.deliver(letter.kind, letter.key, letter.payload, letter.conversation_id)
+        return await self.store.dead_letter(dead_letter_id), ok
+
+    async def _perform(self, kind: str, payload: Dict[str, Any]) -> None:
+        if kind == "handoff":
+            await self._set_up(payload)
+        elif kind == "message":
+            await self._post(payload)
+        elif kind == "close":
+            await self._close_remote(payload)
+        else:
+            raise ValueError(f"Unknown Twilio operation {kind!r}.")
+
+    # ---------------------------------------------------------------- handoff
+
+    async def on_handoff(self, conversation_id: str, reference: str) -> Optional[bool]:
+        """Hand a new handoff to Twilio if it is a widget chat still waiting in the queue.
+
+        Returns:
+            None when not for Twilio (unknown, not a widget chat, no longer queued,
+            already linked); else whether the set-up was delivered.
+        """
+        if not conversation_id or not reference:
+            return None
+        if self.config.handoff_delay:  # let the bot's turn (its handoff reply) finish
+            await asyncio.sleep(self.config.handoff_delay)
+        async with self._lock(f"conversation:{conversation_id}"):
+            link = await self.store.link_for_ticket(reference)
+            if link is not None and link.state != "setup":
+                return None
+            if link is None and await self.store.ticket_status(reference) != "queued":
+                return None
+            material = await self.store.handoff_material(reference)
+            if material is None:
+                return None
+            payload = self._handoff_payload(material)
+            return await self.deliver("handoff", f"handoff:{reference}", payload,
+                                      conversation_id)
+
+    def _handoff_payload(self, material: HandoffMaterial) -> Dict[str, Any]:
+        ticket, details = material.ticket, material.details
+        identity = material.customer_id or ticket.conversation_id
+        lines: List[Dict[str, Any]] = []
+        for line in details.get("transcript") or []:
+            if not isinstance(line, dict) or not str(line.get("text") or "").strip():
+                continue
+            kind = "customer" if line.get("author") == "customer" else "bot"
+            lines.append({"kind": kind, "text": str(line["text"])[:MAX_BODY_CHARS],
+                          "at": line.get("at")})
+        for message in material.messages:
+            if not message.text.strip():
+                continue
+            lines.append({"kind": message.sender, "text": message.text[:MAX_BODY_CHARS],
+                          "at": message.created_at.isoformat(), "name": message.sender_name,
+                          "message_id": message.id if message.sender == "customer" else None})
+        customer = {"id": material.customer_id, **{k: v for k, v in material.profile.items()
+                                                    if isinstance(v, (str, int, float, bool))}}
+        attributes: Dict[str, Any] = {
+            "origin": ORIGIN, "conversation_id": ticket.conversation_id,
+            "ticket": ticket.reference, "summary": ticket.summary, "category": ticket.category,
+            "priority": ticket.priority, "customer": customer,
+            "context": {**dict(details.get("context") or {}), **material.context},
+            "triage": dict(details.get("triage") or {}),
+            "slots": dict(details.get("slots") or {}),
+        }
+        for optional in ("slots", "context", "triage"):
+            if len(json.dumps(attributes, default=str)) <= MAX_ATTRIBUTES_CHARS:
+                break
+            attributes.pop(optional)
+        name = customer.get("name") or identity
+        return {"conversation_id": ticket.conversation_id, "ticket": ticket.reference,
+                "identity": identity, "friendly_name": f"{name} · {ticket.reference}"[:256],
+                "attributes": json.loads(json.dumps(attributes, default=str)), "lines": lines,
+                "after_id": material.last_message_id}
+
+    async def _set_up(self, payload: Dict[str, Any]) -> None:
+        conversation_id, reference = payload["conversation_id"], payload["ticket"]
+        identity = payload["identity"]
+        conversations = self.api.conversations
+        link = await self.store.link_for_ticket(reference)
+        if link is None:
+            earlier = await self.store.count_links(conversation_id)
+            unique_name = conversation_id if not earlier else f"{conversation_id}:{reference}"
+            try:
+                remote = await self._call("create conversation", lambda: conversations.create_async(
+                    unique_name=unique_name, friendly_name=payload["friendly_name"],
+                    attributes=json.dumps(payload["attributes"])))
+            except RetriesExhausted as error:
+                if not _conflict(error.error):
+                    raise
+                # made by an earlier try whose answer we never saw: address it by name
+                by_name = quote(unique_name, safe="")  # the library does not escape paths
+                remote = await self._call("fetch conversation",
+                                          lambda: conversations(by_name).fetch_async())
+            link = await self.store.do_create_link(
+                conversation_id=conversation_id, ticket_reference=reference,
+                conversation_sid=remote.sid, unique_name=unique_name,
+                customer_identity=identity)
+        conversation = conversations(link.conversation_sid)
+        if link.participant_sid is None:
+            try:
+                participant = await self._call(
+                    "add participant", lambda: conversation.participants.create_async(
+                        identity=identity,
+                        attributes=json.dumps({"origin": ORIGIN, "role": "customer"})))
+                participant_sid = participant.sid
+            except RetriesExhausted as error:
+                if not _conflict(error.error):
+                    raise
+                existing = await self._call("list participants",
+                                            lambda: conversation.participants.list_async())
+                participant_sid = next((p.sid for p in existing if p.identity == identity), None)
+                if participant_sid is None:
+                    raise
+            link = await self.store.do_update_link(link.id, participant_sid=participant_sid)
+        lines = payload.get("lines") or []
+        for index in range(link.imported, len(lines)):
+            line = lines[index]
+            author = self._author(line, identity)
+            at = parse_time(line.get("at"))
+            await self._call("import transcript", lambda: conversation.messages.create_async(
+                x_twilio_webhook_enabled="false", author=author, body=line["text"],
+                date_created=at if at is not None else _unset(),
+                attributes=json.dumps({"origin": ORIGIN, "transcript": True,
+                                       "sender": line.get("kind")})))
+            link = await self.store.do_update_link(link.id, imported=index + 1)
+            if line.get("message_id"):
+                await self.store.do_claim_keys(
+                    [f"out:msg:{conversation_id}:{line['message_id']}"])
+        # messages stored while this ran (the bot's handoff reply, the customer's next words)
+        for message in await self.store.messages_after(conversation_id,
+                                                       int(payload.get("after_id") or 0)):
+            key = f"out:msg:{conversation_id}:{message.id}"
+            if not message.text.strip() or await self.store.is_processed(key):
+                continue
+            author = identity if message.sender == "customer" else self.config.bot_identity
+            await self._call("post late message", lambda: conversation.messages.create_async(
+                x_twilio_webhook_enabled="false", author=author,
+                body=message.text[:MAX_BODY_CHARS], date_created=message.created_at,
+                attributes=json.dumps({"origin": ORIGIN, "message_id": message.id,
+                                       "sender": message.sender})))
+            await self.store.do_claim_keys([key])
+        if link.webhook_sid is None:
+            webhook = await self._call("attach webhook", lambda: conversation.webhooks.create_async(
+                target="webhook", configuration_url=self.config.webhook_url,
+                configuration_method="POST",
+                configuration_filters=list(self.config.webhook_filters),
+                # messages an agent wrote before the webhook existed are replayed to us
+                configuration_replay_after=len(lines)))
+            link = await self.store.do_update_link(link.id, webhook_sid=webhook.sid)
+        if link.state == "setup":
+            link = await self.store.do_update_link(link.id, state="active")
+            assigned = await self.store.do_assign_to_twilio(reference, link.conversation_sid)
+            logger.info("Handed %s (%s) to Twilio Conversation %s%s", reference,
+                        conversation_id, link.conversation_sid,
+                        "" if assigned else " (the ticket was no longer queued)")
+
+    def _author(self, line: Mapping[str, Any], identity: str) -> str:
+        kind = line.get("kind")
+        if kind == "customer":
+            return identity
+        if kind == "bot":
+            return self.config.bot_identity
+        if kind == "agent":
+            return str(line.get("name") or "agent")
+        return "system"
+
+    # ------------------------------------------------------ customer messages
+
+    async def on_customer_message(self, event: Dict[str, Any]) -> None:
+        """Bus ``customer.message``: forward it in the background if a link is open."""
+        conversation_id = event.get("conversation_id")
+        message = event.get("message") or {}
+        if isinstance(conversation_id, str) and isinstance(message.get("id"), int):
+            self.spawn(self.forward_customer_message(conversation_id, message),
+                       name=f"twilio-forward-{message['id']}")
+
+    async def forward_customer_message(self, conversation_id: str,
+                                       message: Mapping[str, Any]) -> Optional[bool]:
+        """Post a customer's message to their open Twilio Conversation (once).
+
+        Returns:
+            None when the conversation has no open link; else whether it was delivered.
+        """
+        text = str(message.get("text") or "").strip()
+        if not text:
+            return None
+        async with self._lock(f"conversation:{conversation_id}"):
+            link = await self.store.open_link(conversation_id)
+        if link is None:
+            return None
+        payload = {"conversation_sid": link.conversation_sid, "author": link.customer_identity,
+                   "body": text[:MAX_BODY_CHARS], "at": message.get("created_at"),
+                   "attributes": {"origin": ORIGIN, "message_id": message.get("id")}}
+        return await self.deliver("message", f"msg:{conversation_id}:{message['id']}", payload,
+                                  conversation_id)
+
+    async def _post(self, payload: Dict[str, Any]) -> None:
+        conversation = self.api.conversations(payload["conversation_sid"])
+        await self._call("post message", lambda: conversation.messages.create_async(
+            x_twilio_webhook_enabled="false", author=payload["author"], body=payload["body"],
+            attributes=json.dumps(payload.get("attributes") or {"origin": ORIGIN})))
+
+    async def on_conversation_ended(self, event: Dict[str, Any]) -> None:
+        """Bus ``conversation.ended``: the customer left; close their Twilio Conversation."""
+        conversation_id = event.get("conversation_id")
+        if isinstance(conversation_id, str):
+            self.spawn(self._customer_left(conversation_id), name="twilio-customer-left")
+
+    async def _customer_left(self, conversation_id: str) -> None:
+        async with self._lock(f"conversation:{conversation_id}"):
+            link = await self.store.open_link(conversation_id)
+            if link is None:
+                return
+            await self.store.do_resolve(link, actor=f"customer:{link.customer_identity}",
+                                        touch_conversation=False)
+        await self.deliver("close", f"close:{link.conversation_sid}",
+                           {"conversation_sid": link.conversation_sid,
+                            "note": "The customer ended the chat."}, conversation_id)
+
+    async def _close_remote(self, payload: Dict[str, Any]) -> None:
+        conversation = self.api.conversations(payload["conversation_sid"])
+        if payload.get("note"):
+            await self._call("post note", lambda: conversation.messages.create_async(
+                x_twilio_webhook_enabled="false", author="system", body=payload["note"],
+                attributes=json.dumps({"origin": ORIGIN})))
+        await self._call("close conversation", lambda: conversation.update_async(
+            x_twilio_webhook_enabled="false", state="closed"))
+
+    # ---------------------------------------------------------------- webhooks
+
+    async def accept_webhook(self, params: Mapping[str, str],
+                             idempotency_token: Optional[str]) -> bool:
+        """Record a (signature-checked) webhook and handle it in the background.
+
+        Returns:
+            False for a duplicate (same idempotency token or message SID): ignored.
+        """
+        keys = []
+        if idempotency_token:
+            keys.append(f"webhook:{idempotency_token}")
+        event = params.get("EventType") or ""
+        if params.get("MessageSid"):
+            keys.append(f"sid:{event}:{params['MessageSid']}")
+        if not await self.store.do_claim_keys(keys):
+            logger.info("Duplicate Twilio webhook %s ignored", keys)
+            return False
+        self.spawn(self.handle_webhook(dict(params)), name=f"twilio-webhook-{event}")
+        return True
+
+    async def handle_webhook(self, params: Dict[str, str]) -> str:
+        """Act on one webhook; returns what was done (for logs and tests)."""
+        event = params.get("EventType") or ""
+        link = await self.store.link_for_sid(params.get("ConversationSid") or "")
+        if link is None:
+            return "unknown_conversation"
+        if event == "onMessageAdded":
+            return await self._agent_message(link, params)
+        closed = (event == "onConversationStateUpdated" and params.get("StateTo") == "closed") \
+            or (event == "onConversationUpdated" and params.get("State") == "closed")
+        if closed:
+            return await self._closed(link, params)
+        return "ignored"
+
+    async def _agent_message(self, link: LinkView, params: Dict[str, str]) -> str:
+        author = (params.get("Author") or "").strip() or "agent"
+        try:
+            attributes = json.loads(params.get("Attributes") or "{}")
+        except ValueError:
+            attributes = {}
+        if (isinstance(attributes, dict) and attributes.get("origin") == ORIGIN) or author in (
+                link.customer_identity, self.config.bot_identity, "system"):
+            return "echo"
+        if link.state == "closed":
+            return "closed"
+        text = (params.get("Body") or "").strip()
+        if not text and params.get("Media"):
+            text = "(attachment)"
+        if not text:
+            return "empty"
+        message, duplicate, first = await self.store.do_agent_message(
+            link, params.get("MessageSid") or "", author, text)
+        if duplicate:
+            return "duplicate"
+        if first:
+            await self._publish("ticket.claimed", {
+                "conversation_id": link.conversation_id, "ticket": link.ticket_reference,
+                "agent_name": author})
+        await self._publish("agent.message", {"conversation_id": link.conversation_id,
+                                              "message": message.to_wire()})
+        return "delivered"
+
+    async def _closed(self, link: LinkView, params: Dict[str, str]) -> str:
+        fresh = await self.store.link_for_sid(link.conversation_sid) or link
+        ticket = await self.store.do_resolve(fresh, actor=f"twilio:{fresh.last_agent or 'agent'}")
+        if ticket is None:
+            return "already_closed"
+        await self._publish("ticket.resolved", {
+            "conversation_id": link.conversation_id, "ticket": ticket.reference,
+            "agent_name": fresh.last_agent or "our support team"})
+        return "resolved"
+
+    # ------------------------------------------------------------- audit tail
+
+    def start(self) -> None:
+        """Start tailing ``audit_log`` for handoffs (idempotent)."""
+        if self._tail is None or self._tail.done():
+            self._tail = asyncio.create_task(self._run_tail(), name="twilio-audit-tail")
+
+    async def _run_tail(self) -> None:
+        last = await self.store.newest_audit_id()
+        since = datetime.now(timezone.utc) - timedelta(seconds=self.config.catchup_seconds)
+        if self.config.catchup_seconds:
+            for _audit_id, conversation_id, reference in await self.store.handoffs_since(since):
+                self.spawn(self.on_handoff(conversation_id, reference), name="twilio-catch-up")
+        pruned_at = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                last = await self.poll_once(last)
+                if loop.time() - pruned_at > 3600:
+                    pruned_at = loop.time()
+                    await self.store.do_prune_keys(timedelta(days=KEEP_WEBHOOK_KEYS_DAYS))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep tailing
+                logger.exception("Twilio audit tail failed")
+            await asyncio.sleep(self.config.poll_interval)
+
+    async def poll_once(self, after: int) -> int:
+        """Start the set-up of handoffs recorded after audit id ``after``; returns the
+        newest audit id seen."""
+        newest, handoffs = await self.store.handoffs_after(after)
+        for _audit_id, conversation_id, reference in handoffs:
+            self.spawn(self.on_handoff(conversation_id, reference),
+                       name=f"twilio-handoff-{reference}")
+        return max(newest, after)
+
+    # ------------------------------------------------------------------ health
+
+    async def health(self) -> Dict[str, Any]:
+        """``{configured, reachable, dead_letters}``; reachability cached for 10 s."""
+        loop = asyncio.get_running_loop()
+        if self._health is None or loop.time() - self._health[0] > 10.0:
+            reachable = True
+            try:
+                await asyncio.wait_for(
+                    self.api.conversations.page_async(page_size=1), HEALTH_TIMEOUT)
+            except Exception as error:  # noqa: BLE001 - any failure means unreachable
+                logger.warning("Twilio health check failed: %s", describe(error))
+                reachable = False
+            self._health = (loop.time(), reachable)
+        return {"configured": True, "reachable": self._health[1],
+                "dead_letters": await self.store.count_dead_letters()}
+
+
+def _conflict(error: BaseException) -> bool:
+    return isinstance(error, TwilioRestException) and error.status == 409
+
+
+def _unset() -> Any:
+    from twilio.base import values
+
+    return values.unset

@@ -1,0 +1,246 @@
+"""The Twilio Conversations input channel: signed webhooks in, the bridge's lifecycle.
+
+Registered in ``credentials.yml`` as ``bot.twilio.channel.TwilioConversationsInput``;
+routes under ``/webhooks/twilio_conversations/``:
+
+* ``POST /events``: conversation-scoped webhooks. ``X-Twilio-Signature`` is checked
+  against ``TWILIO_PUBLIC_URL`` + the request path (403 otherwise); duplicates (same
+  ``I-Twilio-Idempotency-Token`` or message SID) are acknowledged and ignored; the work
+  is done in the background, so Twilio gets its 200 well inside its 5 s limit.
+* ``GET /health``: ``{"configured", "reachable", "dead_letters"}``.
+
+Without ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN`` the channel is inert: every route
+answers 503 ``not_configured`` and nothing runs in the background.
+
+When configured, the channel (in the Rasa server process) tails ``audit_log`` for
+``handoff.recorded`` rows (handoffs happen in the action server) and subscribes to the
+live bus (``customer.message``, ``conversation.ended``), see :mod:`bot.twilio.bridge`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from urllib.parse import parse_qsl
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from twilio.request_validator import RequestValidator
+
+from bot.twilio.bridge import CHANNEL_NAME, TwilioBridge, TwilioConfig
+
+__all__ = ["TwilioConversationsInput", "signature_valid"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def signature_valid(auth_token: str, public_url: str, path: str, query: str,
+                    params: Any, signature: Optional[str]) -> bool:
+    """Whether ``signature`` is Twilio's HMAC-SHA1 over the public URL and the POST params.
+
+    Args:
+        auth_token: The account's auth token.
+        public_url: ``TWILIO_PUBLIC_URL`` (scheme, host and optional path prefix).
+        path: The request path (``/webhooks/twilio_conversations/events``).
+        query: The raw query string ('' when none).
+        params: The form parameters (a dict, or a multi-dict with ``getlist``).
+        signature: The ``X-Twilio-Signature`` header.
+    """
+    if not signature or not auth_token:
+        return False
+    url = public_url.rstrip("/") + path + (f"?{query}" if query else "")
+    return bool(RequestValidator(auth_token).validate(url, params, signature))
+
+
+class FormParams(dict):
+    """Form fields as name → list of values, blank values KEPT (Twilio signs them too;
+    Sanic's ``request.form`` drops them). ``getlist`` is what twilio's validator reads."""
+
+    @classmethod
+    def parse(cls, body: bytes) -> "FormParams":
+        """Parse an ``application/x-www-form-urlencoded`` body.
+
+        Raises:
+            ValueError: Not UTF-8 or not form-encoded.
+        """
+        params = cls()
+        for key, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                    strict_parsing=bool(body)):
+            params.setdefault(key, []).append(value)
+        return params
+
+    def getlist(self, key: str) -> List[str]:
+        return list(self.get(key, []))
+
+    def first(self) -> Dict[str, str]:
+        """The first value of every field."""
+        return {key: values[0] for key, values in self.items() if values}
+
+
+def _error(status: int, code: str, message: str) -> HTTPResponse:
+    return response.json({"error": {"code": code, "message": message}}, status=status,
+                         headers={"Cache-Control": "no-store"})
+
+
+class TwilioConversationsInput(InputChannel):
+    """Twilio Conversations webhooks and the handoff bridge, as a Rasa input channel.
+
+    Args:
+        config: The bridge's settings (inert unless ``config.configured``).
+    """
+
+    def __init__(self, config: TwilioConfig) -> None:
+        self.config = config
+        self.bridge: Optional[TwilioBridge] = None
+        self._lock: Optional[asyncio.Lock] = None
+        self._subscribed = False
+
+    @classmethod
+    def name(cls) -> Text:
+        return CHANNEL_NAME
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "TwilioConversationsInput":
+        """Build from the settings (``TWILIO_*``); ``credentials.yml`` may override
+        ``public_url``.
+
+        Raises:
+            ValueError: ``credentials`` is not a mapping or has unknown keys.
+        """
+        config = TwilioConfig.from_settings()
+        if credentials:
+            if not isinstance(credentials, dict):
+                raise ValueError("twilio_conversations credentials must be a mapping.")
+            unknown = set(credentials) - {"public_url"}
+            if unknown:
+                raise ValueError(f"Unknown twilio_conversations keys: {sorted(unknown)}; "
+                                 "credentials come from TWILIO_* environment variables.")
+            if credentials.get("public_url"):
+                from dataclasses import replace
+
+                config = replace(config, public_url=str(credentials["public_url"]).rstrip("/"))
+        return cls(config)
+
+    async def ensure_bridge(self) -> TwilioBridge:
+        """The bridge, made (store opened and migrated, bus subscribed) on first use."""
+        if self.bridge is not None:
+            return self.bridge
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.bridge is None:
+                from bot.live import bus
+                from bot.twilio.store import TwilioStore
+
+                store = TwilioStore.from_url(self.config.support_db_url)
+                await store.create_schema()
+                bridge = TwilioBridge(self.config, store, publish=bus().publish)
+                bus().subscribe("customer.message", bridge.on_customer_message)
+                bus().subscribe("conversation.ended", bridge.on_conversation_ended)
+                self._subscribed = True
+                self.bridge = bridge
+        assert self.bridge is not None
+        return self.bridge
+
+    async def close(self) -> None:
+        """Unsubscribe, stop background work, dispose the store (server shutdown)."""
+        bridge, self.bridge = self.bridge, None
+        if bridge is None:
+            return
+        if self._subscribed:
+            from bot.live import bus
+
+            bus().unsubscribe("customer.message", bridge.on_customer_message)
+            bus().unsubscribe("conversation.ended", bridge.on_conversation_ended)
+            self._subscribed = False
+        await bridge.close()
+        await bridge.store.dispose()
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """The Sanic blueprint (webhook and health routes; tail started with the server)."""
+        bp = Blueprint("twilio_conversations_webhook", __name__)
+
+        @bp.listener("after_server_start")
+        async def _start(_app: Any, _loop: Any) -> None:
+            if not self.config.configured:
+                logger.info("Twilio Conversations not configured: handoffs stay in the "
+                            "agent console.")
+                return
+            try:
+                bridge = await self.ensure_bridge()
+                bridge.start()
+                logger.info("Twilio Conversations bridge started; webhooks at %s",
+                            self.config.webhook_url)
+            except Exception:  # noqa: BLE001 - the bot still serves customers
+                logger.exception("Could not start the Twilio Conversations bridge")
+
+        @bp.listener("before_server_stop")
+        async def _stop(_app: Any, _loop: Any) -> None:
+            await self.close()
+
+        @bp.route("/", methods=["GET"])
+        async def root(_request: Request) -> HTTPResponse:
+            if not self.config.configured:
+                return _not_configured()
+            return response.json({"channel": CHANNEL_NAME, "webhook_url": self.config.webhook_url})
+
+        @bp.route("/health", methods=["GET"])
+        async def health(_request: Request) -> HTTPResponse:
+            if not self.config.configured:
+                return response.json({"configured": False, "reachable": False,
+                                      "dead_letters": None,
+                                      "error": {"code": "not_configured",
+                                                "message": _NOT_CONFIGURED}}, status=503)
+            try:
+                bridge = await self.ensure_bridge()
+                body = await bridge.health()
+            except Exception:  # noqa: BLE001 - health must answer
+                logger.exception("Twilio health check failed")
+                body = {"configured": True, "reachable": False, "dead_letters": None}
+            status = 200 if body.get("reachable") else 503
+            return response.json(body, status=status, headers={"Cache-Control": "no-store"})
+
+        @bp.route("/events", methods=["POST"])
+        async def events(request: Request) -> HTTPResponse:
+            return await self._events(request)
+
+        return bp
+
+    async def _events(self, request: Request) -> HTTPResponse:
+        if not self.config.configured:
+            return _not_configured()
+        if len(request.body or b"") > MAX_BODY_BYTES:
+            return _error(413, "too_large", "The webhook body is too large.")
+        try:
+            params = FormParams.parse(request.body or b"")
+        except ValueError:
+            return _error(400, "bad_request", "The webhook body must be form-encoded UTF-8.")
+        signature = request.headers.get("X-Twilio-Signature")
+        if not signature_valid(self.config.auth_token or "", self.config.public_url,
+                               request.path, request.query_string or "", params, signature):
+            logger.warning("Rejected a Twilio webhook with a bad signature from %s",
+                           request.remote_addr or request.ip)
+            return _error(403, "invalid_signature",
+                          "X-Twilio-Signature does not match this request.")
+        flat = params.first()
+        try:
+            bridge = await self.ensure_bridge()
+            fresh = await bridge.accept_webhook(
+                flat, request.headers.get("I-Twilio-Idempotency-Token"))
+        except Exception:  # noqa: BLE001 - Twilio retries on 5xx
+            logger.exception("Could not accept a Twilio webhook")
+            return _error(500, "server_error", "Try again.")
+        return response.json({"ok": True, "duplicate": not fresh},
+                             headers={"Cache-Control": "no-store"})
+
+
+_NOT_CONFIGURED = ("Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
+                   "(docs/twilio.md).")
+
+
+def _not_configured() -> HTTPResponse:
+    return _error(503, "not_configured", _NOT_CONFIGURED)

@@ -1,0 +1,87 @@
+"""Tables of the Twilio Conversations bridge (migration ``0004``).
+
+They are declared on :data:`bot.support.models.Base`, so Alembic's model comparison
+sees them as soon as this module is imported (the ``0004`` migration imports it).
+
+* :class:`TwilioLink`: our conversation (and ticket) ↔ a Twilio Conversation SID, and how
+  far its set-up got (participant, imported transcript lines, scoped webhook).
+* :class:`TwilioDeadLetter`: an outbound operation that failed after every retry.
+* :class:`TwilioProcessed`: idempotency keys: webhooks already handled (idempotency
+  token, message SID) and outbound operations already delivered.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+from sqlalchemy import JSON, CheckConstraint, Column, Index, Integer, String, Text
+
+from bot.db import UTCDateTime
+from bot.support.models import Base
+
+__all__ = ["DEAD_LETTER_STATUSES", "LINK_STATES", "TwilioDeadLetter", "TwilioLink",
+           "TwilioProcessed"]
+
+LINK_STATES: Tuple[str, ...] = ("setup", "active", "closed")
+"""setup: the Conversation exists but is not fully prepared; active: agents may answer;
+closed: closed in Twilio (the ticket is resolved) or left by the customer."""
+DEAD_LETTER_STATUSES: Tuple[str, ...] = ("dead", "replayed")
+
+
+def _in(column: str, values: Tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class TwilioLink(Base):
+    """One Twilio Conversation made for one handoff (ticket) of one of our conversations."""
+
+    __tablename__ = "twilio_links"
+
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    ticket_reference = Column(String(48), nullable=False, unique=True)
+    conversation_sid = Column(String(34), nullable=False, unique=True)
+    unique_name = Column(String(255), nullable=False)
+    customer_identity = Column(String(255), nullable=False)
+    participant_sid = Column(String(34), nullable=True)
+    webhook_sid = Column(String(34), nullable=True)
+    imported = Column(Integer, nullable=False, default=0)
+    state = Column(String(16), nullable=False)
+    last_agent = Column(String(255), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False)
+    closed_at = Column(UTCDateTime, nullable=True)
+
+    __table_args__ = (CheckConstraint(_in("state", LINK_STATES), name="state"),)
+
+
+class TwilioDeadLetter(Base):
+    """An outbound Twilio operation that failed after the last retry (see the CLI)."""
+
+    __tablename__ = "twilio_dead_letters"
+
+    id = Column(Integer, primary_key=True)
+    key = Column(String(255), nullable=False, unique=True)
+    kind = Column(String(32), nullable=False)
+    conversation_id = Column(String(255), nullable=True, index=True)
+    payload = Column(JSON, nullable=False)
+    error = Column(Text, nullable=False)
+    attempts = Column(Integer, nullable=False)
+    status = Column(String(16), nullable=False)
+    created_at = Column(UTCDateTime, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False)
+    replayed_at = Column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", DEAD_LETTER_STATUSES), name="status"),
+        Index("ix_twilio_dead_letters_status", "status"),
+    )
+
+
+class TwilioProcessed(Base):
+    """A key that was handled once: ``webhook:<token>``, ``sid:<MessageSid>``, ``out:<key>``."""
+
+    __tablename__ = "twilio_processed"
+
+    id = Column(Integer, primary_key=True)
+    key = Column(String(255), nullable=False, unique=True)
+    created_at = Column(UTCDateTime, nullable=False, index=True)

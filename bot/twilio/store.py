@@ -1,0 +1,537 @@
+"""The Twilio bridge's store: links, idempotency keys, dead letters, and its ``do_*`` writes
+to the support tables (agent messages, the ticket handed to / resolved in Twilio).
+
+As in :mod:`bot.support`, every ``do_*`` coroutine runs in ONE new transaction and writes
+an audit row when it changes a ticket. Views are frozen dataclasses.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import db
+from bot.support.chat import MessageView
+from bot.support.models import AuditLog, ChatMessage, Conversation, Ticket
+from bot.support.ops import TicketView
+from bot.twilio.models import TwilioDeadLetter, TwilioLink, TwilioProcessed
+
+__all__ = ["DeadLetterView", "HandoffMaterial", "LinkView", "TwilioStore"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_CHARS = 1600  # Twilio's limit for a Conversations message body
+
+
+@dataclass(frozen=True)
+class LinkView:
+    """A row of ``twilio_links``."""
+
+    id: int
+    conversation_id: str
+    ticket_reference: str
+    conversation_sid: str
+    unique_name: str
+    customer_identity: str
+    participant_sid: Optional[str]
+    webhook_sid: Optional[str]
+    imported: int
+    state: str
+    last_agent: Optional[str]
+    created_at: datetime
+    closed_at: Optional[datetime]
+
+    @classmethod
+    def from_row(cls, row: TwilioLink) -> "LinkView":
+        return cls(row.id, row.conversation_id, row.ticket_reference, row.conversation_sid,
+                   row.unique_name, row.customer_identity, row.participant_sid,
+                   row.webhook_sid, int(row.imported or 0), row.state, row.last_agent,
+                   row.created_at, row.closed_at)
+
+
+@dataclass(frozen=True)
+class DeadLetterView:
+    """A row of ``twilio_dead_letters``."""
+
+    id: int
+    key: str
+    kind: str
+    conversation_id: Optional[str]
+    payload: Dict[str, Any]
+    error: str
+    attempts: int
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    replayed_at: Optional[datetime]
+
+    @classmethod
+    def from_row(cls, row: TwilioDeadLetter) -> "DeadLetterView":
+        return cls(row.id, row.key, row.kind, row.conversation_id,
+                   copy.deepcopy(dict(row.payload or {})), row.error, row.attempts, row.status,
+                   row.created_at, row.updated_at, row.replayed_at)
+
+    def to_json(self) -> Dict[str, Any]:
+        """JSON-friendly dict (for the operator command)."""
+        return {"id": self.id, "key": self.key, "kind": self.kind,
+                "conversation_id": self.conversation_id, "payload": self.payload,
+                "error": self.error, "attempts": self.attempts, "status": self.status,
+                "created_at": self.created_at.isoformat(),
+                "updated_at": self.updated_at.isoformat(),
+                "replayed_at": self.replayed_at.isoformat() if self.replayed_at else None}
+
+
+@dataclass(frozen=True)
+class HandoffMaterial:
+    """What a new Twilio Conversation is made of."""
+
+    ticket: TicketView
+    customer_id: str
+    profile: Dict[str, Any]
+    context: Dict[str, Any]
+    details: Dict[str, Any]
+    messages: List[MessageView]  # chat messages stored after the bot's transcript ends
+    last_message_id: int = 0  # the newest chat message id when this was read
+
+
+class TwilioStore:
+    """Tables of the bridge over the support database engine.
+
+    Args:
+        engine: The engine; the store owns it (see :meth:`dispose`).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = db.session_factory(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> "TwilioStore":
+        """A store for a database URL."""
+        return cls(db.make_engine(url))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def create_schema(self) -> None:
+        """Bring the database to the newest schema (Alembic; idempotent)."""
+        from bot import migrate
+
+        await migrate.upgrade(self._engine)
+
+    async def dispose(self) -> None:
+        """Close pooled connections."""
+        await self._engine.dispose()
+
+    # ------------------------------------------------------------------ links
+
+    async def link_for_ticket(self, reference: str) -> Optional[LinkView]:
+        """The link made for this ticket, if any."""
+        return await self._link(TwilioLink.ticket_reference == reference)
+
+    async def link_for_sid(self, conversation_sid: str) -> Optional[LinkView]:
+        """The link of this Twilio Conversation SID, if any."""
+        return await self._link(TwilioLink.conversation_sid == conversation_sid)
+
+    async def open_link(self, conversation_id: str) -> Optional[LinkView]:
+        """The newest link of our conversation that is not closed."""
+        async with db.read_session(self._sessions) as session:
+            row = (await session.execute(
+                select(TwilioLink).where(TwilioLink.conversation_id == conversation_id,
+                                         TwilioLink.state != "closed")
+                .order_by(TwilioLink.id.desc()).limit(1))).scalar_one_or_none()
+            return LinkView.from_row(row) if row is not None else None
+
+    async def count_links(self, conversation_id: str) -> int:
+        """How many links our conversation has had."""
+        async with db.read_session(self._sessions) as session:
+            return int((await session.execute(select(func.count(TwilioLink.id)).where(
+                TwilioLink.conversation_id == conversation_id))).scalar_one())
+
+    async def _link(self, condition: Any) -> Optional[LinkView]:
+        async with db.read_session(self._sessions) as session:
+            row = (await session.execute(select(TwilioLink).where(condition)))\
+                .scalar_one_or_none()
+            return LinkView.from_row(row) if row is not None else None
+
+    async def do_create_link(self, *, conversation_id: str, ticket_reference: str,
+                             conversation_sid: str, unique_name: str,
+                             customer_identity: str) -> LinkView:
+        """Record a new Conversation (state ``setup``); returns the existing one on a race."""
+        now = db.utcnow()
+        try:
+            async with db.write_session(self._sessions) as session:
+                row = TwilioLink(conversation_id=conversation_id,
+                                 ticket_reference=ticket_reference,
+                                 conversation_sid=conversation_sid, unique_name=unique_name,
+                                 customer_identity=customer_identity, imported=0,
+                                 state="setup", created_at=now, updated_at=now)
+                session.add(row)
+                await session.flush()
+                return LinkView.from_row(row)
+        except IntegrityError:
+            existing = await self.link_for_ticket(ticket_reference)
+            if existing is None:
+                raise
+            return existing
+
+    async def do_update_link(self, link_id: int, **values: Any) -> LinkView:
+        """Change columns of a link (``participant_sid``, ``webhook_sid``, ``imported``,
+        ``state``, ``last_agent``).
+
+        Raises:
+            ValueError: An unknown column.
+            LookupError: No such link.
+        """
+        allowed = {"participant_sid", "webhook_sid", "imported", "state", "last_agent"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"Cannot change {sorted(unknown)} of a Twilio link.")
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            row = await session.get(TwilioLink, link_id)
+            if row is None:
+                raise LookupError(f"No Twilio link {link_id}.")
+            for name, value in values.items():
+                setattr(row, name, value)
+            if values.get("state") == "closed" and row.closed_at is None:
+                row.closed_at = now
+            row.updated_at = now
+            await session.flush()
+            return LinkView.from_row(row)
+
+    # ------------------------------------------------------- idempotency keys
+
+    async def is_processed(self, key: str) -> bool:
+        """Whether ``key`` was recorded."""
+        async with db.read_session(self._sessions) as session:
+            return (await session.execute(select(TwilioProcessed.id).where(
+                TwilioProcessed.key == key))).first() is not None
+
+    async def do_claim_keys(self, keys: Sequence[str]) -> bool:
+        """Record all ``keys`` at once; False (and nothing recorded) if any was already there."""
+        keys = sorted({k[:255] for k in keys if k})
+        if not keys:
+            return True
+        now = db.utcnow()
+        try:
+            async with db.write_session(self._sessions) as session:
+                seen = (await session.execute(select(TwilioProcessed.id).where(
+                    TwilioProcessed.key.in_(keys)))).first()
+                if seen is not None:
+                    return False
+                for key in keys:
+                    session.add(TwilioProcessed(key=key, created_at=now))
+                await session.flush()
+            return True
+        except IntegrityError:  # the same key raced in on another connection
+            return False
+
+    async def do_forget_key(self, key: str) -> None:
+        """Remove a key (its work failed and may be tried again)."""
+        async with db.write_session(self._sessions) as session:
+            row = (await session.execute(select(TwilioProcessed).where(
+                TwilioProcessed.key == key))).scalar_one_or_none()
+            if row is not None:
+                await session.delete(row)
+
+    async def do_prune_keys(self, older_than: timedelta) -> int:
+        """Delete webhook keys (``webhook:``/``sid:``) older than ``older_than``; keys of
+        delivered operations (``out:``) stay, so a replay never sends twice. Returns how
+        many were deleted."""
+        from sqlalchemy import delete, or_
+
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(delete(TwilioProcessed).where(
+                TwilioProcessed.created_at < db.utcnow() - older_than,
+                or_(TwilioProcessed.key.like("webhook:%"), TwilioProcessed.key.like("sid:%")))
+                .execution_options(synchronize_session=False))
+            return int(result.rowcount or 0)
+
+    # ----------------------------------------------------------- dead letters
+
+    async def do_dead_letter(self, *, key: str, kind: str, conversation_id: Optional[str],
+                             payload: Dict[str, Any], error: str, attempts: int
+                             ) -> DeadLetterView:
+        """Store (or refresh) the dead letter of ``key`` with status ``dead``."""
+        now = db.utcnow()
+        for _ in range(2):
+            try:
+                async with db.write_session(self._sessions) as session:
+                    row = (await session.execute(select(TwilioDeadLetter).where(
+                        TwilioDeadLetter.key == key))).scalar_one_or_none()
+                    if row is None:
+                        row = TwilioDeadLetter(key=key, kind=kind,
+                                               conversation_id=conversation_id,
+                                               payload=dict(payload), error=error[:4000],
+                                               attempts=attempts, status="dead",
+                                               created_at=now, updated_at=now)
+                        session.add(row)
+                    else:
+                        row.payload = dict(payload)
+                        row.error = error[:4000]
+                        row.attempts = int(row.attempts or 0) + attempts
+                        row.status = "dead"
+                        row.updated_at = now
+                    await session.flush()
+                    return DeadLetterView.from_row(row)
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"Could not store the dead letter {key}.")
+
+    async def dead_letters(self, status: Optional[str] = "dead", limit: int = 100
+                           ) -> List[DeadLetterView]:
+        """Dead letters, newest first (``status=None``: all)."""
+        query = select(TwilioDeadLetter)
+        if status is not None:
+            query = query.where(TwilioDeadLetter.status == status)
+        async with db.read_session(self._sessions) as session:
+            rows = (await session.execute(query.order_by(TwilioDeadLetter.id.desc())
+                                          .limit(max(1, min(limit, 1000))))).scalars().all()
+            return [DeadLetterView.from_row(r) for r in rows]
+
+    async def dead_letter(self, dead_letter_id: int) -> DeadLetterView:
+        """One dead letter.
+
+        Raises:
+            LookupError: No such dead letter.
+        """
+        async with db.read_session(self._sessions) as session:
+            row = await session.get(TwilioDeadLetter, int(dead_letter_id))
+            if row is None:
+                raise LookupError(f"No dead letter {dead_letter_id}.")
+            return DeadLetterView.from_row(row)
+
+    async def count_dead_letters(self) -> int:
+        """How many dead letters wait for an operator."""
+        async with db.read_session(self._sessions) as session:
+            return int((await session.execute(select(func.count(TwilioDeadLetter.id)).where(
+                TwilioDeadLetter.status == "dead"))).scalar_one())
+
+    async def do_mark_replayed(self, key: str) -> None:
+        """Mark the dead letter of ``key`` (if any) as replayed."""
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            await session.execute(update(TwilioDeadLetter).where(
+                TwilioDeadLetter.key == key, TwilioDeadLetter.status == "dead")
+                .values(status="replayed", replayed_at=now, updated_at=now)
+                .execution_options(synchronize_session=False))
+
+    # ------------------------------------------------------------ support data
+
+    async def handoff_material(self, reference: str) -> Optional[HandoffMaterial]:
+        """The ticket, the widget conversation and the chat messages after the bot's
+        transcript; None when the conversation is not a widget chat."""
+        async with db.read_session(self._sessions) as session:
+            ticket = (await session.execute(select(Ticket).where(
+                Ticket.reference == reference))).scalar_one_or_none()
+            if ticket is None:
+                return None
+            conversation = (await session.execute(select(Conversation).where(
+                Conversation.conversation_id == ticket.conversation_id))).scalar_one_or_none()
+            if conversation is None:
+                return None
+            details = copy.deepcopy(dict(ticket.details or {}))
+            since = _last_transcript_time(details.get("transcript") or [])
+            query = select(ChatMessage).where(ChatMessage.conversation_pk == conversation.id,
+                                              ChatMessage.session == conversation.session)
+            if since is not None:
+                query = query.where(ChatMessage.created_at > since)
+            rows = (await session.execute(query.order_by(ChatMessage.id).limit(200)))\
+                .scalars().all()
+            last_id = int((await session.execute(select(func.max(ChatMessage.id)).where(
+                ChatMessage.conversation_pk == conversation.id))).scalar_one() or 0)
+            return HandoffMaterial(
+                ticket=TicketView.from_row(ticket),
+                customer_id=conversation.customer_id,
+                profile=copy.deepcopy(dict(conversation.profile or {})),
+                context=copy.deepcopy(dict(conversation.context or {})),
+                details=details,
+                messages=[MessageView.from_row(r, conversation.conversation_id) for r in rows],
+                last_message_id=last_id,
+            )
+
+    async def messages_after(self, conversation_id: str, after_id: int,
+                             senders: Sequence[str] = ("customer", "bot")) -> List[MessageView]:
+        """Chat messages of the current session with an id above ``after_id``, oldest first."""
+        async with db.read_session(self._sessions) as session:
+            conversation = (await session.execute(select(Conversation).where(
+                Conversation.conversation_id == conversation_id))).scalar_one_or_none()
+            if conversation is None:
+                return []
+            rows = (await session.execute(select(ChatMessage).where(
+                ChatMessage.conversation_pk == conversation.id,
+                ChatMessage.session == conversation.session,
+                ChatMessage.id > int(after_id), ChatMessage.sender.in_(list(senders)))
+                .order_by(ChatMessage.id).limit(200))).scalars().all()
+            return [MessageView.from_row(r, conversation_id) for r in rows]
+
+    async def do_assign_to_twilio(self, reference: str, conversation_sid: str) -> bool:
+        """A queued ticket is now worked in Twilio: ``assigned`` with no console agent, the
+        conversation ``assigned``; audit ``ticket.claimed`` (actor ``twilio``) so consoles
+        drop it from their queue. Returns False if the ticket was no longer queued."""
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(Ticket).where(Ticket.reference == reference, Ticket.status == "queued")
+                .values(status="assigned", assignee_id=None, updated_at=now)
+                .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                return False
+            ticket = (await session.execute(select(Ticket).where(
+                Ticket.reference == reference))).scalar_one()
+            await session.refresh(ticket)
+            await _set_conversation(session, ticket, "assigned", now)
+            session.add(AuditLog(at=now, actor="twilio", action="ticket.claimed",
+                                 object_type="ticket", object_id=reference,
+                                 data={"assignee": None, "via": "twilio",
+                                       "conversation_sid": conversation_sid}))
+        return True
+
+    async def do_agent_message(self, link: LinkView, message_sid: str, author: str,
+                               text: str) -> Tuple[MessageView, bool, bool]:
+        """Store a Twilio agent's message for the customer once per message SID.
+
+        Sets the ticket's first response time (audit ``ticket.first_response``) on the
+        first one. Returns ``(message, duplicate, first_response)``.
+
+        Raises:
+            ValueError: An empty message or no SID.
+            LookupError: The conversation is gone.
+        """
+        text = (text or "").strip()[:4000]
+        if not text or not message_sid:
+            raise ValueError("An agent message needs a SID and text.")
+        client_id = f"tw:{message_sid}"[:64]
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            conversation = (await session.execute(select(Conversation).where(
+                Conversation.conversation_id == link.conversation_id))).scalar_one_or_none()
+            if conversation is None:
+                raise LookupError(f"No conversation {link.conversation_id}.")
+            existing = (await session.execute(select(ChatMessage).where(
+                ChatMessage.conversation_pk == conversation.id,
+                ChatMessage.client_id == client_id))).scalar_one_or_none()
+            if existing is not None:
+                return MessageView.from_row(existing, link.conversation_id), True, False
+            row = ChatMessage(conversation_pk=conversation.id, session=conversation.session,
+                              client_id=client_id, sender="agent", sender_name=author[:200],
+                              author_id=f"twilio:{author}"[:255], text=text, status="sent",
+                              created_at=now)
+            session.add(row)
+            conversation.last_message_at = now
+            first = False
+            ticket = (await session.execute(select(Ticket).where(
+                Ticket.reference == link.ticket_reference))).scalar_one_or_none()
+            if ticket is not None and ticket.first_response_at is None:
+                first = True
+                ticket.first_response_at = now
+                ticket.updated_at = now
+                session.add(AuditLog(
+                    at=now, actor=f"twilio:{author}"[:255], action="ticket.first_response",
+                    object_type="ticket", object_id=ticket.reference,
+                    data={"seconds": round((now - (ticket.queued_at or ticket.created_at))
+                                           .total_seconds(), 1), "via": "twilio"}))
+            link_row = await session.get(TwilioLink, link.id)
+            if link_row is not None:
+                link_row.last_agent = author[:255]
+                link_row.updated_at = now
+            await session.flush()
+            return MessageView.from_row(row, link.conversation_id), False, first
+
+    async def do_resolve(self, link: LinkView, actor: str, *,
+                         touch_conversation: bool = True) -> Optional[TicketView]:
+        """The Conversation was closed in Twilio: close the link, resolve the open ticket
+        (conversation ``resolved`` until the rating; audit ``ticket.resolved``).
+
+        Args:
+            link: The link.
+            actor: Who closed it, for the audit row.
+            touch_conversation: False when the customer ended the chat (the widget already
+                moved the conversation on).
+
+        Returns the resolved ticket, or None if the link was already closed.
+        """
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            link_row = await session.get(TwilioLink, link.id)
+            if link_row is None or link_row.state == "closed":
+                return None
+            link_row.state = "closed"
+            link_row.closed_at = now
+            link_row.updated_at = now
+            ticket = (await session.execute(select(Ticket).where(
+                Ticket.reference == link.ticket_reference))).scalar_one_or_none()
+            if ticket is None or ticket.status in ("resolved", "closed"):
+                return None
+            ticket.status = "resolved"
+            ticket.resolved_at = now
+            ticket.updated_at = now
+            if touch_conversation:
+                await _set_conversation(session, ticket, "resolved", now)
+            session.add(AuditLog(
+                at=now, actor=actor[:255], action="ticket.resolved", object_type="ticket",
+                object_id=ticket.reference,
+                data={"seconds": round((now - (ticket.queued_at or ticket.created_at))
+                                       .total_seconds(), 1), "via": "twilio"}))
+            await session.flush()
+            return TicketView.from_row(ticket)
+
+    async def handoffs_since(self, since: datetime) -> List[Tuple[int, str, str]]:
+        """``(audit id, conversation id, ticket)`` of ``handoff.recorded`` rows since then."""
+        async with db.read_session(self._sessions) as session:
+            rows = (await session.execute(select(AuditLog).where(
+                AuditLog.action == "handoff.recorded", AuditLog.at >= since)
+                .order_by(AuditLog.id))).scalars().all()
+            return [(r.id, str((r.data or {}).get("conversation_id") or ""),
+                     str((r.data or {}).get("ticket") or "")) for r in rows]
+
+    async def handoffs_after(self, audit_id: int, limit: int = 200
+                             ) -> Tuple[int, List[Tuple[int, str, str]]]:
+        """``(newest audit id, handoffs after audit_id)``."""
+        async with db.read_session(self._sessions) as session:
+            newest = int((await session.execute(select(func.max(AuditLog.id))))
+                         .scalar_one() or 0)
+            rows = (await session.execute(select(AuditLog).where(
+                AuditLog.id > audit_id, AuditLog.action == "handoff.recorded")
+                .order_by(AuditLog.id).limit(limit))).scalars().all()
+            if len(rows) == limit:
+                newest = rows[-1].id
+            return newest, [(r.id, str((r.data or {}).get("conversation_id") or ""),
+                             str((r.data or {}).get("ticket") or "")) for r in rows]
+
+    async def newest_audit_id(self) -> int:
+        """The newest audit row's id (0 when empty)."""
+        async with db.read_session(self._sessions) as session:
+            return int((await session.execute(select(func.max(AuditLog.id)))).scalar_one() or 0)
+
+    async def ticket_status(self, reference: str) -> Optional[str]:
+        """The ticket's status (None when unknown)."""
+        async with db.read_session(self._sessions) as session:
+            return (await session.execute(select(Ticket.status).where(
+                Ticket.reference == reference))).scalar_one_or_none()
+
+
+def _last_transcript_time(lines: List[Any]) -> Optional[datetime]:
+    from bot.twilio.bridge import parse_time
+
+    times = [parse_time(line.get("at")) for line in lines if isinstance(line, dict)]
+    times = [t for t in times if t is not None]
+    return max(times) if times else None
+
+
+async def _set_conversation(session: Any, ticket: Ticket, state: str, now: datetime) -> None:
+    row = (await session.execute(select(Conversation).where(
+        Conversation.conversation_id == ticket.conversation_id))).scalar_one_or_none()
+    if row is not None:
+        row.state = state
+        row.assignee_id = None
+        row.ticket_id = ticket.id
+        row.updated_at = now

@@ -1,0 +1,90 @@
+"""Fixtures for the Twilio bridge tests: the fake Twilio API, a bridge on a fresh database,
+and a widget conversation handed off as the action server does it."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
+
+import pytest
+
+from bot.twilio.bridge import TwilioBridge, TwilioConfig
+from bot.twilio.client import RetryPolicy
+from bot.twilio.store import TwilioStore
+from tests.twilio.fake_twilio import FakeTwilio
+
+ACCOUNT_SID = "AC" + "a1" * 16
+AUTH_TOKEN = "test-twilio-auth-token-0123456789"
+PUBLIC_URL = "https://support-bot.example.test"
+
+
+@pytest.fixture(scope="module")
+def fake_twilio() -> Iterator[FakeTwilio]:
+    """The fake Twilio REST API (one per test module)."""
+    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def config(fake_twilio: FakeTwilio, sqlite_url: str) -> TwilioConfig:
+    """Bridge settings: the fake, fast retries (3 tries, 10-40 ms), a 1 s timeout.
+
+    No bot listens here: webhooks for the public URL go to a closed local port."""
+    fake_twilio.route(PUBLIC_URL, "http://127.0.0.1:9")
+    return TwilioConfig(
+        account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, public_url=PUBLIC_URL,
+        api_base=fake_twilio.base_url, timeout=1.0,
+        policy=RetryPolicy(attempts=3, base=0.01, cap=0.04), poll_interval=0.1,
+        support_db_url=sqlite_url, handoff_delay=0.0)
+
+
+@pytest.fixture
+async def bridge(config: TwilioConfig) -> AsyncIterator[Tuple[TwilioBridge, List[Tuple[str, Dict[str, Any]]]]]:
+    """A bridge on a fresh SQLite database; its bus events are collected in a list."""
+    store = TwilioStore.from_url(config.support_db_url)
+    await store.create_schema()
+    published: List[Tuple[str, Dict[str, Any]]] = []
+
+    async def publish(topic: str, event: Dict[str, Any]) -> None:
+        published.append((topic, event))
+
+    bridge = TwilioBridge(config, store, publish=publish)
+    try:
+        yield bridge, published
+    finally:
+        await bridge.close()
+        await store.dispose()
+
+
+async def hand_off(db_url: str, customer: str = "") -> Dict[str, Any]:
+    """A widget conversation (bot transcript + one message after it), handed off."""
+    from bot.support.chat import ChatStore
+    from bot.support.ops import SupportStore
+
+    from datetime import datetime, timedelta, timezone
+
+    customer = customer or f"cust-{uuid.uuid4().hex[:8]}"
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=2)
+    conversation = f"widget:{customer}"
+    support, chat = SupportStore.from_url(db_url), ChatStore.from_url(db_url)
+    try:
+        await chat.do_open_conversation(conversation, customer, "widget",
+                                        profile={"name": "Anna Schmidt", "email": "anna@example.com"},
+                                        context={"screen": "orders", "app_version": "5.2.0"})
+        ticket, _ = await support.do_handoff(
+            conversation, summary="Where is my parcel?", category="SHIPPING", priority="high",
+            reason="human_requested", customer_id=customer,
+            details={"triage": {"category": "SHIPPING", "confidence": 0.93},
+                     "slots": {"order_number": "104233"},
+                     "context": {"device": "Pixel 8"},
+                     "transcript": [
+                         {"author": "customer", "text": "Where is my parcel?",
+                          "at": start.isoformat()},
+                         {"author": "bot", "text": "Let me get a person.",
+                          "at": (start + timedelta(seconds=1)).isoformat()}]})
+        after = await chat.do_store_customer_message(conversation, uuid.uuid4().hex,
+                                                     "Order 104233, please hurry")
+        return {"reference": ticket.reference, "conversation_id": conversation,
+                "customer": customer, "message_id": after.message.id, "start": start}
+    finally:
+        await support.dispose()
+        await chat.dispose()

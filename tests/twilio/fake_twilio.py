@@ -1,0 +1,791 @@
+"""A local fake of the Twilio REST API for tests (no internet, no real Twilio).
+
+It serves the real resource shapes the ``twilio`` library parses, on one base URL
+(point ``TWILIO_API_BASE`` at :attr:`FakeTwilio.base_url`):
+
+* Conversations v1: ``/v1/Conversations`` (create, list, fetch by SID or unique name,
+  update e.g. ``State=closed``, delete), ``.../Participants``, ``.../Messages`` and
+  ``.../Webhooks`` (conversation-scoped; create, list, fetch, delete; ``ReplayAfter``
+  replays ``onMessageAdded`` of the existing messages from that index).
+* Voice (API 2010-04-01): ``/2010-04-01/Accounts/{AccountSid}/Calls.json`` (create, list)
+  and ``.../Calls/{CallSid}.json`` (fetch, update: ``Status=completed|canceled``, ``Url``,
+  ``Twiml``); :meth:`FakeTwilio.advance_call` moves a call on and sends its signed
+  ``StatusCallback`` (``initiated``/``ringing``/``answered``/``completed`` filtered by
+  ``StatusCallbackEvent``).
+
+HTTP Basic auth is checked (401 with Twilio's error JSON); errors look like Twilio's
+(``{"code", "message", "more_info", "status"}``), e.g. 409/50353 for a taken unique name
+and 409/50433 for a participant already in the conversation.
+
+Webhooks are signed exactly as Twilio signs them (``X-Twilio-Signature``: base64
+HMAC-SHA1 over the URL plus the sorted POST parameters, with the auth token), carry
+``I-Twilio-Idempotency-Token`` and are form-encoded. :meth:`FakeTwilio.route` maps a
+public base URL (what is signed, as behind a proxy) to where the bot really listens.
+
+Actions of a human agent (as Flex or a Conversations SDK would do them) fire the
+conversation's webhooks: :meth:`agent_says`, :meth:`close_conversation`. REST-created
+messages fire them only with ``X-Twilio-Webhook-Enabled: true`` (as Twilio does).
+
+Faults: :meth:`fail` makes the next matching requests answer an HTTP status (500, 429
+with ``Retry-After``, ...) or hang for ``delay`` seconds (a timeout for the client)
+without doing anything.
+
+The server runs in its own thread and event loop, so synchronous tests, async tests and
+the bot's separate processes can all use it; every public method is thread-safe.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+from aiohttp import ClientSession, ClientTimeout, web
+from twilio.request_validator import RequestValidator
+
+__all__ = ["Fault", "FakeTwilio", "sign"]
+
+CONVERSATIONS_HOST = "https://conversations.twilio.com"
+API_HOST = "https://api.twilio.com"
+
+
+def sign(auth_token: str, url: str, params: Dict[str, Any]) -> str:
+    """``X-Twilio-Signature`` of a form POST to ``url`` (as Twilio computes it)."""
+    return RequestValidator(auth_token).compute_signature(url, params)
+
+
+def _sid(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+@dataclass
+class Fault:
+    """Answer the next ``count`` requests matching ``method``/``path_contains`` badly."""
+
+    count: int
+    status: int = 500
+    delay: float = 0.0
+    method: Optional[str] = None
+    path_contains: Optional[str] = None
+    retry_after: Optional[int] = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.count > 0 and (self.method is None or self.method == method) and (
+            self.path_contains is None or self.path_contains in path)
+
+
+@dataclass
+class Delivery:
+    """One webhook the fake sent."""
+
+    url: str
+    params: Dict[str, str]
+    token: str
+    status: int
+    body: str = ""
+
+
+@dataclass
+class _State:
+    conversations: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    participants: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    messages: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    webhooks: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    calls: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+
+class FakeTwilio:
+    """The fake server. Use as a context manager or :meth:`start`/:meth:`stop`.
+
+    Args:
+        account_sid: The account the credentials belong to.
+        auth_token: Its auth token (checks Basic auth, signs webhooks).
+    """
+
+    def __init__(self, account_sid: str = "AC" + "0" * 32,
+                 auth_token: str = "fake-auth-token-" + "0" * 16) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.chat_service_sid = "IS" + "1" * 32
+        self.state = _State()
+        self.requests: List[Tuple[str, str, Dict[str, List[str]], Dict[str, str]]] = []
+        self.deliveries: List[Delivery] = []
+        self.faults: List[Fault] = []
+        self.routes: Dict[str, str] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._runner: Optional[web.AppRunner] = None
+        self._lock = threading.RLock()
+        self._background: set = set()
+        self.base_url = ""
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> "FakeTwilio":
+        """Start serving on a free port of 127.0.0.1; sets :attr:`base_url`."""
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-twilio", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        port = self._submit(self._serve())
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and its thread."""
+        if self._loop is None:
+            return
+        if self._runner is not None:
+            self._submit(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()
+        self._loop = None
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        for task in asyncio.all_tasks():
+            if task is not current:
+                task.cancel()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def __enter__(self) -> "FakeTwilio":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _submit(self, coro: Any, timeout: float = 60.0) -> Any:
+        assert self._loop is not None, "the fake is not running"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _serve(self) -> int:
+        app = web.Application(client_max_size=1024 ** 2)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    # ----------------------------------------------------------- test helpers
+
+    def route(self, public_base: str, actual_base: str) -> None:
+        """Deliver webhooks for ``public_base...`` to ``actual_base...`` (signed as public)."""
+        with self._lock:
+            self.routes[public_base.rstrip("/")] = actual_base.rstrip("/")
+
+    def fail(self, count: int = 1, status: int = 500, *, delay: float = 0.0,
+             method: Optional[str] = None, path_contains: Optional[str] = None,
+             retry_after: Optional[int] = None) -> Fault:
+        """Make the next ``count`` matching requests fail (``delay``: hang first)."""
+        fault = Fault(count, status, delay, method, path_contains, retry_after)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def conversations(self) -> List[Dict[str, Any]]:
+        """All conversations (copies)."""
+        with self._lock:
+            return [dict(c) for c in self.state.conversations.values()]
+
+    def conversation(self, sid_or_name: str) -> Optional[Dict[str, Any]]:
+        """One conversation by SID or unique name (a copy)."""
+        with self._lock:
+            found = self._find(sid_or_name)
+            return dict(found) if found else None
+
+    def messages(self, conversation_sid: str) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [dict(m) for m in self.state.messages.get(conversation_sid, [])]
+
+    def participants(self, conversation_sid: str) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [dict(p) for p in self.state.participants.get(conversation_sid, [])]
+
+    def webhooks(self, conversation_sid: str) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [dict(w) for w in self.state.webhooks.get(conversation_sid, [])]
+
+    def calls(self) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [dict(c) for c in self.state.calls.values()]
+
+    def count_requests(self, method: str, path_contains: str) -> int:
+        """How many requests with this method and path fragment arrived (faults included)."""
+        with self._lock:
+            return sum(1 for m, p, _f, _h in self.requests if m == method and path_contains in p)
+
+    def agent_says(self, conversation_sid: str, author: str, body: str,
+                   attributes: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any],
+                                                                         List[Delivery]]:
+        """An agent posts (SDK): the message is added and ``onMessageAdded`` is sent."""
+        return self._submit(self._agent_says(conversation_sid, author, body, attributes))
+
+    def close_conversation(self, conversation_sid: str) -> List[Delivery]:
+        """An agent closes the conversation: state ``closed``, state webhooks sent."""
+        return self._submit(self._set_state(conversation_sid, "closed", fire=True,
+                                            reason="API"))
+
+    def send_webhook(self, url: str, params: Dict[str, str], *, token: Optional[str] = None,
+                     signature: Optional[str] = None) -> Delivery:
+        """POST a (signed unless ``signature`` is given) webhook to ``url``; for tests of
+        forged signatures and duplicate deliveries (reuse ``token``)."""
+        return self._submit(self._deliver(url, params, token=token, signature=signature))
+
+    def advance_call(self, call_sid: str, status: str, **extra: str) -> List[Delivery]:
+        """Move a call to ``status`` (``ringing``, ``in-progress``, ``completed``, ``busy``,
+        ``no-answer``, ``failed``) and send its status callback if subscribed."""
+        return self._submit(self._advance_call(call_sid, status, extra))
+
+    # --------------------------------------------------------------- routing
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post() if request.method in ("POST", "PUT") else {}
+        fields: Dict[str, List[str]] = {}
+        for key in form:
+            fields[key] = [str(v) for v in form.getall(key)]  # type: ignore[attr-defined]
+        query = {k: request.query.getall(k) for k in request.query}
+        with self._lock:
+            self.requests.append((request.method, request.path, fields,
+                                  {k: v for k, v in request.headers.items()}))
+            fault = next((f for f in self.faults if f.matches(request.method, request.path)),
+                         None)
+            if fault is not None:
+                fault.count -= 1
+                fault.hits += 1
+        if not self._authorised(request):
+            return _error(401, 20003, "Authenticate")
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            return _error(fault.status, 20500 if fault.status >= 500 else 20429,
+                          "Injected failure", headers=headers)
+        parts = [p for p in request.path.split("/") if p]
+        one = {k: v[0] for k, v in fields.items()}
+        one.update({k: v[0] for k, v in query.items() if k not in one})
+        webhook_enabled = request.headers.get("X-Twilio-Webhook-Enabled", "false") == "true"
+        with self._lock:
+            try:
+                if parts[:2] == ["v1", "Conversations"]:
+                    result = self._conversations_api(request.method, parts[2:], one, fields,
+                                                     webhook_enabled)
+                elif parts[:1] == ["2010-04-01"] and len(parts) >= 4 and parts[1] == "Accounts":
+                    result = self._calls_api(request.method, parts[2:], one, fields)
+                else:
+                    result = (404, {"code": 20404, "message": "The requested resource "
+                                    f"{request.path} was not found"})
+            except _TwilioError as error:
+                result = (error.status, {"code": error.code, "message": str(error)})
+        status, body, *fire = result
+        for job in fire[0] if fire else []:  # webhooks follow the answer, as at Twilio
+            task = asyncio.get_running_loop().create_task(self._after(job))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        if status == 204:
+            return web.Response(status=204)
+        if status >= 400:
+            return _error(status, body["code"], body["message"])
+        return web.json_response(body, status=status)
+
+    async def _after(self, job: Any) -> None:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:  # the fake stops: the webhooks are not sent
+            job.close()
+            raise
+        await job
+
+    def wait_background(self, timeout: float = 30.0) -> None:
+        """Wait until webhooks triggered by REST calls were sent."""
+        async def wait() -> None:
+            while self._background:
+                await asyncio.wait(set(self._background), timeout=timeout)
+
+        self._submit(wait(), timeout + 5)
+
+    def _authorised(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return user == self.account_sid and password == self.auth_token
+
+    def _find(self, sid_or_name: str) -> Optional[Dict[str, Any]]:
+        found = self.state.conversations.get(sid_or_name)
+        if found is None:
+            found = next((c for c in self.state.conversations.values()
+                          if c["unique_name"] == sid_or_name), None)
+        return found
+
+    def _require(self, sid_or_name: str) -> Dict[str, Any]:
+        found = self._find(sid_or_name)
+        if found is None:
+            raise _TwilioError(404, 20404, f"The requested resource /Conversations/"
+                                           f"{sid_or_name} was not found")
+        return found
+
+    # ---------------------------------------------------------- Conversations
+
+    def _conversations_api(self, method: str, rest: List[str], one: Dict[str, str],
+                           fields: Dict[str, List[str]], webhook_enabled: bool) -> Tuple:
+        if not rest:
+            if method == "POST":
+                return (201, self._create_conversation(one))
+            if method == "GET":
+                items = list(self.state.conversations.values())
+                return (200, _page("conversations", items, "/v1/Conversations",
+                                   int(one.get("PageSize", 50))))
+            raise _TwilioError(405, 20004, "Method not allowed")
+        conversation = self._require(rest[0])
+        sid = conversation["sid"]
+        if len(rest) == 1:
+            if method == "GET":
+                return (200, conversation)
+            if method == "POST":
+                jobs = []
+                for name, key in (("FriendlyName", "friendly_name"),
+                                  ("UniqueName", "unique_name"), ("Attributes", "attributes")):
+                    if name in one:
+                        conversation[key] = one[name]
+                if "State" in one and one["State"] != conversation["state"]:
+                    fire_job = self._apply_state(sid, one["State"], reason="API")
+                    if webhook_enabled:
+                        jobs.append(fire_job)
+                    else:
+                        fire_job.close()
+                conversation["date_updated"] = _iso(_now())
+                return (200, conversation, jobs)
+            if method == "DELETE":
+                del self.state.conversations[sid]
+                return (204, {})
+        kind = rest[1]
+        if kind == "Participants":
+            return self._participants(method, sid, rest[2:], one)
+        if kind == "Messages":
+            return self._messages(method, sid, rest[2:], one, webhook_enabled)
+        if kind == "Webhooks":
+            return self._webhooks(method, sid, rest[2:], one, fields)
+        raise _TwilioError(404, 20404, f"No resource {kind}")
+
+    def _create_conversation(self, one: Dict[str, str]) -> Dict[str, Any]:
+        name = one.get("UniqueName")
+        if name and self._find(name) is not None:
+            raise _TwilioError(409, 50353, "Conversation with provided unique name already "
+                                           "exists")
+        sid = _sid("CH")
+        now = _iso(_now())
+        url = f"{CONVERSATIONS_HOST}/v1/Conversations/{sid}"
+        conversation = {
+            "sid": sid, "account_sid": self.account_sid,
+            "chat_service_sid": self.chat_service_sid,
+            "messaging_service_sid": "MG" + "2" * 32,
+            "friendly_name": one.get("FriendlyName"), "unique_name": name,
+            "attributes": one.get("Attributes", "{}"), "state": one.get("State", "active"),
+            "date_created": one.get("DateCreated", now), "date_updated": now,
+            "timers": {}, "url": url, "bindings": None,
+            "links": {"participants": f"{url}/Participants", "messages": f"{url}/Messages",
+                      "webhooks": f"{url}/Webhooks"},
+        }
+        self.state.conversations[sid] = conversation
+        self.state.participants[sid] = []
+        self.state.messages[sid] = []
+        self.state.webhooks[sid] = []
+        return conversation
+
+    def _participants(self, method: str, sid: str, rest: List[str],
+                      one: Dict[str, str]) -> Tuple:
+        items = self.state.participants[sid]
+        base = f"/v1/Conversations/{sid}/Participants"
+        if not rest and method == "POST":
+            identity = one.get("Identity")
+            if identity and any(p["identity"] == identity for p in items):
+                raise _TwilioError(409, 50433, "Participant already exists")
+            now = _iso(_now())
+            participant_sid = _sid("MB")
+            participant = {
+                "account_sid": self.account_sid, "conversation_sid": sid,
+                "sid": participant_sid, "identity": identity,
+                "attributes": one.get("Attributes", "{}"),
+                "messaging_binding": None, "role_sid": "RL" + "3" * 32,
+                "date_created": now, "date_updated": now,
+                "url": f"{CONVERSATIONS_HOST}{base}/{participant_sid}",
+                "last_read_message_index": None, "last_read_timestamp": None,
+            }
+            items.append(participant)
+            return (201, participant)
+        if not rest and method == "GET":
+            return (200, _page("participants", items, base, int(one.get("PageSize", 50))))
+        participant = next((p for p in items if p["sid"] == rest[0]
+                            or p["identity"] == rest[0]), None) if rest else None
+        if participant is None:
+            raise _TwilioError(404, 20404, "Participant not found")
+        if method == "DELETE":
+            items.remove(participant)
+            return (204, {})
+        return (200, participant)
+
+    def _add_message(self, sid: str, author: str, body: str, attributes: str,
+                     date_created: Optional[str] = None) -> Dict[str, Any]:
+        items = self.state.messages[sid]
+        now = _iso(_now())
+        message_sid = _sid("IM")
+        participant = next((p for p in self.state.participants[sid]
+                            if p["identity"] == author), None)
+        url = f"{CONVERSATIONS_HOST}/v1/Conversations/{sid}/Messages/{message_sid}"
+        message = {
+            "account_sid": self.account_sid, "conversation_sid": sid, "sid": message_sid,
+            "index": len(items), "author": author, "body": body, "media": None,
+            "attributes": attributes or "{}",
+            "participant_sid": participant["sid"] if participant else None,
+            "date_created": date_created or now, "date_updated": now, "url": url,
+            "delivery": None, "links": {"delivery_receipts": f"{url}/Receipts"},
+            "content_sid": None,
+        }
+        items.append(message)
+        return message
+
+    def _messages(self, method: str, sid: str, rest: List[str], one: Dict[str, str],
+                  webhook_enabled: bool) -> Tuple:
+        base = f"/v1/Conversations/{sid}/Messages"
+        if not rest and method == "POST":
+            if self.state.conversations[sid]["state"] == "closed":
+                raise _TwilioError(409, 50407, "Conversation is closed")
+            message = self._add_message(sid, one.get("Author", "system"), one.get("Body", ""),
+                                        one.get("Attributes", "{}"), one.get("DateCreated"))
+            jobs = [self._fire(sid, "onMessageAdded", self._message_params(message, "API"))] \
+                if webhook_enabled else []
+            return (201, message, jobs)
+        if not rest and method == "GET":
+            return (200, _page("messages", self.state.messages[sid], base,
+                               int(one.get("PageSize", 50))))
+        message = next((m for m in self.state.messages[sid] if m["sid"] == rest[0]), None)
+        if message is None:
+            raise _TwilioError(404, 20404, "Message not found")
+        return (200, message)
+
+    def _webhooks(self, method: str, sid: str, rest: List[str], one: Dict[str, str],
+                  fields: Dict[str, List[str]]) -> Tuple:
+        items = self.state.webhooks[sid]
+        base = f"/v1/Conversations/{sid}/Webhooks"
+        if not rest and method == "POST":
+            target = one.get("Target")
+            if target not in ("webhook", "studio", "trigger"):
+                raise _TwilioError(400, 20001, "Invalid Target")
+            if target == "webhook" and not one.get("Configuration.Url"):
+                raise _TwilioError(400, 20001, "Configuration.Url is required")
+            if len(items) >= 5:
+                raise _TwilioError(400, 50518, "At most 5 webhooks per conversation")
+            now = _iso(_now())
+            webhook_sid = _sid("WH")
+            webhook = {
+                "sid": webhook_sid, "account_sid": self.account_sid, "conversation_sid": sid,
+                "target": target, "url": f"{CONVERSATIONS_HOST}{base}/{webhook_sid}",
+                "configuration": {
+                    "url": one.get("Configuration.Url"),
+                    "method": one.get("Configuration.Method", "POST"),
+                    "filters": fields.get("Configuration.Filters", []),
+                    "triggers": fields.get("Configuration.Triggers", []),
+                    "flow_sid": one.get("Configuration.FlowSid"),
+                },
+                "date_created": now, "date_updated": now,
+            }
+            items.append(webhook)
+            jobs = []
+            if target == "webhook" and one.get("Configuration.ReplayAfter") is not None:
+                after = int(one["Configuration.ReplayAfter"])
+                jobs = [self._replay(webhook, [m for m in self.state.messages[sid]
+                                               if m["index"] >= after])]
+            return (201, webhook, jobs)
+        if not rest and method == "GET":
+            return (200, _page("webhooks", items, base, int(one.get("PageSize", 50))))
+        webhook = next((w for w in items if w["sid"] == rest[0]), None) if rest else None
+        if webhook is None:
+            raise _TwilioError(404, 20404, "Webhook not found")
+        if method == "DELETE":
+            items.remove(webhook)
+            return (204, {})
+        return (200, webhook)
+
+    def _message_params(self, message: Dict[str, Any], source: str) -> Dict[str, str]:
+        return {
+            "AccountSid": self.account_sid, "EventType": "onMessageAdded",
+            "ConversationSid": message["conversation_sid"], "MessageSid": message["sid"],
+            "MessagingServiceSid": "MG" + "2" * 32, "ChatServiceSid": self.chat_service_sid,
+            "Index": str(message["index"]), "DateCreated": message["date_created"],
+            "Body": message["body"] or "", "Author": message["author"] or "",
+            "ParticipantSid": message["participant_sid"] or "",
+            "Attributes": message["attributes"] or "{}", "Source": source,
+            "ClientIdentity": message["author"] or "", "RetryCount": "0",
+        }
+
+    async def _replay(self, webhook: Dict[str, Any], messages: List[Dict[str, Any]]
+                      ) -> List[Delivery]:
+        """``ReplayAfter``: send ``onMessageAdded`` for existing messages to a new webhook."""
+        if "onMessageAdded" not in webhook["configuration"]["filters"]:
+            return []
+        sent = []
+        for message in messages:
+            params = {**self._message_params(message, "SDK"), "WebhookSid": webhook["sid"],
+                      "WebhookType": "webhook"}
+            sent.append(await self._deliver(webhook["configuration"]["url"], params))
+        return sent
+
+    async def _agent_says(self, sid: str, author: str, body: str,
+                          attributes: Optional[Dict[str, Any]]) -> Tuple[Dict[str, Any],
+                                                                          List[Delivery]]:
+        with self._lock:
+            self._require(sid)
+            message = self._add_message(sid, author, body, json.dumps(attributes or {}))
+            params = self._message_params(message, "SDK")
+        return dict(message), await self._fire(sid, "onMessageAdded", params)
+
+    async def _set_state(self, sid: str, state: str, *, fire: bool, reason: str
+                         ) -> List[Delivery]:
+        with self._lock:
+            job = self._apply_state(sid, state, reason=reason)
+        if not fire:
+            job.close()
+            return []
+        return await job
+
+    def _apply_state(self, sid: str, state: str, *, reason: str) -> Any:
+        """Change the state now; returns the coroutine that sends the webhooks."""
+        with self._lock:
+            conversation = self._require(sid)
+            previous = conversation["state"]
+            conversation["state"] = state
+            conversation["date_updated"] = _iso(_now())
+            common = {"AccountSid": self.account_sid, "ConversationSid": sid,
+                      "ChatServiceSid": self.chat_service_sid,
+                      "MessagingServiceSid": conversation["messaging_service_sid"],
+                      "DateUpdated": conversation["date_updated"]}
+            updated = {**common, "EventType": "onConversationUpdated",
+                       "DateCreated": conversation["date_created"],
+                       "FriendlyName": conversation["friendly_name"] or "",
+                       "UniqueName": conversation["unique_name"] or "",
+                       "Attributes": conversation["attributes"] or "{}", "State": state}
+            changed = {**common, "EventType": "onConversationStateUpdated",
+                       "StateFrom": previous, "StateTo": state, "Reason": reason}
+
+        async def fire() -> List[Delivery]:
+            if previous == state:
+                return []
+            return await self._fire(sid, "onConversationStateUpdated", changed) + \
+                await self._fire(sid, "onConversationUpdated", updated)
+
+        return fire()
+
+    async def _fire(self, sid: str, event: str, params: Dict[str, str]) -> List[Delivery]:
+        with self._lock:
+            hooks = [w for w in self.state.webhooks.get(sid, [])
+                     if w["target"] == "webhook" and event in w["configuration"]["filters"]]
+        sent = []
+        for hook in hooks:
+            sent.append(await self._deliver(hook["configuration"]["url"],
+                                            {**params, "WebhookSid": hook["sid"],
+                                             "WebhookType": "webhook"}))
+        return sent
+
+    async def _deliver(self, url: str, params: Dict[str, str], *, token: Optional[str] = None,
+                       signature: Optional[str] = None) -> Delivery:
+        params = {k: v for k, v in params.items() if v is not None}
+        token = token or secrets.token_hex(16)
+        headers = {
+            "X-Twilio-Signature": signature if signature is not None else sign(
+                self.auth_token, url, params),
+            "I-Twilio-Idempotency-Token": token,
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        target = url
+        with self._lock:
+            for public, actual in sorted(self.routes.items(), key=lambda r: -len(r[0])):
+                if url.startswith(public):
+                    target = actual + url[len(public):]
+                    break
+        try:
+            async with ClientSession(timeout=ClientTimeout(total=5), trust_env=False) as http:
+                async with http.post(target, data=params, headers=headers) as response:
+                    delivery = Delivery(url, params, token, response.status,
+                                        await response.text())
+        except Exception as error:  # noqa: BLE001 - recorded as a failed delivery
+            delivery = Delivery(url, params, token, 0, f"{type(error).__name__}: {error}")
+        with self._lock:
+            self.deliveries.append(delivery)
+        return delivery
+
+    # ------------------------------------------------------------------ Calls
+
+    def _calls_api(self, method: str, rest: List[str], one: Dict[str, str],
+                   fields: Dict[str, List[str]]) -> Tuple:
+        account, rest = rest[0], rest[1:]
+        if account != self.account_sid:
+            raise _TwilioError(404, 20404, "Account not found")
+        base = f"/2010-04-01/Accounts/{account}/Calls"
+        if rest == ["Calls.json"]:
+            if method == "POST":
+                for required in ("To", "From"):
+                    if not one.get(required):
+                        raise _TwilioError(400, 21201, f"No '{required}' number is specified")
+                if not (one.get("Url") or one.get("Twiml") or one.get("ApplicationSid")):
+                    raise _TwilioError(400, 21205, "Url, Twiml or ApplicationSid is required")
+                return (201, _public(self._create_call(one, fields, base)))
+            if method == "GET":
+                items = list(self.state.calls.values())
+                return (200, _page("calls", items, f"{base}.json",
+                                   int(one.get("PageSize", 50)), api2010=True))
+        if len(rest) == 2 and rest[0] == "Calls" and rest[1].endswith(".json"):
+            call = self.state.calls.get(rest[1][:-5])
+            if call is None:
+                raise _TwilioError(404, 20404, "Call not found")
+            if method == "GET":
+                return (200, _public(call))
+            if method == "POST":
+                jobs = []
+                if one.get("Url") or one.get("Twiml"):
+                    call["_instructions"] = one.get("Url") or one.get("Twiml")
+                status = one.get("Status")
+                if status == "completed" and call["status"] in ("in-progress", "ringing",
+                                                                "queued"):
+                    jobs.append(self._apply_call(call["sid"], "completed", {}))
+                elif status == "canceled" and call["status"] in ("queued", "ringing"):
+                    jobs.append(self._apply_call(call["sid"], "canceled", {}))
+                elif status:
+                    raise _TwilioError(400, 21220, f"Cannot set {status} on a "
+                                                   f"{call['status']} call")
+                return (200, _public(call), jobs)
+            if method == "DELETE":
+                del self.state.calls[call["sid"]]
+                return (204, {})
+        raise _TwilioError(404, 20404, "Not found")
+
+    def _create_call(self, one: Dict[str, str], fields: Dict[str, List[str]],
+                     base: str) -> Dict[str, Any]:
+        sid = _sid("CA")
+        now = format_datetime(_now())
+        call = {
+            "sid": sid, "date_created": now, "date_updated": now, "parent_call_sid": None,
+            "account_sid": self.account_sid, "to": one["To"], "to_formatted": one["To"],
+            "from": one["From"], "from_formatted": one["From"], "phone_number_sid": None,
+            "status": "queued", "start_time": None, "end_time": None, "duration": None,
+            "price": None, "price_unit": "USD", "direction": "outbound-api",
+            "answered_by": None, "api_version": "2010-04-01", "forwarded_from": None,
+            "group_sid": None, "caller_name": None, "queue_time": "0", "trunk_sid": None,
+            "uri": f"{base}/{sid}.json",
+            "subresource_uris": {"notifications": f"{base}/{sid}/Notifications.json",
+                                 "recordings": f"{base}/{sid}/Recordings.json"},
+            "_instructions": one.get("Url") or one.get("Twiml"),
+            "_status_callback": one.get("StatusCallback"),
+            "_status_callback_method": one.get("StatusCallbackMethod", "POST"),
+            "_status_callback_events": fields.get("StatusCallbackEvent") or ["completed"],
+        }
+        self.state.calls[sid] = call
+        return call
+
+    async def _advance_call(self, sid: str, status: str, extra: Dict[str, str]
+                            ) -> List[Delivery]:
+        return await self._apply_call(sid, status, extra)
+
+    def _apply_call(self, sid: str, status: str, extra: Dict[str, str]) -> Any:
+        """Change the call now; returns the coroutine that sends the status callback."""
+        event_of = {"initiated": "initiated", "ringing": "ringing",
+                    "in-progress": "answered", "completed": "completed", "busy": "completed",
+                    "no-answer": "completed", "failed": "completed", "canceled": "completed"}
+        with self._lock:
+            call = self.state.calls.get(sid)
+            if call is None:
+                raise KeyError(f"No call {sid}")
+            now = _now()
+            call["status"] = status
+            call["date_updated"] = format_datetime(now)
+            if status == "in-progress" and call["start_time"] is None:
+                call["start_time"] = format_datetime(now)
+            if event_of.get(status) == "completed":
+                call["end_time"] = format_datetime(now)
+                call["duration"] = call.get("duration") or "0"
+            url = call["_status_callback"]
+            wanted = event_of.get(status) in call["_status_callback_events"]
+            params = {"AccountSid": self.account_sid, "CallSid": sid, "CallStatus": status,
+                      "To": call["to"], "From": call["from"], "Direction": "outbound-api",
+                      "ApiVersion": "2010-04-01", "Timestamp": format_datetime(now),
+                      "CallbackSource": "call-progress-events",
+                      "SequenceNumber": str(call.setdefault("_sequence", 0)), **extra}
+            if event_of.get(status) == "completed":
+                params["CallDuration"] = call["duration"]
+            call["_sequence"] += 1
+
+        async def fire() -> List[Delivery]:
+            if not url or not wanted:
+                return []
+            return [await self._deliver(url, params)]
+
+        return fire()
+
+
+class _TwilioError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _error(status: int, code: int, message: str,
+           headers: Optional[Dict[str, str]] = None) -> web.Response:
+    return web.json_response({"code": code, "message": message,
+                              "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                              "status": status}, status=status, headers=headers)
+
+
+def _page(key: str, items: List[Dict[str, Any]], path: str, page_size: int,
+          api2010: bool = False) -> Dict[str, Any]:
+    shown = [{k: v for k, v in item.items() if not k.startswith("_")}
+             for item in items[:max(1, page_size)]]
+    if api2010:
+        return {key: shown, "page": 0, "page_size": page_size, "start": 0,
+                "end": max(0, len(shown) - 1), "first_page_uri": f"{path}?Page=0",
+                "next_page_uri": None, "previous_page_uri": None, "uri": path}
+    host = CONVERSATIONS_HOST
+    return {key: shown, "meta": {
+        "page": 0, "page_size": page_size, "first_page_url": f"{host}{path}?PageSize="
+        f"{page_size}&Page=0", "previous_page_url": None, "url": f"{host}{path}",
+        "next_page_url": None, "key": key}}
+
+
+def _public(item: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+def public_path(url: str) -> str:
+    """The path of a URL (helper for tests)."""
+    return urlsplit(url).path

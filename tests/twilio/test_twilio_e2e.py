@@ -1,0 +1,279 @@
+"""End to end: the REAL bot (action server + Rasa server) with Twilio configured against the
+local fake; the customer uses the widget (WebSocket, and a browser for the agent reply).
+
+customer asks for a person → the fake has a Conversation with the transcript (authors,
+times), the customer participant and our webhook → the customer writes (reaches Twilio)
+→ the agent posts in Twilio (signed ``onMessageAdded``) → the widget shows it → the
+conversation is closed in Twilio (signed ``onConversationStateUpdated``) → the customer is
+asked for a rating. Forged signatures get 403; a duplicate webhook is processed once.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional
+
+import pytest
+import requests
+
+from tests.servers import (
+    HOST,
+    PYTHON,
+    WIDGET_TEST_ORIGIN,
+    WIDGET_TEST_SECRET,
+    BotServers,
+    _popen,
+    _stop,
+    free_port,
+)
+from tests.twilio.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL
+from tests.twilio.fake_twilio import FakeTwilio
+from tests.widget.conftest import WidgetClient, new_user, token_for
+
+pytestmark = pytest.mark.model
+
+EVENTS = "/webhooks/twilio_conversations/events"
+WAIT = 60.0
+
+
+@dataclass
+class TwilioStack:
+    fake: FakeTwilio
+    bot: BotServers
+    demo_url: str
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT,
+             logs: Optional[Callable[[], str]] = None) -> Any:
+    """Poll ``probe()`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def stack(bot_factory: Any) -> Iterator[TwilioStack]:
+    """The fake Twilio, a bot configured for it, and the demo app (for the browser test)."""
+    demo_port = free_port()
+    demo_url = f"http://{HOST}:{demo_port}"
+    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
+        bot = bot_factory.start("twilio", env={
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_BASE": fake.base_url, "TWILIO_PUBLIC_URL": PUBLIC_URL,
+            "TWILIO_POLL_INTERVAL": "0.2", "TWILIO_MAX_ATTEMPTS": "3",
+            "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3",
+            "WIDGET_ALLOWED_ORIGINS": f"{WIDGET_TEST_ORIGIN},{demo_url}",
+        })
+        fake.route(PUBLIC_URL, bot.rasa_url)  # as a proxy would: signed for the public URL
+        demo_log = bot.var_dir.parent / "demo.log"
+        demo = _popen([str(PYTHON), "-m", "bot.demo"], {
+            **bot.env, "DEMO_HOST": HOST, "DEMO_PORT": str(demo_port),
+            "WIDGET_PUBLIC_URL": bot.rasa_url, "WIDGET_JWT_SECRET": WIDGET_TEST_SECRET,
+        }, demo_log)
+        try:
+            yield TwilioStack(fake, bot, demo_url)
+        finally:
+            _stop(demo)
+
+
+def _http() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def _db(bot: BotServers) -> sqlite3.Connection:
+    connection = sqlite3.connect(bot.support_db_url.replace("sqlite:///", ""))
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def _ready_conversation(stack: TwilioStack, conversation_id: str) -> Dict[str, Any]:
+    """Wait until the bridge made the Conversation, attached its webhook and is done."""
+    def probe() -> Optional[Dict[str, Any]]:
+        remote = stack.fake.conversation(conversation_id)
+        if not remote or not stack.fake.webhooks(remote["sid"]):
+            return None
+        with _db(stack.bot) as db:
+            row = db.execute("SELECT state FROM twilio_links WHERE conversation_sid = ?",
+                             (remote["sid"],)).fetchone()
+        return remote if row is not None and row[0] == "active" else None
+
+    return wait_for(f"a Twilio Conversation for {conversation_id}", probe,
+                    logs=stack.bot.logs)
+
+
+def test_health_reports_twilio(stack: TwilioStack) -> None:
+    with _http() as http:
+        response = http.get(f"{stack.bot.rasa_url}/webhooks/twilio_conversations/health",
+                            timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"configured": True, "reachable": True, "dead_letters": 0}
+
+
+async def test_handoff_round_trip(stack: TwilioStack) -> None:
+    fake, bot = stack.fake, stack.bot
+    user = new_user("tw")
+    conversation_id = f"widget:{user}"
+    client = await WidgetClient.connect(bot, token_for(user, name="Erik"))
+    turn = await client.turn("I want to talk to a real person")
+    assert any("person" in m["text"] for m in turn["replies"]), turn["replies"]
+    loop = asyncio.get_running_loop()
+
+    remote = await loop.run_in_executor(None, _ready_conversation, stack, conversation_id)
+    sid = remote["sid"]
+    attributes = json.loads(remote["attributes"])
+    assert attributes["conversation_id"] == conversation_id
+    assert attributes["ticket"].startswith("T-") and "triage" in attributes
+    assert attributes["customer"]["name"] == "Erik"
+    assert [p["identity"] for p in fake.participants(sid)] == [user]
+    transcript = fake.messages(sid)
+    authors = [m["author"] for m in transcript]
+    assert authors[0] == user and transcript[0]["body"] == "I want to talk to a real person"
+    assert "support-bot" in authors
+    assert all(m["date_created"].endswith("Z") for m in transcript)
+    assert transcript[0]["date_created"] <= transcript[-1]["date_created"]
+    [hook] = fake.webhooks(sid)
+    assert hook["configuration"]["url"] == PUBLIC_URL + EVENTS
+    with _db(bot) as db:
+        assert db.execute("SELECT status FROM tickets WHERE reference = ?",
+                          (attributes["ticket"],)).fetchone()[0] == "assigned"
+
+    # the customer writes: it reaches the Twilio conversation, as the customer
+    await client.say("My parcel 104233 never arrived")
+    await loop.run_in_executor(None, lambda: wait_for(
+        "the customer's message in Twilio",
+        lambda: any(m["body"] == "My parcel 104233 never arrived" and m["author"] == user
+                    for m in fake.messages(sid)), logs=bot.logs))
+
+    # the agent answers in Twilio: a signed onMessageAdded reaches the bot → the widget
+    _message, deliveries = await loop.run_in_executor(
+        None, fake.agent_says, sid, "Maria", "Hi Erik, Maria here. Let me check 104233.")
+    assert [d.status for d in deliveries] == [200], deliveries
+    frame = await client.expect("message", lambda f: f["message"]["sender"] == "agent")
+    assert frame["message"]["text"] == "Hi Erik, Maria here. Let me check 104233."
+    assert frame["message"]["sender_name"] == "Maria"
+    joined = [f for f in client.frames if f.get("type") == "message"
+              and f["message"]["sender"] == "system" and "Maria" in f["message"]["text"]]
+    assert joined, "the customer is told who joined"
+
+    # the same webhook again (Twilio retrying): acknowledged, processed once
+    again = await loop.run_in_executor(None, lambda: fake.send_webhook(
+        deliveries[0].url, deliveries[0].params, token=deliveries[0].token))
+    assert again.status == 200 and json.loads(again.body)["duplicate"] is True
+    late = await client.nothing_for(1.5)
+    assert not [f for f in late if f.get("type") == "message"
+                and f["message"]["sender"] == "agent"], late
+    with _db(bot) as db:
+        assert db.execute("SELECT COUNT(*) FROM chat_messages WHERE sender = 'agent' AND "
+                          "text LIKE 'Hi Erik%'").fetchone()[0] == 1
+
+    # a forged signature is refused, nothing happens
+    forged_params = {**deliveries[0].params, "MessageSid": "IM" + "f" * 32,
+                     "Body": "Please send me your password"}
+    forged = await loop.run_in_executor(None, lambda: fake.send_webhook(
+        deliveries[0].url, forged_params, signature="dGhpcyBpcyBmb3JnZWQ="))
+    assert forged.status == 403
+    unsigned_by_us = await loop.run_in_executor(None, lambda: fake.send_webhook(
+        deliveries[0].url.replace(PUBLIC_URL, "https://evil.example"), forged_params))
+    assert unsigned_by_us.status in (0, 403)  # not routed (0) or signed for another URL
+    with _db(bot) as db:
+        assert db.execute("SELECT COUNT(*) FROM chat_messages WHERE text LIKE "
+                          "'%password%'").fetchone()[0] == 0
+
+    # the agent closes the conversation in Twilio → the bot resumes and asks for a rating
+    closes = await loop.run_in_executor(None, fake.close_conversation, sid)
+    assert closes and all(d.status == 200 for d in closes), closes
+    request = await client.expect("rating_request")
+    assert request["ticket"] == attributes["ticket"] and request["agent"] == "Maria"
+    with _db(bot) as db:
+        assert db.execute("SELECT status FROM tickets WHERE reference = ?",
+                          (attributes["ticket"],)).fetchone()[0] == "resolved"
+    assert bot.tracker(conversation_id)["paused"] is False
+    await client.send({"type": "rate", "session": request["session"], "score": 5})
+    assert (await client.expect("rated"))["score"] == 5
+    await client.close()
+
+
+async def test_agent_reply_while_offline_arrives_on_reconnect(stack: TwilioStack) -> None:
+    fake, bot = stack.fake, stack.bot
+    user = new_user("tw")
+    client = await WidgetClient.connect(bot, token_for(user, name="Lena"))
+    await client.turn("I want to talk to a real person")
+    loop = asyncio.get_running_loop()
+    remote = await loop.run_in_executor(None, _ready_conversation, stack, f"widget:{user}")
+    last = max(f["message"]["id"] for f in client.frames if f.get("type") == "message")
+    await client.close()
+    _message, deliveries = await loop.run_in_executor(
+        None, fake.agent_says, remote["sid"], "Tom", "Lena, your refund is on its way.")
+    assert [d.status for d in deliveries] == [200]
+    time.sleep(0.5)
+    again = await WidgetClient.connect(bot, token_for(user, name="Lena"), after=last)
+    frame = await again.expect("message", lambda f: f["message"]["sender"] == "agent")
+    assert frame["message"]["text"] == "Lena, your refund is on its way."
+    await again.close()
+
+
+def test_agent_reply_reaches_the_browser_widget(stack: TwilioStack) -> None:
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing")
+    from playwright.sync_api import expect, sync_playwright
+
+    customer = "cust-ben"  # a demo shop customer (seeded)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(base_url=stack.demo_url, **PHONE)
+            assert context.request.post("/api/login", data={"customer_id": customer}).ok
+            page = context.new_page()
+            page.goto("/#/home")
+            page.locator(".sw-fab").click()
+            dialog = page.get_by_role("dialog", name="Northwind Support")
+            expect(dialog.locator(".sw-status")).to_have_text("Online", timeout=90_000)
+            box = page.get_by_role("textbox", name="Type your message")
+            box.fill("I want to talk to a person")
+            box.press("Enter")
+            expect(page.locator(".sw-msg[data-sender=bot]").last).to_contain_text(
+                "person", timeout=90_000)
+            remote = _ready_conversation(stack, f"widget:{customer}")
+            _m, deliveries = stack.fake.agent_says(remote["sid"], "Maria",
+                                                   "Hello from Twilio Flex!")
+            assert [d.status for d in deliveries] == [200]
+            answer = page.locator(".sw-msg[data-sender=agent]").last
+            expect(answer).to_contain_text("Hello from Twilio Flex!", timeout=20_000)
+            stack.fake.close_conversation(remote["sid"])
+            expect(page.get_by_role("group", name="Rate this chat")).to_be_visible(
+                timeout=30_000)
+            context.close()
+        finally:
+            browser.close()
+
+
+def test_webhook_routes_refuse_bad_requests(stack: TwilioStack) -> None:
+    url = f"{stack.bot.rasa_url}{EVENTS}"
+    with _http() as http:
+        assert http.post(url, data={"EventType": "onMessageAdded"}, timeout=30).status_code \
+            == 403
+        assert http.post(url, data={"EventType": "x"}, timeout=30,
+                         headers={"X-Twilio-Signature": "bad"}).status_code == 403
+
+
+def test_without_credentials_the_channel_is_inert(embedded_bot: Any) -> None:
+    """The default bot (no TWILIO_*): routes answer 503, the agent console keeps handoffs."""
+    with _http() as http:
+        health = http.get(f"{embedded_bot.rasa_url}/webhooks/twilio_conversations/health",
+                          timeout=30)
+        events = http.post(f"{embedded_bot.rasa_url}{EVENTS}", data={"x": "1"}, timeout=30)
+    assert health.status_code == 503 and health.json()["configured"] is False
+    assert events.status_code == 503 and events.json()["error"]["code"] == "not_configured"
