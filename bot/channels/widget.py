@@ -266,6 +266,11 @@ class WidgetInput(InputChannel):
             self._app = app
             # Frames above the limit are refused by the WebSocket layer (close 1009).
             app.config.WEBSOCKET_MAX_SIZE = self.config.max_frame_bytes
+            # On shutdown our sockets are closed with 1001 (clients reconnect elsewhere);
+            # don't keep the process alive for Sanic's default 15 s grace period.
+            app.config.GRACEFUL_SHUTDOWN_TIMEOUT = min(
+                float(app.config.get("GRACEFUL_SHUTDOWN_TIMEOUT", 15.0)), 3.0
+            )
 
         @bp.listener("before_server_stop")
         async def _shutdown(_app: Any, _loop: Any) -> None:
