@@ -22,6 +22,7 @@ topic                       other fields                                  publis
 ``ticket.claimed``          ``ticket`` (reference), ``agent_name``         agent console
 ``ticket.transferred``      ``ticket``, ``agent_name``                     agent console
 ``ticket.resolved``         ``ticket``, ``agent_name``                     agent console
+``call.state``              ``frame`` (a ``call`` frame), ``message``      Twilio Voice
 =========================== ============================================= ===============
 """
 from __future__ import annotations

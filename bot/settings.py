@@ -77,6 +77,15 @@ class Settings:
     twilio_webhook_filters: Tuple[str, ...] = (
         "onMessageAdded", "onConversationUpdated", "onConversationStateUpdated")
     twilio_handoff_delay: float = 1.0
+    # --- Twilio Voice call-backs (bot/twilio/voice.py, docs/twilio.md "Voice") ---
+    twilio_voice_from: Optional[str] = None
+    support_line_number: Optional[str] = None
+    twilio_callback_poll: float = 5.0
+    twilio_callback_max_late: int = 900
+    twilio_callback_stale: int = 120
+    twilio_callback_greeting: str = (
+        "Hello, this is the call-back you booked with Northwind Support. "
+        "Please hold while we connect you to an agent.")
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -204,6 +213,15 @@ def get_settings() -> Settings:
                 "onMessageAdded,onConversationUpdated,onConversationStateUpdated").split(",")
             if name.strip()),
         twilio_handoff_delay=_float("TWILIO_HANDOFF_DELAY", 1.0),
+        twilio_voice_from=os.environ.get("TWILIO_VOICE_FROM", "").strip() or None,
+        support_line_number=os.environ.get("SUPPORT_LINE_NUMBER", "").strip() or None,
+        twilio_callback_poll=_float("TWILIO_CALLBACK_POLL", 5.0, minimum=0.05),
+        twilio_callback_max_late=_int("TWILIO_CALLBACK_MAX_LATE", 900, minimum=0),
+        twilio_callback_stale=_int("TWILIO_CALLBACK_STALE", 120, minimum=1),
+        twilio_callback_greeting=_env(
+            "TWILIO_CALLBACK_GREETING",
+            "Hello, this is the call-back you booked with Northwind Support. "
+            "Please hold while we connect you to an agent."),
     )
 
 

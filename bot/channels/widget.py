@@ -186,6 +186,7 @@ class WidgetInput(InputChannel):
         """Customer typing events that passed the rate limit: (conversation, state, time)."""
         self._app: Any = None
         self._on_new_message: Optional[OnNewMessage] = None
+        self._call_subscribed = False
 
     @classmethod
     def name(cls) -> Text:
@@ -259,6 +260,11 @@ class WidgetInput(InputChannel):
         """The Sanic blueprint with the WebSocket, REST and asset routes."""
         self._on_new_message = on_new_message
         self.bridge.subscribe()
+        if not self._call_subscribed:  # Twilio Voice call-backs (bot/twilio/voice.py)
+            from bot.live import bus
+
+            bus().subscribe("call.state", self._on_call_state)
+            self._call_subscribed = True
         bp = Blueprint("widget_webhook", __name__)
 
         @bp.listener("before_server_start")
@@ -498,6 +504,7 @@ class WidgetInput(InputChannel):
             )
             for message in replay:
                 await connection.send({"type": "message", "message": message.to_wire()})
+            await self._send_call_state(connection)
             while not connection.closed:
                 raw = await ws.recv()
                 if raw is None:
@@ -572,6 +579,7 @@ class WidgetInput(InputChannel):
             "end": self._on_end,
             "rate": self._on_rate,
             "ping": self._on_ping,
+            "end_call": self._on_end_call,
         }.get(kind if isinstance(kind, str) else "")
         if handler is None:
             await connection.send(
@@ -859,6 +867,31 @@ class WidgetInput(InputChannel):
 
     async def _on_ping(self, connection: Connection, _frame: Dict[str, Any]) -> None:
         await connection.send({"type": "pong"})
+
+    # ------------------------------------------- call-backs (bot/twilio/voice.py)
+
+    async def _on_end_call(self, connection: Connection, frame: Dict[str, Any]) -> None:
+        from bot.twilio.voice import end_call
+
+        await connection.send(await end_call(connection.conversation_id, frame))
+
+    async def _on_call_state(self, event: Dict[str, Any]) -> None:
+        """Bus ``call.state``: the system message (if any), then the ``call`` frame."""
+        conversation_id = event["conversation_id"]
+        if event.get("message"):
+            await self.hub.push(conversation_id, {"type": "message", "message": event["message"]})
+        await self.hub.push(conversation_id, event["frame"])
+
+    async def _send_call_state(self, connection: Connection) -> None:
+        try:
+            from bot.twilio.voice import current_call_frame
+
+            frame = await current_call_frame(connection.conversation_id)
+        except Exception:  # noqa: BLE001 - the chat works without it
+            logger.exception("Could not read the call state of %s", connection.conversation_id)
+            return
+        if frame is not None:
+            await connection.send(frame)
 
     async def _end_session(self, customer: Customer) -> int:
         """End the chat session; returns the new session number."""

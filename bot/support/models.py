@@ -62,7 +62,15 @@ PRIORITIES: Tuple[str, ...] = ("low", "normal", "high", "urgent")
 
 TICKET_STATUSES: Tuple[str, ...] = ("open", "queued", "assigned", "resolved", "closed")
 CLOSED_TICKET_STATUSES: Tuple[str, ...] = ("resolved", "closed")
-CALLBACK_STATUSES: Tuple[str, ...] = ("scheduled", "cancelled", "done")
+CALLBACK_STATUSES: Tuple[str, ...] = (
+    "scheduled", "cancelled", "done",
+    # Twilio Voice (bot/twilio/voice.py, docs/twilio.md): the scheduler claimed it
+    # (calling), the customer answered (in_progress), and how the call ended
+    "calling", "in_progress", "completed", "no_answer", "failed", "missed",
+)
+"""scheduled → calling → in_progress → completed (or no_answer/failed/cancelled); missed:
+found too late to call. Only ``scheduled`` call-backs can be moved or cancelled. The placed
+call itself is in ``twilio_calls`` (:class:`bot.twilio.models.TwilioCall`)."""
 HANDOFF_STATUSES: Tuple[str, ...] = ("queued",)
 CONVERSATION_STATES: Tuple[str, ...] = ("bot", "queued", "assigned", "resolved", "closed")
 """bot: the assistant answers; queued: waiting for a person; assigned: an agent owns it;

@@ -8,6 +8,8 @@
   an aiohttp transport whose base URL can be redirected, e.g. to a local fake in tests).
 * :mod:`bot.twilio.store`: the tables of this integration and its ``do_*`` writes.
 * :mod:`bot.twilio.deadletters`: the operator command (``list``/``show``/``replay``).
+* :mod:`bot.twilio.voice` / :mod:`bot.twilio.voice_store`: call-backs placed with Twilio
+  Voice (persistent scheduler, call status webhooks, the widget's "End call").
 
 Setup and flow: ``docs/twilio.md``.
 """

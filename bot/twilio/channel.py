@@ -7,6 +7,9 @@ routes under ``/webhooks/twilio_conversations/``:
   against ``TWILIO_PUBLIC_URL`` + the request path (403 otherwise); duplicates (same
   ``I-Twilio-Idempotency-Token`` or message SID) are acknowledged and ignored; the work
   is done in the background, so Twilio gets its 200 well inside its 5 s limit.
+* ``POST /voice/status``: call status callbacks of call-backs placed with Twilio Voice
+  (same signature check; deduplicated per ``CallSid`` + ``CallStatus``), see
+  :mod:`bot.twilio.voice`.
 * ``GET /health``: ``{"configured", "reachable", "dead_letters"}``.
 
 Without ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN`` the channel is inert: every route
@@ -15,6 +18,8 @@ answers 503 ``not_configured`` and nothing runs in the background.
 When configured, the channel (in the Rasa server process) tails ``audit_log`` for
 ``handoff.recorded`` rows (handoffs happen in the action server) and subscribes to the
 live bus (``customer.message``, ``conversation.ended``), see :mod:`bot.twilio.bridge`.
+With ``TWILIO_VOICE_FROM`` and ``SUPPORT_LINE_NUMBER`` also set, it runs the call-back
+scheduler (:class:`bot.twilio.voice.VoiceService`).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from sanic.response import HTTPResponse
 from twilio.request_validator import RequestValidator
 
 from bot.twilio.bridge import CHANNEL_NAME, TwilioBridge, TwilioConfig
+from bot.twilio.voice import VoiceConfig, VoiceService
 
 __all__ = ["TwilioConversationsInput", "signature_valid"]
 
@@ -93,8 +99,10 @@ class TwilioConversationsInput(InputChannel):
         config: The bridge's settings (inert unless ``config.configured``).
     """
 
-    def __init__(self, config: TwilioConfig) -> None:
+    def __init__(self, config: TwilioConfig, voice: Optional[VoiceConfig] = None) -> None:
         self.config = config
+        self.voice_config = voice
+        self.voice: Optional[VoiceService] = None
         self.bridge: Optional[TwilioBridge] = None
         self._lock: Optional[asyncio.Lock] = None
         self._subscribed = False
@@ -123,7 +131,7 @@ class TwilioConversationsInput(InputChannel):
                 from dataclasses import replace
 
                 config = replace(config, public_url=str(credentials["public_url"]).rstrip("/"))
-        return cls(config)
+        return cls(config, VoiceConfig.from_settings(config.public_url, config.policy))
 
     async def ensure_bridge(self) -> TwilioBridge:
         """The bridge, made (store opened and migrated, bus subscribed) on first use."""
@@ -146,8 +154,25 @@ class TwilioConversationsInput(InputChannel):
         assert self.bridge is not None
         return self.bridge
 
+    async def ensure_voice(self) -> Optional[VoiceService]:
+        """The call-back service (made on first use; None unless Voice is configured)."""
+        if self.voice is None and self.config.configured and self.voice_config is not None \
+                and self.voice_config.enabled:
+            from bot.live import bus
+            from bot.twilio.voice_store import VoiceStore
+
+            bridge = await self.ensure_bridge()
+            if self.voice is None:
+                self.voice = VoiceService(self.voice_config, VoiceStore(bridge.store.engine),
+                                          bridge.api, publish=bus().publish,
+                                          claim_keys=bridge.store.do_claim_keys)
+        return self.voice
+
     async def close(self) -> None:
         """Unsubscribe, stop background work, dispose the store (server shutdown)."""
+        voice, self.voice = self.voice, None
+        if voice is not None:
+            await voice.close()
         bridge, self.bridge = self.bridge, None
         if bridge is None:
             return
@@ -177,6 +202,18 @@ class TwilioConversationsInput(InputChannel):
                             self.config.webhook_url)
             except Exception:  # noqa: BLE001 - the bot still serves customers
                 logger.exception("Could not start the Twilio Conversations bridge")
+                return
+            try:
+                voice = await self.ensure_voice()
+                if voice is None:
+                    logger.info("Twilio Voice call-backs not configured (TWILIO_VOICE_FROM, "
+                                "SUPPORT_LINE_NUMBER): call-backs are not placed.")
+                else:
+                    voice.start()
+                    logger.info("Twilio Voice call-backs on; status callbacks at %s",
+                                voice.config.status_url)
+            except Exception:  # noqa: BLE001 - the bot still serves customers
+                logger.exception("Could not start the call-back scheduler")
 
         @bp.listener("before_server_stop")
         async def _stop(_app: Any, _loop: Any) -> None:
@@ -208,9 +245,15 @@ class TwilioConversationsInput(InputChannel):
         async def events(request: Request) -> HTTPResponse:
             return await self._events(request)
 
+        @bp.route("/voice/status", methods=["POST"])
+        async def voice_status(request: Request) -> HTTPResponse:
+            return await self._voice_status(request)
+
         return bp
 
-    async def _events(self, request: Request) -> HTTPResponse:
+    async def _signed(self, request: Request) -> Any:
+        """The request's form parameters if it is a validly signed Twilio webhook, else the
+        error response (503 not configured, 413, 400, 403)."""
         if not self.config.configured:
             return _not_configured()
         if len(request.body or b"") > MAX_BODY_BYTES:
@@ -226,6 +269,29 @@ class TwilioConversationsInput(InputChannel):
                            request.remote_addr or request.ip)
             return _error(403, "invalid_signature",
                           "X-Twilio-Signature does not match this request.")
+        return params
+
+    async def _voice_status(self, request: Request) -> HTTPResponse:
+        params = await self._signed(request)
+        if isinstance(params, HTTPResponse):
+            return params
+        try:
+            voice = await self.ensure_voice()
+            if voice is None:
+                return _error(503, "not_configured", "Twilio Voice call-backs are not "
+                              "configured (TWILIO_VOICE_FROM, SUPPORT_LINE_NUMBER).")
+            reference = request.args.get("callback")
+            fresh = await voice.accept_status(params.first(), reference)
+        except Exception:  # noqa: BLE001 - Twilio retries on 5xx
+            logger.exception("Could not accept a call status callback")
+            return _error(500, "server_error", "Try again.")
+        return response.json({"ok": True, "duplicate": not fresh},
+                             headers={"Cache-Control": "no-store"})
+
+    async def _events(self, request: Request) -> HTTPResponse:
+        params = await self._signed(request)
+        if isinstance(params, HTTPResponse):
+            return params
         flat = params.first()
         try:
             bridge = await self.ensure_bridge()

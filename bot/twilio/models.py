@@ -8,18 +8,19 @@ sees them as soon as this module is imported (the ``0004`` migration imports it)
 * :class:`TwilioDeadLetter`: an outbound operation that failed after every retry.
 * :class:`TwilioProcessed`: idempotency keys: webhooks already handled (idempotency
   token, message SID) and outbound operations already delivered.
+* :class:`TwilioCall` (migration ``0005``): the Voice call placed for a call-back.
 """
 from __future__ import annotations
 
 from typing import Tuple
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, Integer, String, Text
 
 from bot.db import UTCDateTime
 from bot.support.models import Base
 
-__all__ = ["DEAD_LETTER_STATUSES", "LINK_STATES", "TwilioDeadLetter", "TwilioLink",
-           "TwilioProcessed"]
+__all__ = ["DEAD_LETTER_STATUSES", "LINK_STATES", "TwilioCall", "TwilioDeadLetter",
+           "TwilioLink", "TwilioProcessed"]
 
 LINK_STATES: Tuple[str, ...] = ("setup", "active", "closed")
 """setup: the Conversation exists but is not fully prepared; active: agents may answer;
@@ -85,3 +86,25 @@ class TwilioProcessed(Base):
     id = Column(Integer, primary_key=True)
     key = Column(String(255), nullable=False, unique=True)
     created_at = Column(UTCDateTime, nullable=False, index=True)
+
+
+class TwilioCall(Base):
+    """The Voice call of a call-back (one row per call-back; a retry after a crash reuses
+    it). ``updated_at`` is the time of the last claim or change: a row without a call SID
+    whose claim is older than ``TWILIO_CALLBACK_STALE`` was left by a dead process."""
+
+    __tablename__ = "twilio_calls"
+
+    id = Column(Integer, primary_key=True)
+    callback_id = Column(Integer, ForeignKey("callbacks.id", ondelete="CASCADE"),
+                         nullable=False, unique=True)
+    call_sid = Column(String(34), nullable=True, unique=True)
+    call_status = Column(String(16), nullable=True)
+    """Twilio's last CallStatus (queued, initiated, ringing, in-progress, completed, ...)."""
+    attempts = Column(Integer, nullable=False, default=0)
+    """How often a scheduler claimed the call-back to place this call."""
+    error = Column(Text, nullable=True)
+    started_at = Column(UTCDateTime, nullable=True)
+    ended_at = Column(UTCDateTime, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False)

@@ -304,6 +304,7 @@
           return undefined;
         case 'token_expiring': return this.refreshAuth();
         case 'session_ended': return this.sessionEnded(frame);
+        case 'call': return this.callState(frame);
         case 'error': return this.error(frame);
         default: return undefined;
       }
@@ -320,6 +321,7 @@
       // Older messages exist before the replayed ones (only trusted on a fresh load).
       if (typeof frame.has_more === 'boolean' && this.hasMore === null) this.hasMore = frame.has_more;
       this.input.maxLength = this.limits.max_message_chars;
+      this.callState(null); // an ongoing call-back call is sent again right after welcome
       this.setState('online');
       clearInterval(this.timers.ping);
       this.timers.ping = setInterval(() => {
@@ -385,7 +387,31 @@
           : 'That message could not be sent.');
       } else if (frame.code === 'server_error') {
         this.notice('Something went wrong on our side. Please try again.');
+      } else if (frame.code === 'no_call' || frame.code === 'call_not_started' || frame.code === 'end_call_failed') {
+        if (frame.code === 'no_call') this.callState(null);
+        else this.endCallBtn.disabled = false;
+        this.notice(String(frame.message || 'The call could not be ended.'));
       }
+    }
+
+    // ------------------------------------------------------------------ call-backs
+
+    /** A `call` frame (Twilio Voice call-back): show "End call" while the call is being
+     * placed or going on; null or state "ended" hides it. */
+    callState(frame) {
+      const active = !!frame && frame.state !== 'ended';
+      this.call = active ? frame : null;
+      this.callBar.hidden = !active;
+      if (!active) return;
+      this.callText.textContent = frame.state === 'in_progress'
+        ? 'Your call-back ' + frame.callback + ' is in progress.'
+        : 'We are calling you for your call-back ' + frame.callback + '.';
+      this.endCallBtn.disabled = !frame.can_end;
+    }
+
+    endCall() {
+      if (!this.call) return;
+      if (this.send({ type: 'end_call', callback: this.call.callback })) this.endCallBtn.disabled = true;
     }
 
     sessionEnded(frame) {
@@ -896,7 +922,12 @@
         this.input,
         h('button', { type: 'submit', class: 'sw-icon-btn sw-send', 'aria-label': 'Send message' }, icon('send')),
       ]);
-      this.chat = h('div', { class: 'sw-chat' }, [this.scroller, this.quick, this.noticeBox, this.suggestBox, this.suggestLive, this.composer]);
+      this.callText = h('span', { class: 'sw-call-text', role: 'status' });
+      this.endCallBtn = h('button', {
+        type: 'button', class: 'sw-btn sw-danger sw-end-call', 'aria-label': 'End call', onclick: () => this.endCall(),
+      }, 'End call');
+      this.callBar = h('div', { class: 'sw-call', role: 'group', 'aria-label': 'Call-back call', hidden: true }, [this.callText, this.endCallBtn]);
+      this.chat = h('div', { class: 'sw-chat' }, [this.callBar, this.scroller, this.quick, this.noticeBox, this.suggestBox, this.suggestLive, this.composer]);
 
       this.articleTitle = h('h3', { class: 'sw-article-title', tabindex: '-1' });
       this.articleSummary = h('p', { class: 'sw-article-summary' });

@@ -1,0 +1,436 @@
+"""Call-backs placed with Twilio Voice: the persistent scheduler, call status webhooks and
+the widget's "End call".
+
+* **Scheduler** (:meth:`VoiceService.run_once`, every ``TWILIO_CALLBACK_POLL`` s in the
+  Rasa server process, started by the Twilio channel when Twilio and both numbers are
+  configured): the state is the ``callbacks`` table only, so a restart simply resumes.
+  Due ``scheduled`` call-backs are claimed with a conditional UPDATE (→ ``calling``; two
+  processes never call twice), then the call is placed through the retrying client with
+  TwiML that greets the customer and dials the support line, and a signed status
+  callback to :data:`STATUS_PATH` (``?callback=<reference>``). A call-back found more than
+  ``TWILIO_CALLBACK_MAX_LATE`` s late is ``missed`` (the customer is told). One left in
+  ``calling`` without a call SID for ``TWILIO_CALLBACK_STALE`` s (the process died while
+  placing it) is placed once more, unless Twilio already has a call to that number since
+  the claim (its SID is adopted); after a second such failure it is ``failed``.
+* **Status webhooks** (:meth:`VoiceService.accept_status`, after the channel checked the
+  signature): deduplicated per ``CallSid`` + ``CallStatus``, answered at once, applied in the
+  background (:meth:`bot.twilio.voice_store.VoiceStore.do_record_call_status`). When the
+  call-back's status changes, a system message is stored in the chat and the bus topic
+  ``call.state`` is published; the widget channel pushes the message and a ``call`` frame.
+* **End call** (:func:`end_call`, the widget's ``end_call`` frame): the ongoing call of the
+  conversation is updated to ``Status=completed`` through the client.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set
+
+from bot import db
+from bot.twilio.client import (RetriesExhausted, RetryPolicy, TwilioApi, describe, http_status,
+                               with_retries)
+from bot.twilio.voice_store import CallbackCall, VoiceStore, status_for
+
+__all__ = ["STATUS_PATH", "VoiceConfig", "VoiceService", "active_service", "call_frame",
+           "current_call_frame", "end_call", "twiml"]
+
+logger = logging.getLogger(__name__)
+
+STATUS_PATH = "/webhooks/twilio_conversations/voice/status"
+STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
+
+def call_notice(status: str, phone: str, reference: str) -> str:
+    """What the customer reads in the chat when the call-back's status changes
+    (``data/messages.yml``, ``callback_call_*``; empty for statuses without a notice)."""
+    from bot.channels.widget import notice
+
+    if status == "calling":
+        return notice("callback_call_calling", phone=phone, reference=reference)
+    if status == "in_progress":
+        return notice("callback_call_in_progress", phone=phone, reference=reference)
+    if status == "completed":
+        return notice("callback_call_completed", phone=phone, reference=reference)
+    if status == "no_answer":
+        return notice("callback_call_no_answer", phone=phone, reference=reference)
+    if status == "failed":
+        return notice("callback_call_failed", phone=phone, reference=reference)
+    if status == "cancelled":
+        return notice("callback_call_cancelled", phone=phone, reference=reference)
+    if status == "missed":
+        return notice("callback_call_missed", phone=phone, reference=reference)
+    return ""
+
+
+def twiml(greeting: str, support_line: str, caller_id: str) -> str:
+    """The call's TwiML: say ``greeting``, then dial the support line.
+
+    Args:
+        greeting: Spoken first (``<Say>``).
+        support_line: The number the customer is connected to (``<Dial>``).
+        caller_id: The ``callerId`` the support line sees (a Twilio number / verified id).
+
+    Returns:
+        ``<?xml ...?><Response><Say>…</Say><Dial callerId="…">…</Dial></Response>``
+        (text escaped by twilio's ``VoiceResponse``).
+    """
+    from twilio.twiml.voice_response import VoiceResponse
+
+    response = VoiceResponse()
+    if greeting:
+        response.say(greeting)
+    response.dial(support_line, caller_id=caller_id)
+    return str(response)
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """Voice settings (:meth:`from_settings`)."""
+
+    voice_from: Optional[str]
+    support_line: Optional[str]
+    public_url: str
+    poll_interval: float = 5.0
+    max_late: int = 900
+    stale_seconds: int = 120
+    greeting: str = ""
+    policy: RetryPolicy = RetryPolicy()
+
+    @property
+    def enabled(self) -> bool:
+        """Both numbers are set (Twilio itself must be configured too)."""
+        return bool(self.voice_from and self.support_line)
+
+    @property
+    def status_url(self) -> str:
+        """The status callback URL (what Twilio signs), without the query."""
+        return self.public_url.rstrip("/") + STATUS_PATH
+
+    @classmethod
+    def from_settings(cls, public_url: str, policy: RetryPolicy) -> "VoiceConfig":
+        """From :func:`bot.settings.get_settings` (``TWILIO_VOICE_FROM`` …)."""
+        from bot.settings import get_settings
+
+        s = get_settings()
+        return cls(voice_from=s.twilio_voice_from, support_line=s.support_line_number,
+                   public_url=public_url, poll_interval=s.twilio_callback_poll,
+                   max_late=s.twilio_callback_max_late, stale_seconds=s.twilio_callback_stale,
+                   greeting=s.twilio_callback_greeting, policy=policy)
+
+
+def call_frame(callback: CallbackCall) -> Dict[str, Any]:
+    """The widget's ``call`` frame for a call-back (docs/widget-protocol.md)."""
+    state = callback.status if callback.active else "ended"
+    return {"type": "call", "callback": callback.reference, "state": state,
+            "status": callback.status, "can_end": callback.active and bool(callback.call_sid)}
+
+
+async def _no_publish(_topic: str, _event: Dict[str, Any]) -> None:
+    return None
+
+
+class VoiceService:
+    """Places due call-backs and follows their calls (one per Rasa process).
+
+    Args:
+        config: Voice settings (must be :attr:`VoiceConfig.enabled`).
+        store: The call-back store.
+        api: The Twilio client (shared with the Conversations bridge; not closed here).
+        publish: ``await publish(topic, event)`` on the live bus.
+        claim_keys: ``await claim_keys([key])`` → False when seen before (webhook dedupe;
+            :meth:`bot.twilio.store.TwilioStore.do_claim_keys`).
+    """
+
+    def __init__(self, config: VoiceConfig, store: VoiceStore, api: TwilioApi,
+                 publish: Optional[Publish] = None,
+                 claim_keys: Optional[Callable[[List[str]], Awaitable[bool]]] = None) -> None:
+        if not config.enabled:
+            raise ValueError("Voice call-backs need TWILIO_VOICE_FROM and SUPPORT_LINE_NUMBER.")
+        self.config = config
+        self.store = store
+        self.api = api
+        self._publish = publish or _no_publish
+        self._claim_keys = claim_keys
+        self._loop_task: Optional[asyncio.Task] = None
+        self._tasks: Set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the scheduler loop (idempotent) and make this the process's service."""
+        global _ACTIVE
+        _ACTIVE = self
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.create_task(self._run(), name="twilio-voice-scheduler")
+
+    async def close(self) -> None:
+        """Stop the loop and background work."""
+        global _ACTIVE
+        if _ACTIVE is self:
+            _ACTIVE = None
+        tasks = [t for t in [self._loop_task, *self._tasks] if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        self._loop_task = None
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
+        """Run ``coro`` in the background (failures logged)."""
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - background work must not die silently
+                logger.exception("Twilio Voice work %s failed", name)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no background work is running (tests)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=0.5)
+
+    async def _run(self) -> None:
+        logger.info("Call-back scheduler started (every %.1f s)", self.config.poll_interval)
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep scheduling
+                logger.exception("Call-back scheduler run failed")
+            await asyncio.sleep(self.config.poll_interval)
+
+    # ------------------------------------------------------------ scheduler
+
+    async def run_once(self, now: Optional[datetime] = None) -> List[CallbackCall]:
+        """Recover stale claims, claim due call-backs and place their calls (awaited).
+
+        Returns:
+            The call-backs this run claimed or took over.
+        """
+        now = now or db.utcnow()
+        taken: List[CallbackCall] = []
+        cutoff = now - timedelta(seconds=self.config.stale_seconds)
+        for stale in await self.store.stale_calling(cutoff):
+            again = await self.store.do_reclaim_stale(stale, now)
+            if again is None:
+                continue
+            taken.append(again)
+            if again.status == "failed":
+                await self.tell(again)
+            elif not await self._adopt_existing_call(again, stale.updated_at):
+                logger.warning("Call-back %s was left calling without a call; placing it "
+                               "again (try %d)", again.reference, again.attempts)
+                await self.place(again, announce=False)
+        max_late = timedelta(seconds=self.config.max_late) if self.config.max_late else None
+        claimed = await self.store.do_claim_due_callbacks(now, max_late)
+        for callback in claimed:
+            taken.append(callback)
+            if callback.status == "missed":
+                logger.warning("Call-back %s is %.0f s late: missed", callback.reference,
+                               (now - callback.scheduled_for).total_seconds())
+                await self.tell(callback)
+        await asyncio.gather(*(self.place(c) for c in claimed if c.status == "calling"))
+        return taken
+
+    async def place(self, callback: CallbackCall, announce: bool = True) -> Optional[str]:
+        """Place the call of a claimed call-back; returns the call SID (None: failed).
+
+        A failure after the client's retries marks the call-back ``failed`` and tells the
+        customer.
+        """
+        calls = self.api.client.calls
+        status_callback = f"{self.config.status_url}?callback={callback.reference}"
+        body = twiml(self.config.greeting, self.config.support_line or "",
+                     self.config.voice_from or "")
+        if announce:
+            await self.tell(callback)
+        try:
+            call = await with_retries(lambda: calls.create_async(
+                to=callback.phone, from_=self.config.voice_from, twiml=body,
+                status_callback=status_callback, status_callback_method="POST",
+                status_callback_event=list(STATUS_EVENTS)),
+                self.config.policy, f"place call-back {callback.reference}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded on the call-back
+            cause = error.error if isinstance(error, RetriesExhausted) else error
+            logger.error("Could not place call-back %s: %s", callback.reference,
+                         describe(cause))
+            failed = await self.store.do_call_failed(callback.id, describe(cause))
+            if failed is not None:
+                await self.tell(failed)
+            return None
+        recorded = await self.store.do_record_call_sid(callback.id, call.sid, call.status)
+        logger.info("Placed call-back %s: call %s (%s)", callback.reference, call.sid,
+                    call.status)
+        if recorded.call_sid == call.sid and recorded.active:
+            await self._announce_state(recorded)
+        return call.sid
+
+    async def _adopt_existing_call(self, callback: CallbackCall, claimed_at: datetime) -> bool:
+        """Whether Twilio already has a call to the customer made since the claim (the
+        process died before it stored the SID): if so its SID is recorded."""
+        try:
+            calls = await with_retries(lambda: self.api.client.calls.list_async(
+                to=callback.phone, limit=20), self.config.policy, "list calls")
+        except Exception as error:  # noqa: BLE001 - then place it again
+            logger.warning("Could not list calls for %s: %s", callback.reference,
+                           describe(error))
+            return False
+        since = claimed_at - timedelta(seconds=5)
+        for call in calls:
+            created = call.date_created
+            if call.to != callback.phone or created is None:
+                continue
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=timezone.utc)
+            if created >= since:
+                await self.store.do_record_call_sid(callback.id, call.sid, call.status)
+                logger.info("Call-back %s: adopted the call %s placed before a restart",
+                            callback.reference, call.sid)
+                return True
+        return False
+
+    # -------------------------------------------------------------- webhooks
+
+    async def accept_status(self, params: Mapping[str, str], reference: Optional[str]) -> bool:
+        """Record a (signature-checked) status callback and apply it in the background.
+
+        Returns:
+            False for a duplicate (same ``CallSid`` and ``CallStatus`` seen before).
+        """
+        sid = params.get("CallSid") or ""
+        status = params.get("CallStatus") or ""
+        if self._claim_keys is not None and sid and status:
+            if not await self._claim_keys([f"sid:call:{sid}:{status}"]):
+                logger.info("Duplicate call status %s %s ignored", sid, status)
+                return False
+        self.spawn(self.handle_status(dict(params), reference), name=f"twilio-call-{status}")
+        return True
+
+    async def handle_status(self, params: Dict[str, str], reference: Optional[str]) -> str:
+        """Apply one status callback; returns what happened (logs, tests)."""
+        sid = params.get("CallSid") or ""
+        status = params.get("CallStatus") or ""
+        if status_for(status) is None:
+            return "ignored"
+        callback, changed = await self.store.do_record_call_status(
+            sid, status, reference=reference, duration=params.get("CallDuration"))
+        if callback is None:
+            return "unknown_call"
+        if not changed:
+            return "unchanged"
+        await self.tell(callback)
+        return callback.status
+
+    # -------------------------------------------------------------- end call
+
+    async def end_call(self, conversation_id: str,
+                       reference: Optional[str] = None) -> Dict[str, Any]:
+        """End the ongoing call-back call of a conversation (``Status=completed``; when
+        Twilio refuses that for a call not answered yet, ``Status=canceled``).
+
+        Returns:
+            The ``call`` frame after the update, or an ``error`` frame (``no_call``,
+            ``call_not_started``, ``end_call_failed``).
+        """
+        callback = await self.store.active_call(conversation_id)
+        if callback is None or (reference and callback.reference != reference.upper()):
+            return {"type": "error", "code": "no_call",
+                    "message": "There is no ongoing call-back call."}
+        if not callback.call_sid:
+            return {"type": "error", "code": "call_not_started",
+                    "message": "The call is being placed; try again in a moment."}
+        sid = callback.call_sid
+
+        async def hang_up() -> Any:
+            try:
+                return await with_retries(
+                    lambda: self.api.client.calls(sid).update_async(status="completed"),
+                    self.config.policy, f"end call {sid}")
+            except RetriesExhausted as error:
+                status = http_status(error.error)
+                if status is None or status >= 500 or status == 429:
+                    raise
+                # not accepted for a call that is not answered yet: cancel it instead
+                return await with_retries(
+                    lambda: self.api.client.calls(sid).update_async(status="canceled"),
+                    self.config.policy, f"cancel call {sid}")
+
+        try:
+            call = await hang_up()
+        except Exception as error:  # noqa: BLE001 - told to the customer
+            cause = error.error if isinstance(error, RetriesExhausted) else error
+            logger.error("Could not end call %s: %s", sid, describe(cause))
+            return {"type": "error", "code": "end_call_failed",
+                    "message": "We could not end the call. Please hang up your phone."}
+        updated, changed = await self.store.do_record_call_status(sid, call.status or
+                                                                  "completed")
+        if updated is None:
+            return call_frame(callback)
+        if changed:
+            await self.tell(updated)
+        return call_frame(updated)
+
+    # ------------------------------------------------------------- customer
+
+    async def tell(self, callback: CallbackCall) -> None:
+        """Tell the customer in the chat: a stored system message and a ``call`` frame
+        (bus ``call.state``)."""
+        text = call_notice(callback.status, callback.phone, callback.reference)
+        message = None
+        if text:
+            try:
+                from bot.support.chat import ChatStore
+
+                stored = await ChatStore(self.store.engine).do_store_outgoing(
+                    callback.conversation_id, "system", text,
+                    extra={"callback": callback.reference, "call_state": callback.status})
+                message = stored.to_wire()
+            except LookupError:  # not a chat conversation (e.g. booked over REST)
+                pass
+        await self._publish("call.state", {"conversation_id": callback.conversation_id,
+                                           "frame": call_frame(callback), "message": message})
+
+    async def _announce_state(self, callback: CallbackCall) -> None:
+        await self._publish("call.state", {"conversation_id": callback.conversation_id,
+                                           "frame": call_frame(callback), "message": None})
+
+
+_ACTIVE: Optional[VoiceService] = None
+
+
+def active_service() -> Optional[VoiceService]:
+    """The running service of this process (None: Voice not configured/started)."""
+    return _ACTIVE
+
+
+async def end_call(conversation_id: str, frame: Mapping[str, Any]) -> Dict[str, Any]:
+    """The widget's ``end_call`` frame: the reply frame for the customer's connection."""
+    service = _ACTIVE
+    if service is None:
+        return {"type": "error", "code": "no_call",
+                "message": "There is no ongoing call-back call."}
+    reference = frame.get("callback")
+    return await service.end_call(conversation_id,
+                                  reference if isinstance(reference, str) else None)
+
+
+async def current_call_frame(conversation_id: str) -> Optional[Dict[str, Any]]:
+    """The ``call`` frame of the conversation's ongoing call-back call (widget welcome)."""
+    service = _ACTIVE
+    if service is None:
+        return None
+    callback = await service.store.active_call(conversation_id)
+    return call_frame(callback) if callback is not None else None
