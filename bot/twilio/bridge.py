@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from twilio.base.exceptions import TwilioRestException
 
+from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import RetriesExhausted, RetryPolicy, TwilioApi, describe, with_retries
 from bot.twilio.store import DeadLetterView, HandoffMaterial, LinkView, TwilioStore
 
@@ -121,7 +122,7 @@ async def _no_publish(_topic: str, _event: Dict[str, Any]) -> None:
     return None
 
 
-class TwilioBridge:
+class TwilioBridge(BackgroundWork):
     """Does the bridge's work (the channel only routes HTTP and starts the tail).
 
     Args:
@@ -152,27 +153,6 @@ class TwilioBridge:
         if lock is None:
             lock = self._locks[name] = asyncio.Lock()
         return lock
-
-    def spawn(self, coro: Awaitable[Any], name: str = "twilio-work") -> asyncio.Task:
-        """Run ``coro`` in the background (kept until done; failures logged)."""
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - background work must not die silently
-                logger.exception("Twilio background work %s failed", name)
-
-        task = asyncio.create_task(guarded(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def idle(self, timeout: float = 30.0) -> None:
-        """Wait until no background work is running (tests)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._tasks and asyncio.get_running_loop().time() < deadline:
-            await asyncio.wait(set(self._tasks), timeout=0.5)
 
     async def close(self) -> None:
         """Stop the tail and background work, close the HTTP session."""

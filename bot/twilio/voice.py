@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set
 
 from bot import db
+from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import (RetriesExhausted, RetryPolicy, TwilioApi, describe, http_status,
                                with_retries)
 from bot.twilio.voice_store import CallbackCall, VoiceStore, status_for
@@ -132,7 +133,7 @@ async def _no_publish(_topic: str, _event: Dict[str, Any]) -> None:
     return None
 
 
-class VoiceService:
+class VoiceService(BackgroundWork):
     """Places due call-backs and follows their calls (one per Rasa process).
 
     Args:
@@ -177,27 +178,6 @@ class VoiceService:
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         self._loop_task = None
-
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
-        """Run ``coro`` in the background (failures logged)."""
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - background work must not die silently
-                logger.exception("Twilio Voice work %s failed", name)
-
-        task = asyncio.create_task(guarded(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def idle(self, timeout: float = 30.0) -> None:
-        """Wait until no background work is running (tests)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._tasks and asyncio.get_running_loop().time() < deadline:
-            await asyncio.wait(set(self._tasks), timeout=0.5)
 
     async def _run(self) -> None:
         logger.info("Call-back scheduler started (every %.1f s)", self.config.poll_interval)
