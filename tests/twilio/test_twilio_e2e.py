@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import pytest
-
-from tests.servers import unavailable
 import requests
 
 from tests.servers import (
+    unavailable,
     HOST,
     PYTHON,
     WIDGET_TEST_ORIGIN,

@@ -15,12 +15,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List
 
 import pytest
-
-from tests.servers import unavailable
 import requests
 
 from bot.support.ops import StateError, SupportStore
 from tests.servers import (
+    unavailable,
     HOST,
     PYTHON,
     WIDGET_TEST_ORIGIN,
