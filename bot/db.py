@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import time
 import weakref
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -292,6 +293,26 @@ def _ensure_sqlite_parent(target: URL) -> None:
     Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _ensure_wal(cursor: Any) -> None:
+    """Switch a new database file to WAL; already-WAL files only read the mode.
+
+    Switching needs an exclusive lock, and SQLite does not wait for it: when several
+    processes create the same database at once, the loser retries for up to 5 s.
+    """
+    for _ in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as error:  # sqlite3 / aiosqlite OperationalError
+            if "locked" not in str(error).lower():
+                raise
+            time.sleep(0.05)  # only while a brand-new file is being created concurrently
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
@@ -302,7 +323,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _ensure_wal(cursor)
             # WAL + NORMAL: a commit survives a crash of the process; only a power loss can
             # lose the last transactions. No fsync per commit.
             cursor.execute("PRAGMA synchronous=NORMAL")
