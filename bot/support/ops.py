@@ -378,39 +378,11 @@ class SupportStore(StoreBase):
 
         now = db.utcnow()
         async with db.write_session(self._sessions) as session:
-            row = Ticket(
-                reference=f"pending-{uuid4().hex}",
-                conversation_id=conversation_id,
-                customer_id=customer_id,
-                contact_email=contact_email,
-                summary=summary,
-                category=category,
-                priority=priority,
-                status=status,
-                source=source,
-                details=details_,
-                created_at=now,
-                updated_at=now,
+            row, audit = await _insert_ticket(
+                session, now, actor, conversation_id=conversation_id, customer_id=customer_id,
+                contact_email=contact_email, summary=summary, category=category,
+                priority=priority, status=status, source=source, details=details_,
                 resolved_at=now if status in CLOSED_TICKET_STATUSES else None,
-            )
-            session.add(row)
-            await session.flush()
-            row.reference = _ticket_reference(row.id)
-            audit = await _audit(
-                session,
-                at=now,
-                actor=actor,
-                action="ticket.created",
-                object_type="ticket",
-                object_id=row.reference,
-                data={
-                    "conversation_id": conversation_id,
-                    "customer_id": customer_id,
-                    "category": category,
-                    "priority": priority,
-                    "status": status,
-                    "source": source,
-                },
             )
             view = TicketView.from_row(row)
         await self._notify(audit.action, {"actor": actor, "audit": audit, "ticket": view})
@@ -755,30 +727,11 @@ class SupportStore(StoreBase):
                 )
             ).scalar_one_or_none()
             if ticket is None:
-                ticket = Ticket(
-                    reference=f"pending-{uuid4().hex}",
-                    conversation_id=conversation_id,
-                    customer_id=customer_id,
-                    contact_email=contact_email,
-                    summary=summary,
-                    category=category,
-                    priority=priority,
-                    status="queued",
-                    source="handoff",
-                    details=details_,
-                    created_at=now,
-                    updated_at=now,
-                    queued_at=now,
-                )
-                session.add(ticket)
-                await session.flush()
-                ticket.reference = _ticket_reference(ticket.id)
-                await _audit(
-                    session, at=now, actor=actor, action="ticket.created",
-                    object_type="ticket", object_id=ticket.reference,
-                    data={"conversation_id": conversation_id, "customer_id": customer_id,
-                          "category": category, "priority": priority, "status": "queued",
-                          "source": "handoff"},
+                ticket, _ = await _insert_ticket(
+                    session, now, actor, conversation_id=conversation_id,
+                    customer_id=customer_id, contact_email=contact_email, summary=summary,
+                    category=category, priority=priority, status="queued", source="handoff",
+                    details=details_, queued_at=now,
                 )
             else:
                 changes: Dict[str, Any] = {}
@@ -979,6 +932,23 @@ async def _audit(
     session.add(row)
     await session.flush()
     return AuditView.from_row(row)
+
+
+async def _insert_ticket(
+    session: AsyncSession, now: datetime, actor: str, **fields: Any
+) -> Tuple[Ticket, AuditView]:
+    """Add a ticket, give it its ``T-000123`` reference and stage its ``ticket.created`` audit."""
+    row = Ticket(reference=f"pending-{uuid4().hex}", created_at=now, updated_at=now, **fields)
+    session.add(row)
+    await session.flush()
+    row.reference = _ticket_reference(row.id)
+    audit = await _audit(
+        session, at=now, actor=actor, action="ticket.created", object_type="ticket",
+        object_id=row.reference,
+        data={key: fields[key] for key in ("conversation_id", "customer_id", "category",
+                                           "priority", "status", "source")},
+    )
+    return row, audit
 
 
 async def _ticket_for_update(session: AsyncSession, reference: str) -> Ticket:
