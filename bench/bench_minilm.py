@@ -2,7 +2,7 @@
 
 Prints, for the project's training utterances (``data/nlu/bitext/nlu.yml`` by
 default, entity markup removed by Rasa's loader), for every backend
-(TensorFlow, NumPy) and layer count asked for:
+(ONNX Runtime, TensorFlow, NumPy) and layer count asked for:
 
 * load + warm-up time;
 * batch throughput: sentences/s (and word pieces/s) encoding all utterances;
@@ -13,7 +13,7 @@ default, entity markup removed by Rasa's loader), for every backend
 Usage::
 
     .venv/bin/python bench/bench_minilm.py [--data FILE] [--batch-size 64] [--single 500]
-        [--backend tensorflow numpy] [--num-layers 6 4 3] [--rounds 3] [--batch-limit N]
+        [--backend onnxruntime tensorflow numpy] [--num-layers 6 4 3] [--rounds 3] [--batch-limit N]
 
 The model must have been fetched (``make setup``).
 """
@@ -79,8 +79,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--single", type=int, default=500, help="messages for the latency run")
-    parser.add_argument("--backend", nargs="*", default=["tensorflow", "numpy"],
-                        choices=["tensorflow", "numpy"])
+    parser.add_argument("--backend", nargs="*", default=["onnxruntime", "tensorflow", "numpy"],
+                        choices=["onnxruntime", "tensorflow", "numpy"])
     parser.add_argument("--num-layers", nargs="*", type=int, default=[6])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds")
     parser.add_argument("--batch-limit", type=int, default=0,

@@ -10,7 +10,7 @@ Add it to ``config.yml`` after a Rasa tokenizer::
         batch_size: 64
         max_length: 128          # word pieces per text, [CLS]/[SEP] included
         num_layers: null         # run the first N of the 6 transformer layers (null: all)
-        backend: auto            # auto | tensorflow | numpy (same embeddings)
+        backend: auto            # auto | onnxruntime | tensorflow | numpy (same embeddings)
         sequence_features: tokens  # tokens | sentence | zeros
         alias: null
       - name: LogisticRegressionClassifier   # or DIETClassifier, ...
@@ -103,7 +103,8 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             "sequence_features": "tokens",
             # run only the first N transformer layers (None: all six)
             "num_layers": None,
-            # forward pass: "auto" (TensorFlow if importable), "tensorflow" or "numpy"
+            # forward pass: "auto" (ONNX Runtime, else TensorFlow, else NumPy), "onnxruntime",
+            # "tensorflow" or "numpy"
             "backend": "auto",
         }
 

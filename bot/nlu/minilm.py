@@ -4,9 +4,10 @@
 ``sentence-transformers/all-MiniLM-L6-v2`` (6 layers, hidden size 384, 12
 heads) as batched float32 matrix products, then mean-pools the last hidden
 states over the non-padding word pieces and L2-normalises the result, as the
-sentence-transformers model does. Two implementations of the forward pass give
-the same numbers: TensorFlow (the default where it is installed, as it is with
-Rasa: about twice as fast on the 2-core machine) and NumPy. ``num_layers`` runs
+sentence-transformers model does. Three implementations of the forward pass give
+the same numbers: ONNX Runtime (the default where ``onnx`` and ``onnxruntime`` are
+installed, as ``requirements.lock`` does: :mod:`bot.nlu.minilm_onnx`), TensorFlow
+(installed with Rasa) and NumPy (the reference and last fallback). ``num_layers`` runs
 only the first layers of the model (faster, different embeddings). Word pieces
 come from the model's own ``tokenizer.json`` (Hugging Face ``tokenizers``),
 truncated to ``max_length`` pieces including ``[CLS]`` and ``[SEP]``.
@@ -203,7 +204,8 @@ def _gelu_(x: np.ndarray) -> np.ndarray:
     return x
 
 
-BACKENDS = ("auto", "tensorflow", "numpy")
+BACKENDS = ("auto", "onnxruntime", "tensorflow", "numpy")
+"""Forward passes: ``auto`` picks ONNX Runtime, else TensorFlow, else NumPy."""
 """Forward-pass implementations: ``auto`` is TensorFlow when it is installed, else NumPy."""
 
 
@@ -305,7 +307,7 @@ class _TensorFlowForward:
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 sentence encoder (TensorFlow or NumPy forward pass).
+    """all-MiniLM-L6-v2 sentence encoder (ONNX Runtime, TensorFlow or NumPy forward pass).
 
     Build it with :meth:`load`. Instances are immutable and thread-safe.
     """
@@ -326,22 +328,30 @@ class MiniLMEncoder:
             weights: The weights in inference layout (the layers to run).
             config: The model config.
             max_length: Word pieces per text, special tokens included.
-            backend: ``"numpy"`` or ``"tensorflow"`` (see :data:`BACKENDS`).
+            backend: ``"onnxruntime"``, ``"tensorflow"`` or ``"numpy"`` (see :data:`BACKENDS`).
 
         Raises:
             ValueError: Unknown backend.
         """
-        if backend not in ("numpy", "tensorflow"):
-            raise ValueError(f"backend must be 'numpy' or 'tensorflow', got {backend!r}")
+        if backend not in ("numpy", "tensorflow", "onnxruntime"):
+            raise ValueError(
+                f"backend must be 'onnxruntime', 'tensorflow' or 'numpy', got {backend!r}"
+            )
         self._tokenizer = tokenizer
         self._config = config
         self._max_length = max_length
         self._heads = config.num_attention_heads
         self._head_dim = config.hidden_size // config.num_attention_heads
         self._backend = backend
-        self._tf_forward = _TensorFlowForward(weights, config) if backend == "tensorflow" else None
-        # The TensorFlow pass holds its own copy of the weights: keep one copy only.
-        self._weights: Optional[_Weights] = None if self._tf_forward is not None else weights
+        self._compiled_forward: Optional[Any] = None
+        if backend == "tensorflow":
+            self._compiled_forward = _TensorFlowForward(weights, config)
+        elif backend == "onnxruntime":
+            from bot.nlu.minilm_onnx import OnnxForward
+
+            self._compiled_forward = OnnxForward(weights, config)
+        # A compiled pass holds its own copy of the weights: keep one copy only.
+        self._weights: Optional[_Weights] = None if self._compiled_forward is not None else weights
 
     @classmethod
     def load(
@@ -358,8 +368,9 @@ class MiniLMEncoder:
                 ``tokenizer.json``.
             max_length: Truncate texts to this many word pieces (special tokens
                 included); at most the model's ``max_position_embeddings``.
-            backend: ``"tensorflow"``, ``"numpy"`` or ``"auto"`` (TensorFlow when
-                it can be imported). Both compute the same embeddings (float32).
+            backend: ``"onnxruntime"``, ``"tensorflow"``, ``"numpy"`` or ``"auto"``
+                (ONNX Runtime when ``onnx`` and ``onnxruntime`` import, else TensorFlow
+                when it imports, else NumPy). All compute the same embeddings (float32).
             num_layers: Run only the first ``num_layers`` transformer layers
                 (default: all six). Fewer layers are faster but give different
                 embeddings than the published model.
@@ -402,7 +413,12 @@ class MiniLMEncoder:
         tokenizer.enable_truncation(max_length=max_length)
         tokenizer.no_padding()  # batches are padded here, after sorting by length
         if backend == "auto":
-            backend = "tensorflow" if _tensorflow_available() else "numpy"
+            from bot.nlu.minilm_onnx import onnxruntime_available
+
+            if onnxruntime_available():
+                backend = "onnxruntime"
+            else:
+                backend = "tensorflow" if _tensorflow_available() else "numpy"
         return cls(tokenizer, weights, config, max_length, backend)
 
     @property
@@ -412,7 +428,7 @@ class MiniLMEncoder:
 
     @property
     def backend(self) -> str:
-        """The forward pass in use: ``"tensorflow"`` or ``"numpy"``."""
+        """The forward pass in use: ``"onnxruntime"``, ``"tensorflow"`` or ``"numpy"``."""
         return self._backend
 
     @property
@@ -534,8 +550,8 @@ class MiniLMEncoder:
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Run the BERT encoder with the configured backend (arguments as below)."""
-        if self._tf_forward is not None:
-            return self._tf_forward(ids, mask)
+        if self._compiled_forward is not None:
+            return self._compiled_forward(ids, mask)
         return self._forward_numpy(ids, mask)
 
     def _forward_numpy(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -65,17 +65,41 @@ def numpy_encoder(model_dir: Path) -> MiniLMEncoder:
     return MiniLMEncoder.load(model_dir, backend="numpy")
 
 
-def test_default_backend_is_tensorflow(encoder: MiniLMEncoder, numpy_encoder: MiniLMEncoder) -> None:
-    # TensorFlow comes with Rasa; the NumPy pass stays as the fallback and the reference.
-    assert encoder.backend == "tensorflow" and numpy_encoder.backend == "numpy"
-    assert encoder.num_layers == numpy_encoder.num_layers == 6
+@pytest.fixture(scope="module")
+def tensorflow_encoder(model_dir: Path) -> MiniLMEncoder:
+    return MiniLMEncoder.load(model_dir, backend="tensorflow")
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "numpy"])
-def test_matches_reference_embeddings(
-    encoder: MiniLMEncoder, numpy_encoder: MiniLMEncoder, reference: Dict[str, Any], backend: str
+def test_default_backend_is_onnxruntime(
+    encoder: MiniLMEncoder, tensorflow_encoder: MiniLMEncoder, numpy_encoder: MiniLMEncoder
 ) -> None:
-    encoder = encoder if backend == "tensorflow" else numpy_encoder
+    # ONNX Runtime is pinned in requirements.lock; TensorFlow (with Rasa) and NumPy (the
+    # reference) stay as fallbacks.
+    assert encoder.backend == "onnxruntime"
+    assert tensorflow_encoder.backend == "tensorflow" and numpy_encoder.backend == "numpy"
+    assert encoder.num_layers == tensorflow_encoder.num_layers == numpy_encoder.num_layers == 6
+
+
+def test_auto_falls_back_without_onnxruntime(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.nlu import minilm_onnx
+
+    monkeypatch.setattr(minilm_onnx, "onnxruntime_available", lambda: False)
+    assert MiniLMEncoder.load(model_dir, num_layers=1).backend == "tensorflow"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorflow", "numpy"])
+def test_matches_reference_embeddings(
+    encoder: MiniLMEncoder,
+    tensorflow_encoder: MiniLMEncoder,
+    numpy_encoder: MiniLMEncoder,
+    reference: Dict[str, Any],
+    backend: str,
+) -> None:
+    encoder = {"onnxruntime": encoder, "tensorflow": tensorflow_encoder,
+               "numpy": numpy_encoder}[backend]
+    assert encoder.backend == backend
     sentences: List[str] = reference["sentences"]
     expected = np.asarray(reference["vectors"], dtype=np.float64)
     assert reference["max_length"] == encoder.max_length
@@ -139,20 +163,26 @@ def test_long_text_is_truncated(encoder: MiniLMEncoder, reference: Dict[str, Any
     assert not np.allclose(shorter, encoder.encode_one(long_text), atol=1e-3)
 
 
+@pytest.mark.parametrize("other", ["tensorflow", "numpy"])
 def test_backends_agree_on_batches_and_spans(
-    encoder: MiniLMEncoder, numpy_encoder: MiniLMEncoder, reference: Dict[str, Any]
+    encoder: MiniLMEncoder,
+    tensorflow_encoder: MiniLMEncoder,
+    numpy_encoder: MiniLMEncoder,
+    reference: Dict[str, Any],
+    other: str,
 ) -> None:
+    other_encoder = tensorflow_encoder if other == "tensorflow" else numpy_encoder
     texts = reference["sentences"] + ["track my parcel", "hi"]
     np.testing.assert_allclose(
-        encoder.encode(texts, batch_size=5), numpy_encoder.encode(texts, batch_size=5), atol=1e-5
+        encoder.encode(texts, batch_size=5), other_encoder.encode(texts, batch_size=5), atol=1e-5
     )
     spans = [[(0, 5), (6, 8)]]
-    _, (tf_tokens,) = encoder.encode_with_spans(["Where is my order?"], spans)
-    _, (np_tokens,) = numpy_encoder.encode_with_spans(["Where is my order?"], spans)
-    np.testing.assert_allclose(tf_tokens, np_tokens, atol=1e-4)
+    _, (ort_tokens,) = encoder.encode_with_spans(["Where is my order?"], spans)
+    _, (other_tokens,) = other_encoder.encode_with_spans(["Where is my order?"], spans)
+    np.testing.assert_allclose(ort_tokens, other_tokens, atol=1e-4)
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "numpy"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorflow", "numpy"])
 def test_fewer_layers(model_dir: Path, encoder: MiniLMEncoder, backend: str) -> None:
     texts = ["where is my order?", "where's my parcel", "what's the weather like"]
     short = MiniLMEncoder.load(model_dir, backend=backend, num_layers=3)
@@ -167,9 +197,11 @@ def test_fewer_layers(model_dir: Path, encoder: MiniLMEncoder, backend: str) -> 
 
 def test_fewer_layers_backends_agree(model_dir: Path) -> None:
     texts = ["where is my order?", "cancel it", "Café?"]
-    a = MiniLMEncoder.load(model_dir, backend="tensorflow", num_layers=4).encode(texts)
-    b = MiniLMEncoder.load(model_dir, backend="numpy", num_layers=4).encode(texts)
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    a = MiniLMEncoder.load(model_dir, backend="onnxruntime", num_layers=4).encode(texts)
+    b = MiniLMEncoder.load(model_dir, backend="tensorflow", num_layers=4).encode(texts)
+    c = MiniLMEncoder.load(model_dir, backend="numpy", num_layers=4).encode(texts)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+    np.testing.assert_allclose(b, c, atol=1e-5)
 
 
 def test_invalid_layers_and_backend(model_dir: Path) -> None:
