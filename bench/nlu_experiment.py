@@ -9,13 +9,19 @@ transformer layers (each count gives its own variant). Embeddings are cached in
 Usage::
 
     python bench/nlu_experiment.py [--test tests/nlu/realistic.yml ...]
-        [--num-layers 6 4 3] [--grid]
+        [--num-layers 6 4 3] [--grid] [--spacy]
 
 Without ``--grid`` it runs the pipeline's classifier (linear SVM, C=1, weights 1:1,
 temperature fitted on a held-out 20%); ``--grid`` runs the older logistic-regression
 grid too. For each variant it prints the accuracy per test set, how many
 ``out_of_scope`` test messages got a shop intent with confidence >= 0.5 and >= the
 ``not_understood_below`` threshold of ``data/triage.yml``, and the fit time.
+
+``--spacy`` adds the spaCy variants (what Rasa's ``SpacyNLP`` + ``SpacyTokenizer`` with
+``use_lemma`` would feed a ``CountVectorsFeaturizer``): a blank English pipeline with the
+lookup lemmatizer of ``spacy-lookups-data`` (no downloaded model), lemma 1-2-gram counts
+either added to the sparse block or replacing the word n-grams, and the lemmatizer's cost
+per message.
 """
 from __future__ import annotations
 
@@ -161,6 +167,63 @@ def score(name: str, proba: np.ndarray, classes: np.ndarray, gold: Sequence[str]
     return out
 
 
+def spacy_variants(tr_x: Sequence[str], y_idx: np.ndarray,
+                   tests: Dict[str, Tuple[List[str], List[str]]], classes: np.ndarray,
+                   threshold: float, E_tr: np.ndarray, E_te: Dict[str, np.ndarray],
+                   word: object, char: object) -> None:
+    """Score lemma n-grams (blank English spaCy, lookup lemmatizer) with the same classifier."""
+    import spacy
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from bot.nlu.intent_classifier import _softmax
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lemmatizer", config={"mode": "lookup"})
+    nlp.initialize()
+
+    def lemmas(xs: Sequence[str]) -> List[str]:
+        return [" ".join(t.lemma_.lower() for t in doc) for doc in nlp.pipe(xs, batch_size=256)]
+
+    start = time.perf_counter()
+    tr_l = lemmas(tr_x)
+    lemma_s = time.perf_counter() - start
+    te_l = {t: lemmas(x) for t, (x, _) in tests.items()}
+    sample = list(tests.values())[-1][0][:300]
+    start = time.perf_counter()
+    for text in sample:
+        nlp(text)
+    per_message_ms = (time.perf_counter() - start) * 1000 / len(sample)
+    lemma_cv = CountVectorizer(ngram_range=(1, 2), lowercase=True,
+                               token_pattern=r"(?u)\b\w+\b").fit(tr_l)
+
+    def block(*matrices: scipy.sparse.spmatrix) -> scipy.sparse.csr_matrix:
+        m = scipy.sparse.hstack(list(matrices)).tocsr().astype(np.float32)
+        m.data = np.log1p(m.data)
+        return unit_rows(m)
+
+    variants = {
+        "words+chars+lemmas": (
+            lambda xs, ls: block(word.transform(xs), char.transform(xs), lemma_cv.transform(ls))),
+        "lemmas+chars": (lambda xs, ls: block(lemma_cv.transform(ls), char.transform(xs))),
+    }
+    print(f"spaCy blank 'en' + lookup lemmatizer: {lemma_s:.1f}s for {len(tr_x)} training "
+          f"examples, {per_message_ms:.2f} ms per message", flush=True)
+    for name, make in variants.items():
+        S_tr = make(tr_x, tr_l)
+        start = time.perf_counter()
+        weights, bias, temperature = fit_calibrated_svm(
+            scipy.sparse.hstack([S_tr, scipy.sparse.csr_matrix(E_tr)]).tocsr(), y_idx)
+        took = time.perf_counter() - start
+        scores = []
+        for t, (x, y) in tests.items():
+            features = scipy.sparse.hstack(
+                [make(x, te_l[t]), scipy.sparse.csr_matrix(E_te[t])]).tocsr()
+            proba = _softmax((np.asarray(features @ weights.T) + bias) / temperature)
+            scores += score(Path(t).stem, proba, classes, y, threshold)
+        print(f"  spacy {name:<20} T={temperature:.3f} fit {took:5.1f}s  " + "  ".join(scores),
+              flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the experiment and print one line per variant.
 
@@ -180,6 +243,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         default=["tests/nlu/bitext_holdout.yml", "tests/nlu/realistic.yml"])
     parser.add_argument("--num-layers", nargs="*", type=int, default=[6])
     parser.add_argument("--grid", action="store_true", help="also the logistic-regression grid")
+    parser.add_argument("--spacy", action="store_true",
+                        help="also lemma n-grams from a blank spaCy pipeline (lookup lemmas)")
     args = parser.parse_args(argv)
 
     threshold = threshold_from_triage()
@@ -224,6 +289,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             scores += score(Path(t).stem, proba, classes, y, threshold)
         print(f"layers={layers} svm C=1 1:1 T={temperature:.3f} fit {took:5.1f}s  "
               + "  ".join(scores), flush=True)
+        if args.spacy:
+            spacy_variants(tr_x, y_idx, tests, classes, threshold, E_tr, E_te, word, char)
         if not args.grid:
             continue
         variants = {"sparse only": (1.0, 0.0), "dense only": (0.0, 1.0), "both 1:1": (1.0, 1.0),

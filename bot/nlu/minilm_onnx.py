@@ -64,8 +64,10 @@ class _GraphBuilder:
 def build_model(weights: "_Weights", config: "BertConfig") -> bytes:
     """Serialise the encoder as an ONNX model.
 
-    Inputs: ``ids`` (int64, ``(B, L)``) and ``mask`` (float32, ``(B, L)``, 1.0 for real
-    pieces). Output: ``hidden`` (float32, ``(B, L, H)``), the last hidden states.
+    Inputs: ``embeddings`` (float32, ``(B, L, H)``: word + position + token type 0
+    embeddings, summed by :class:`OnnxForward` in NumPy, so that the 47 MB word table is
+    not copied into the graph and the session) and ``mask`` (float32, ``(B, L)``, 1.0 for
+    real pieces). Output: ``hidden`` (float32, ``(B, L, H)``), the last hidden states.
 
     Args:
         weights: The weights in inference layout (only the layers to run).
@@ -89,14 +91,7 @@ def build_model(weights: "_Weights", config: "BertConfig") -> bytes:
         return g.op("LayerNormalization", x, g.const(f"{name}.gamma", gamma),
                     g.const(f"{name}.beta", beta), axis=-1, epsilon=eps)
 
-    # Embeddings: word + position[:L] + token type 0, then layer norm.
-    length = g.op("Gather", g.op("Shape", "ids"), g.const("one", 1, i64))
-    length = g.op("Unsqueeze", length, g.const("axis0", [0], i64))
-    positions = g.op("Slice", g.const("position", weights.position),
-                     g.const("start0", [0], i64), length, g.const("slice_axis0", [0], i64))
-    x = g.op("Gather", g.const("word", weights.word), "ids")
-    x = g.op("Add", g.op("Add", x, positions), g.const("token_type0", weights.token_type0))
-    x = layer_norm(x, weights.emb_ln_g, weights.emb_ln_b, "embeddings")
+    x = layer_norm("embeddings", weights.emb_ln_g, weights.emb_ln_b, "embeddings")
 
     # Padding keys get -1e9 before the softmax: (1 - mask) * -1e9, shape (B, 1, 1, L).
     key_bias = g.op("Mul", g.op("Sub", g.const("one_f", 1.0), "mask"),
@@ -136,7 +131,8 @@ def build_model(weights: "_Weights", config: "BertConfig") -> bytes:
     graph = helper.make_graph(
         g.nodes,
         "all-MiniLM-L6-v2",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "length"]),
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT,
+                                       ["batch", "length", hidden_size]),
          helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "length"])],
         [helper.make_tensor_value_info("hidden", TensorProto.FLOAT,
                                        ["batch", "length", hidden_size])],
@@ -179,12 +175,18 @@ class OnnxForward:
         self._session = onnxruntime.InferenceSession(
             build_model(weights, config), options, providers=["CPUExecutionProvider"]
         )
+        # The embedding lookup stays in NumPy (one gather and two adds per message).
+        self._word = weights.word
+        self._position = weights.position
+        self._token_type0 = weights.token_type0
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Run the encoder; see :meth:`bot.nlu.minilm.MiniLMEncoder._forward_numpy`."""
+        embeddings = self._word[ids]  # (B, L, H), a fresh array
+        embeddings += self._position[: ids.shape[1]]
+        embeddings += self._token_type0
         (hidden,) = self._session.run(
             ["hidden"],
-            {"ids": np.ascontiguousarray(ids, dtype=np.int64),
-             "mask": np.ascontiguousarray(mask, dtype=np.float32)},
+            {"embeddings": embeddings, "mask": np.ascontiguousarray(mask, dtype=np.float32)},
         )
         return hidden
