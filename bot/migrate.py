@@ -2,8 +2,8 @@
 
 Every process that opens the support database brings it to the newest schema first
 (:func:`upgrade`, idempotent and safe when several processes start at once: on SQLite
-the migration runs in a ``BEGIN IMMEDIATE`` transaction, on PostgreSQL under an
-advisory lock). A database created before migrations existed (tables present, no
+the migration runs in a ``BEGIN IMMEDIATE`` transaction while holding an exclusive lock
+on a ``<database>.migrate-lock`` file, on PostgreSQL under an advisory lock). A database created before migrations existed (tables present, no
 ``alembic_version``) is stamped with the baseline revision first.
 
 Command line::
@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
+import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, AsyncIterator, List, Optional
 
 from alembic import command
 from alembic.config import Config
@@ -67,12 +70,39 @@ def _current_sync(connection: Any) -> Optional[str]:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold an exclusive ``flock`` next to a SQLite database file (no-op otherwise).
+
+    Processes that create the same new SQLite file at once can otherwise wait on each
+    other's locks until the busy timeout while one of them switches it to WAL and
+    another begins its migration (seen in about 1 of 20 runs of three engines). The
+    lock is taken in a worker thread, so the event loop never waits on it.
+    """
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith(
+        "file:"
+    ):
+        yield
+        return
+    path = Path(database).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path.with_name(path.name + ".migrate-lock")), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
     """Bring the database to ``target`` (default: the newest schema), in one transaction."""
-    async with engine.connect() as connection:
-        connection = await connection.execution_options(**{db.WRITE_OPTION: True})
-        async with connection.begin():
-            await connection.run_sync(_upgrade_sync, target)
+    async with _sqlite_file_lock(engine):
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(**{db.WRITE_OPTION: True})
+            async with connection.begin():
+                await connection.run_sync(_upgrade_sync, target)
 
 
 async def downgrade(engine: AsyncEngine, target: str) -> None:
@@ -83,10 +113,11 @@ async def downgrade(engine: AsyncEngine, target: str) -> None:
         config.attributes["connection"] = connection
         command.downgrade(config, target)
 
-    async with engine.connect() as connection:
-        connection = await connection.execution_options(**{db.WRITE_OPTION: True})
-        async with connection.begin():
-            await connection.run_sync(run)
+    async with _sqlite_file_lock(engine):
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(**{db.WRITE_OPTION: True})
+            async with connection.begin():
+                await connection.run_sync(run)
 
 
 async def current_revision(engine: AsyncEngine) -> Optional[str]:
