@@ -41,9 +41,11 @@ Usage (from the repository root)::
         [--data project|bitext] [--quick] [--keep]
 
 ``--quick`` sets the DIET / ResponseSelector / UnexpecTED / TED epochs of the default
-configuration to 2: a smoke test of the bench, never a result. A full run takes an hour
-or more on 2 cores, almost all of it DIET's 100 epochs. Figures only mean something on an
-otherwise idle machine; the load average is printed and recorded.
+configuration to 2: a smoke test of the bench, never a result. On 2 cores a full
+``--only both --data bitext`` run takes about 35 minutes (DIET's 100 epochs: 32 minutes);
+with ``--data project`` DIET also learns the entities and TED/UnexpecTED train too (85 s
+for DIET's first epoch: over two hours). ``--only chosen`` takes 2-3 minutes. Figures only
+mean something on an otherwise idle machine; the load average is printed and recorded.
 
 Prints progress lines with timestamps, then one table (a column per configuration), and
 writes the figures as JSON to ``results/pipelines-<date>[-<only>][-quick].json``.

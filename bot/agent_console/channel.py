@@ -597,10 +597,14 @@ class AgentConsoleInput(InputChannel):
 
         from bot import db
         from bot.support.models import TICKET_STATUSES, Ticket
+        from bot.twilio.models import TwilioDeadLetter
 
         async with db.read_session(db.session_factory(agents.engine)) as session:
             rows = (await session.execute(
                 select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status))).all()
+            dead_letters = int((await session.execute(
+                select(func.count(TwilioDeadLetter.id)).where(TwilioDeadLetter.status == "dead")
+            )).scalar_one())
         by_state = {status: 0 for status in TICKET_STATUSES}
         by_state.update({status: int(count) for status, count in rows})
         figures = await agents.metrics(datetime(2000, 1, 1, tzinfo=timezone.utc),
@@ -639,6 +643,10 @@ class AgentConsoleInput(InputChannel):
                [("", figures["handoff_rate"])])
         metric("support_agents_online", "gauge", "Agents with an open console.",
                [("", float(len({c.agent.id for c in self._connections})))])
+        metric("support_twilio_dead_letters", "gauge",
+               "Twilio deliveries that failed every retry and wait for an operator "
+               "(python -m bot.twilio.deadletters).",
+               [("", float(dead_letters))])
         return "\n".join(lines) + "\n"
 
     # -------------------------------------------------------------- WebSocket

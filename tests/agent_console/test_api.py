@@ -217,6 +217,31 @@ def test_live_reply_read_resolve_metrics(console_bot: Any, console: Console) -> 
         assert "# TYPE support_ratings_total counter" in text.text
         assert "support_resolution_seconds_average " in text.text
 
+    def dead_letters_gauge() -> float:
+        body = console.call("GET", "/prometheus", token=METRICS_TOKEN).text
+        return float(next(line.split()[1] for line in body.splitlines()
+                          if line.startswith("support_twilio_dead_letters ")))
+
+    before = dead_letters_gauge()
+    _store_dead_letter(console_bot.support_db_url, f"test-{time.time_ns()}")
+    assert dead_letters_gauge() == before + 1
+
+
+def _store_dead_letter(db_url: str, key: str) -> None:
+    """A Twilio delivery that failed every retry, as the bridge stores it."""
+    from bot.twilio.store import TwilioStore
+
+    async def run() -> None:
+        store = TwilioStore.from_url(db_url)
+        try:
+            await store.do_dead_letter(key=key, kind="message", conversation_id=None,
+                                       payload={"body": "hello"}, error="HTTP 503", attempts=5)
+        finally:
+            await store.dispose()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(run())).result()
+
 
 def test_socket_refuses_bad_hello(console: Console) -> None:
     import websockets

@@ -2,8 +2,11 @@
 and a widget conversation handed off as the action server does it."""
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
-from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -15,6 +18,61 @@ from tests.twilio.fake_twilio import FakeTwilio
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-twilio-auth-token-0123456789"
 PUBLIC_URL = "https://support-bot.example.test"
+WAIT = 60.0
+
+
+@dataclass
+class TwilioStack:
+    """A real bot configured for the fake Twilio, and the demo shop app in front of it."""
+
+    fake: FakeTwilio
+    bot: Any  # tests.servers.BotServers
+    demo_url: str
+
+
+@contextlib.contextmanager
+def twilio_stack(bot_factory: Any, name: str, env: Dict[str, str]) -> Iterator[TwilioStack]:
+    """Start the fake Twilio, a bot (action + Rasa server) pointed at it, and the demo app.
+
+    Args:
+        bot_factory: The session's ``bot_factory`` fixture.
+        name: The bot's name (its own directory and databases).
+        env: Settings on top of the Twilio credentials, API base and public URL.
+    """
+    from tests.servers import HOST, PYTHON, WIDGET_TEST_ORIGIN, WIDGET_TEST_SECRET, _popen, _stop
+    from tests.servers import free_port
+
+    demo_port = free_port()
+    demo_url = f"http://{HOST}:{demo_port}"
+    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
+        bot = bot_factory.start(name, env={
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_BASE": fake.base_url, "TWILIO_PUBLIC_URL": PUBLIC_URL,
+            "WIDGET_ALLOWED_ORIGINS": f"{WIDGET_TEST_ORIGIN},{demo_url}",
+            **env,
+        })
+        fake.route(PUBLIC_URL, bot.rasa_url)  # as a proxy would: signed for the public URL
+        demo = _popen([str(PYTHON), "-m", "bot.demo"], {
+            **bot.env, "DEMO_HOST": HOST, "DEMO_PORT": str(demo_port),
+            "WIDGET_PUBLIC_URL": bot.rasa_url, "WIDGET_JWT_SECRET": WIDGET_TEST_SECRET,
+        }, bot.var_dir.parent / "demo.log")
+        try:
+            yield TwilioStack(fake, bot, demo_url)
+        finally:
+            _stop(demo)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT,
+             logs: Optional[Callable[[], str]] = None) -> Any:
+    """Poll ``probe()`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

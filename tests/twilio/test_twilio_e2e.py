@@ -13,76 +13,28 @@ import asyncio
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import pytest
 import requests
 
-from tests.servers import (
-    unavailable,
-    HOST,
-    PYTHON,
-    WIDGET_TEST_ORIGIN,
-    WIDGET_TEST_SECRET,
-    BotServers,
-    _popen,
-    _stop,
-    free_port,
-)
-from tests.twilio.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL
-from tests.twilio.fake_twilio import FakeTwilio
+from tests.servers import BotServers, unavailable
+from tests.twilio.conftest import PUBLIC_URL, TwilioStack, twilio_stack, wait_for
 from tests.widget.conftest import WidgetClient, new_user, token_for
 
 pytestmark = pytest.mark.model
 
 EVENTS = "/webhooks/twilio_conversations/events"
-WAIT = 60.0
-
-
-@dataclass
-class TwilioStack:
-    fake: FakeTwilio
-    bot: BotServers
-    demo_url: str
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT,
-             logs: Optional[Callable[[], str]] = None) -> Any:
-    """Poll ``probe()`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def stack(bot_factory: Any) -> Iterator[TwilioStack]:
     """The fake Twilio, a bot configured for it, and the demo app (for the browser test)."""
-    demo_port = free_port()
-    demo_url = f"http://{HOST}:{demo_port}"
-    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
-        bot = bot_factory.start("twilio", env={
-            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "TWILIO_API_BASE": fake.base_url, "TWILIO_PUBLIC_URL": PUBLIC_URL,
-            "TWILIO_POLL_INTERVAL": "0.2", "TWILIO_MAX_ATTEMPTS": "3",
-            "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3",
-            "WIDGET_ALLOWED_ORIGINS": f"{WIDGET_TEST_ORIGIN},{demo_url}",
-        })
-        fake.route(PUBLIC_URL, bot.rasa_url)  # as a proxy would: signed for the public URL
-        demo_log = bot.var_dir.parent / "demo.log"
-        demo = _popen([str(PYTHON), "-m", "bot.demo"], {
-            **bot.env, "DEMO_HOST": HOST, "DEMO_PORT": str(demo_port),
-            "WIDGET_PUBLIC_URL": bot.rasa_url, "WIDGET_JWT_SECRET": WIDGET_TEST_SECRET,
-        }, demo_log)
-        try:
-            yield TwilioStack(fake, bot, demo_url)
-        finally:
-            _stop(demo)
+    with twilio_stack(bot_factory, "twilio", {
+        "TWILIO_POLL_INTERVAL": "0.2", "TWILIO_MAX_ATTEMPTS": "3",
+        "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3",
+    }) as running:
+        yield running
 
 
 def _http() -> requests.Session:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List
 
@@ -18,20 +17,9 @@ import pytest
 import requests
 
 from bot.support.ops import StateError, SupportStore
-from tests.servers import (
-    unavailable,
-    HOST,
-    PYTHON,
-    WIDGET_TEST_ORIGIN,
-    WIDGET_TEST_SECRET,
-    BotServers,
-    _popen,
-    _stop,
-    free_port,
-)
-from tests.twilio.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL
+from tests.servers import BotServers, unavailable
+from tests.twilio.conftest import PUBLIC_URL, TwilioStack, twilio_stack, wait_for
 from tests.twilio.fake_twilio import FakeTwilio
-from tests.twilio.test_twilio_e2e import wait_for
 from tests.widget.conftest import WidgetClient, new_user, token_for
 
 pytestmark = pytest.mark.model
@@ -43,35 +31,14 @@ MARGIN = 6.0  # on a busy 2-core machine; the poll interval is the real bound
 STATUS = "/webhooks/twilio_conversations/voice/status"
 
 
-@dataclass
-class VoiceStack:
-    fake: FakeTwilio
-    bot: BotServers
-    demo_url: str
-
-
 @pytest.fixture(scope="module")
-def voice_stack(bot_factory: Any) -> Iterator[VoiceStack]:
-    demo_port = free_port()
-    demo_url = f"http://{HOST}:{demo_port}"
-    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
-        bot = bot_factory.start("twilio-voice", env={
-            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "TWILIO_API_BASE": fake.base_url, "TWILIO_PUBLIC_URL": PUBLIC_URL,
-            "TWILIO_MAX_ATTEMPTS": "3", "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3",
-            "TWILIO_VOICE_FROM": VOICE_FROM, "SUPPORT_LINE_NUMBER": SUPPORT_LINE,
-            "TWILIO_CALLBACK_POLL": str(POLL),
-            "WIDGET_ALLOWED_ORIGINS": f"{WIDGET_TEST_ORIGIN},{demo_url}",
-        })
-        fake.route(PUBLIC_URL, bot.rasa_url)
-        demo = _popen([str(PYTHON), "-m", "bot.demo"], {
-            **bot.env, "DEMO_HOST": HOST, "DEMO_PORT": str(demo_port),
-            "WIDGET_PUBLIC_URL": bot.rasa_url, "WIDGET_JWT_SECRET": WIDGET_TEST_SECRET,
-        }, bot.var_dir.parent / "demo.log")
-        try:
-            yield VoiceStack(fake, bot, demo_url)
-        finally:
-            _stop(demo)
+def voice_stack(bot_factory: Any) -> Iterator[TwilioStack]:
+    with twilio_stack(bot_factory, "twilio-voice", {
+        "TWILIO_MAX_ATTEMPTS": "3", "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3",
+        "TWILIO_VOICE_FROM": VOICE_FROM, "SUPPORT_LINE_NUMBER": SUPPORT_LINE,
+        "TWILIO_CALLBACK_POLL": str(POLL),
+    }) as running:
+        yield running
 
 
 def _row(bot: BotServers, reference: str) -> Dict[str, Any]:
@@ -101,7 +68,7 @@ async def _book(bot: BotServers, conversation_id: str, phone: str, at: datetime)
         await store.dispose()
 
 
-async def test_callback_survives_a_restart_and_end_call(voice_stack: VoiceStack) -> None:
+async def test_callback_survives_a_restart_and_end_call(voice_stack: TwilioStack) -> None:
     fake, bot = voice_stack.fake, voice_stack.bot
     loop = asyncio.get_running_loop()
     user = new_user("vc")
@@ -180,7 +147,7 @@ async def test_callback_survives_a_restart_and_end_call(voice_stack: VoiceStack)
     await client.close()
 
 
-def test_end_call_button_in_the_browser_widget(voice_stack: VoiceStack) -> None:
+def test_end_call_button_in_the_browser_widget(voice_stack: TwilioStack) -> None:
     """The customer sees "End call" while the call-back call goes on and ends it."""
     from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE
 
