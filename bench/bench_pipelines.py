@@ -366,6 +366,7 @@ def child_env(name: str, snapshot: Path, work: Path) -> Dict[str, str]:
     env = dict(os.environ, **CHILD_ENV)
     env["PYTHONPATH"] = str(snapshot / "code")
     env["RASA_CACHE_DIRECTORY"] = str(work / f"cache-{name}")
+    env["EMBEDDING_CACHE_DIR"] = "off"  # from scratch: no sentence vectors of earlier runs
     env.setdefault("SUPPORT_VAR_DIR", str(ROOT / "var"))
     env.setdefault("SUPPORT_DATA_DIR", str(snapshot / "data"))
     return env

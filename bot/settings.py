@@ -20,6 +20,14 @@ def _env(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+def _optional_dir(name: str, default: Path) -> Optional[Path]:
+    """A directory setting that ``off`` (or ``none``, ``false``, ``0``) switches off."""
+    value = _env(name, str(default))
+    if value.strip().lower() in ("off", "none", "false", "0"):
+        return None
+    return Path(value).expanduser().resolve()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings. Paths are absolute, URLs are SQLAlchemy URLs."""
@@ -35,6 +43,7 @@ class Settings:
     triage_file: Path
     faq_dir: Path
     embedding_model_dir: Path
+    embedding_cache_dir: Optional[Path]
     widget_jwt_algorithm: str
     widget_jwt_secret: Optional[str]
     widget_jwt_public_key: Optional[str]
@@ -159,6 +168,9 @@ def get_settings() -> Settings:
         embedding_model_dir=Path(
             _env("EMBEDDING_MODEL_DIR", str(var_dir / "embeddings" / "all-MiniLM-L6-v2"))
         ).resolve(),
+        embedding_cache_dir=_optional_dir(
+            "EMBEDDING_CACHE_DIR", var_dir / "embeddings" / "cache"
+        ),
         widget_jwt_algorithm=_env("WIDGET_JWT_ALGORITHM", "HS256").upper(),
         widget_jwt_secret=_secret("WIDGET_JWT_SECRET", var_dir / "widget_jwt_secret"),
         widget_jwt_public_key=_pem("WIDGET_JWT_PUBLIC_KEY"),

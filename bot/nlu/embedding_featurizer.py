@@ -11,6 +11,7 @@ Add it to ``config.yml`` after a Rasa tokenizer::
         max_length: 128          # word pieces per text, [CLS]/[SEP] included
         num_layers: null         # run the first N of the 6 transformer layers (null: all)
         backend: auto            # auto | onnxruntime | tensorflow | numpy (same embeddings)
+        training_cache: true     # reuse the last training run's vectors (EMBEDDING_CACHE_DIR)
         sequence_features: tokens  # tokens | sentence | zeros
         alias: null
       - name: LogisticRegressionClassifier   # or DIETClassifier, ...
@@ -51,6 +52,7 @@ from rasa.shared.nlu.constants import ACTION_TEXT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.embedding_cache import EmbeddingCache, encoder_key
 from bot.nlu.minilm import BACKENDS, DEFAULT_MAX_LENGTH, MiniLMEncoder
 from bot.settings import get_settings
 
@@ -106,6 +108,10 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             # forward pass: "auto" (ONNX Runtime, else TensorFlow, else NumPy), "onnxruntime",
             # "tensorflow" or "numpy"
             "backend": "auto",
+            # in training, reuse the sentence vectors of the last run for unchanged texts
+            # (bot/nlu/embedding_cache.py; EMBEDDING_CACHE_DIR=off disables it everywhere).
+            # Used with sequence_features "zeros" or "sentence" only.
+            "training_cache": True,
         }
 
     @classmethod
@@ -142,24 +148,38 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             raise InvalidConfigException(
                 f"MiniLMFeaturizer: backend must be one of {BACKENDS}, got {config.get('backend')!r}"
             )
+        if not isinstance(config.get("training_cache", True), bool):
+            raise InvalidConfigException(
+                f"MiniLMFeaturizer: training_cache must be true or false, "
+                f"got {config.get('training_cache')!r}"
+            )
         model_dir = config.get("model_dir")
         if model_dir is not None and not isinstance(model_dir, (str, Path)):
             raise InvalidConfigException(
                 f"MiniLMFeaturizer: model_dir must be a path or null, got {model_dir!r}"
             )
 
-    def __init__(self, config: Dict[Text, Any], name: Text, encoder: MiniLMEncoder) -> None:
+    def __init__(
+        self,
+        config: Dict[Text, Any],
+        name: Text,
+        encoder: MiniLMEncoder,
+        model_dir: Optional[Path] = None,
+    ) -> None:
         """Creates the featurizer around a loaded encoder.
 
         Args:
             config: The merged component config.
             name: The graph node name (used as feature origin without an alias).
             encoder: The loaded encoder.
+            model_dir: The encoder's model directory (identifies the training cache;
+                ``None``: no cache).
         """
         super().__init__(name, config)
         self._encoder = encoder
         self._batch_size: int = config["batch_size"]
         self._sequence_mode: str = config["sequence_features"]
+        self._model_dir = model_dir
 
     @staticmethod
     def resolve_model_dir(config: Dict[Text, Any]) -> Path:
@@ -197,7 +217,7 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             )
         except ValueError as error:  # e.g. num_layers above the model's layer count
             raise InvalidConfigException(f"MiniLMFeaturizer: {error}") from error
-        return cls(config, execution_context.node_name, encoder)
+        return cls(config, execution_context.node_name, encoder, model_dir)
 
     @classmethod
     def load(
@@ -220,8 +240,28 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
         Returns:
             The same training data.
         """
-        self._featurize(training_data.training_examples, DENSE_FEATURIZABLE_ATTRIBUTES)
+        self._featurize(
+            training_data.training_examples, DENSE_FEATURIZABLE_ATTRIBUTES,
+            cache=self._training_cache(),
+        )
         return training_data
+
+    def _training_cache(self) -> Optional[EmbeddingCache]:
+        """The cache of the last training run's vectors, or None where it does not apply."""
+        directory = get_settings().embedding_cache_dir
+        if (
+            directory is None
+            or self._model_dir is None
+            or not self._config.get("training_cache", True)
+            or self._sequence_mode == "tokens"  # token vectors are not cached
+        ):
+            return None
+        try:
+            key = encoder_key(self._model_dir, self._encoder.num_layers, self._encoder.max_length)
+        except OSError as error:
+            logger.warning("MiniLMFeaturizer: no embedding cache (%s)", error)
+            return None
+        return EmbeddingCache(directory, key, self._encoder.dim)
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Featurizes the text (and action text) of incoming messages.
@@ -235,8 +275,14 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
         self._featurize(messages, _PROCESS_ATTRIBUTES)
         return messages
 
-    def _featurize(self, messages: List[Message], attributes: Any) -> None:
-        """Embed every non-empty attribute of the messages in one batched call."""
+    def _featurize(
+        self, messages: List[Message], attributes: Any, cache: Optional[EmbeddingCache] = None
+    ) -> None:
+        """Embed every non-empty attribute of the messages in one batched call.
+
+        With a ``cache`` (training, sentence-level modes), only the texts the last run
+        did not see are embedded; the cache then holds this run's texts.
+        """
         jobs: List[Tuple[Message, Text]] = [
             (message, attribute)
             for message in messages
@@ -252,6 +298,21 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             sentences, token_vectors = self._encoder.encode_with_spans(
                 texts, spans, batch_size=self._batch_size
             )
+        elif cache is not None:
+            sentences, missing = cache.lookup(texts)
+            if missing:
+                sentences[missing] = self._encoder.encode(
+                    [texts[i] for i in missing], batch_size=self._batch_size
+                )
+            logger.info(
+                "MiniLMFeaturizer: embedded %d of %d texts (the rest from %s)",
+                len(missing), len(texts), cache.path,
+            )
+            cache.save(texts, sentences)
+            token_vectors = [
+                self._plain_sequence(sentence, len(toks or []))
+                for sentence, toks in zip(sentences, tokens)
+            ]
         else:
             sentences = self._encoder.encode(texts, batch_size=self._batch_size)
             token_vectors = [
