@@ -9,7 +9,7 @@ import pytest
 
 from bot.nlu.embedding_cache import EmbeddingCache, encoder_key
 from bot.settings import get_settings
-from tests.unit.test_minilm import _featurizer, _tokenized, model_dir  # noqa: F401 - fixture
+from tests.unit.nlu_helpers import make_featurizer, tokenized
 
 TEXTS = ["where is my order?", "cancel it please", "I want a refund", "hi"]
 
@@ -26,7 +26,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 def _training_data(texts: List[str]) -> Any:
     from rasa.shared.nlu.training_data.training_data import TrainingData
 
-    return TrainingData(training_examples=[_tokenized(text) for text in texts])
+    return TrainingData(training_examples=[tokenized(text) for text in texts])
 
 
 class _Counting:
@@ -51,15 +51,15 @@ def _sentences(data: Any) -> Dict[str, np.ndarray]:
             for m in data.training_examples}
 
 
-def _train(model_dir: Path, texts: List[str]) -> Any:  # noqa: F811
-    featurizer = _featurizer(model_dir, sequence_features="zeros")
+def _train(model_dir: Path, texts: List[str]) -> Any:
+    featurizer = make_featurizer(model_dir, sequence_features="zeros")
     counting = _Counting(featurizer._encoder)
     featurizer._encoder = counting
     data = featurizer.process_training_data(_training_data(texts))
     return counting.embedded, _sentences(data)
 
 
-def test_a_retrain_embeds_only_new_texts(model_dir: Path, cache_dir: Path) -> None:  # noqa: F811
+def test_a_retrain_embeds_only_new_texts(model_dir: Path, cache_dir: Path) -> None:
     embedded, first = _train(model_dir, TEXTS)
     assert sorted(embedded) == sorted(TEXTS)
     files = list(cache_dir.glob("*.npz"))
@@ -72,7 +72,7 @@ def test_a_retrain_embeds_only_new_texts(model_dir: Path, cache_dir: Path) -> No
         np.testing.assert_allclose(second[text], first[text], atol=1e-6)
     # the same vector as without any cache
     np.testing.assert_allclose(second["track parcel 104233"],
-                               _featurizer(model_dir)._encoder.encode_one("track parcel 104233"),
+                               make_featurizer(model_dir)._encoder.encode_one("track parcel 104233"),
                                atol=1e-5)
 
     # the file now holds exactly the last run's texts ("hi" is gone)
@@ -81,7 +81,7 @@ def test_a_retrain_embeds_only_new_texts(model_dir: Path, cache_dir: Path) -> No
 
 
 def test_a_broken_cache_file_is_ignored_and_rewritten(
-    model_dir: Path, cache_dir: Path  # noqa: F811
+    model_dir: Path, cache_dir: Path
 ) -> None:
     _train(model_dir, TEXTS)
     (path,) = cache_dir.glob("*.npz")
@@ -92,7 +92,7 @@ def test_a_broken_cache_file_is_ignored_and_rewritten(
     assert set(sentences) == set(TEXTS)
 
 
-def test_the_key_follows_the_layer_count_and_length(model_dir: Path) -> None:  # noqa: F811
+def test_the_key_follows_the_layer_count_and_length(model_dir: Path) -> None:
     keys = {encoder_key(model_dir, layers, length)
             for layers, length in ((6, 128), (4, 128), (6, 64))}
     assert len(keys) == 3
@@ -100,25 +100,25 @@ def test_the_key_follows_the_layer_count_and_length(model_dir: Path) -> None:  #
 
 
 def test_off_and_token_mode_use_no_cache(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EMBEDDING_CACHE_DIR", "off")
     get_settings.cache_clear()
     try:
         assert get_settings().embedding_cache_dir is None
-        assert _featurizer(model_dir, sequence_features="zeros")._training_cache() is None
+        assert make_featurizer(model_dir, sequence_features="zeros")._training_cache() is None
         monkeypatch.setenv("EMBEDDING_CACHE_DIR", str(tmp_path / "c"))
         get_settings.cache_clear()
-        assert _featurizer(model_dir, sequence_features="tokens")._training_cache() is None
-        assert _featurizer(model_dir, sequence_features="zeros",
+        assert make_featurizer(model_dir, sequence_features="tokens")._training_cache() is None
+        assert make_featurizer(model_dir, sequence_features="zeros",
                            training_cache=False)._training_cache() is None
-        assert _featurizer(model_dir, sequence_features="zeros")._training_cache() is not None
+        assert make_featurizer(model_dir, sequence_features="zeros")._training_cache() is not None
     finally:
         get_settings.cache_clear()
 
 
-def test_training_cache_must_be_a_boolean(model_dir: Path) -> None:  # noqa: F811
+def test_training_cache_must_be_a_boolean(model_dir: Path) -> None:
     from rasa.shared.exceptions import InvalidConfigException
 
     with pytest.raises(InvalidConfigException, match="training_cache"):
-        _featurizer(model_dir, training_cache="yes")
+        make_featurizer(model_dir, training_cache="yes")

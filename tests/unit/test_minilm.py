@@ -24,27 +24,10 @@ import numpy as np
 import pytest
 
 from bot.nlu.minilm import MiniLMEncoder, ModelFilesMissingError
+from tests.unit.nlu_helpers import make_featurizer, tokenized
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "minilm_reference.json"
 DIM = 384
-
-
-@pytest.fixture(scope="module")
-def model_dir() -> Path:
-    from bot.settings import get_settings
-
-    directory = get_settings().embedding_model_dir
-    missing = [
-        name
-        for name in ("config.json", "model.safetensors", "tokenizer.json")
-        if not (directory / name).is_file()
-    ]
-    if missing:
-        pytest.fail(
-            f"MiniLM model files missing in {directory} ({', '.join(missing)}): "
-            "run `make setup` to fetch them"
-        )
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -249,33 +232,6 @@ def test_concurrent_encode_is_consistent(encoder: MiniLMEncoder) -> None:
 # -- Rasa featurizer ------------------------------------------------------------------
 
 
-def _featurizer(model_dir: Path, **overrides: Any) -> Any:
-    from rasa.engine.graph import ExecutionContext, GraphSchema
-    from rasa.engine.storage.local_model_storage import LocalModelStorage
-    from rasa.engine.storage.resource import Resource
-
-    from bot.nlu.embedding_featurizer import MiniLMFeaturizer
-
-    config = {**MiniLMFeaturizer.get_default_config(), "model_dir": str(model_dir), **overrides}
-    return MiniLMFeaturizer.create(
-        config,
-        LocalModelStorage(Path("/nonexistent")),
-        Resource("minilm"),
-        ExecutionContext(GraphSchema({}), node_name="minilm_featurizer"),
-    )
-
-
-def _tokenized(text: str) -> Any:
-    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
-    from rasa.shared.nlu.constants import TEXT
-    from rasa.shared.nlu.training_data.message import Message
-
-    tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
-    message = Message(data={TEXT: text})
-    tokenizer.process([message])
-    return message
-
-
 @pytest.mark.parametrize("mode", ["tokens", "sentence", "zeros"])
 def test_featurizer_adds_sentence_and_sequence_features(
     model_dir: Path, encoder: MiniLMEncoder, mode: str
@@ -283,9 +239,9 @@ def test_featurizer_adds_sentence_and_sequence_features(
     from rasa.nlu.constants import TOKENS_NAMES
     from rasa.shared.nlu.constants import TEXT
 
-    featurizer = _featurizer(model_dir, sequence_features=mode)
+    featurizer = make_featurizer(model_dir, sequence_features=mode)
     text = "Where is my order #A-1043?"
-    message = _tokenized(text)
+    message = tokenized(text)
     n_tokens = len(message.get(TOKENS_NAMES[TEXT]))
     featurizer.process([message])
 
@@ -311,7 +267,7 @@ def test_featurizer_skips_empty_text(model_dir: Path) -> None:
     from rasa.shared.nlu.training_data.message import Message
 
     message = Message(data={TEXT: ""})
-    _featurizer(model_dir).process([message])
+    make_featurizer(model_dir).process([message])
     assert message.get_dense_features(TEXT) == (None, None)
 
 
@@ -319,23 +275,23 @@ def test_featurizer_rejects_bad_config(model_dir: Path) -> None:
     from rasa.shared.exceptions import InvalidConfigException
 
     with pytest.raises(InvalidConfigException):
-        _featurizer(model_dir, sequence_features="cls")
+        make_featurizer(model_dir, sequence_features="cls")
     with pytest.raises(InvalidConfigException):
-        _featurizer(model_dir, batch_size=0)
+        make_featurizer(model_dir, batch_size=0)
     with pytest.raises(InvalidConfigException):
-        _featurizer(model_dir, num_layers=0)
+        make_featurizer(model_dir, num_layers=0)
     with pytest.raises(InvalidConfigException):
-        _featurizer(model_dir, num_layers=9)
+        make_featurizer(model_dir, num_layers=9)
     with pytest.raises(InvalidConfigException):
-        _featurizer(model_dir, backend="torch")
+        make_featurizer(model_dir, backend="torch")
 
 
 def test_featurizer_num_layers_option(model_dir: Path) -> None:
     from rasa.shared.nlu.constants import TEXT
 
     text = "Where is my order?"
-    featurizer = _featurizer(model_dir, num_layers=4, sequence_features="zeros")
-    message = _tokenized(text)
+    featurizer = make_featurizer(model_dir, num_layers=4, sequence_features="zeros")
+    message = tokenized(text)
     featurizer.process([message])
     expected = MiniLMEncoder.load(model_dir, num_layers=4).encode_one(text)
     np.testing.assert_allclose(message.get_dense_features(TEXT)[1].features[0], expected, atol=1e-5)
