@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
+from bot.support.base import StoreBase
 from bot.support.chat import MessageView
 from bot.support.models import AuditLog, ChatMessage, Conversation, Ticket
 from bot.support.ops import TicketView
@@ -100,35 +100,12 @@ class HandoffMaterial:
     last_message_id: int = 0  # the newest chat message id when this was read
 
 
-class TwilioStore:
+class TwilioStore(StoreBase):
     """Tables of the bridge over the support database engine.
 
     Args:
-        engine: The engine; the store owns it (see :meth:`dispose`).
+        engine: The engine; a store made with :meth:`from_url` owns it (see :meth:`dispose`).
     """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sessions = db.session_factory(engine)
-
-    @classmethod
-    def from_url(cls, url: str) -> "TwilioStore":
-        """A store for a database URL."""
-        return cls(db.make_engine(url))
-
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
-
-    async def create_schema(self) -> None:
-        """Bring the database to the newest schema (Alembic; idempotent)."""
-        from bot import migrate
-
-        await migrate.upgrade(self._engine)
-
-    async def dispose(self) -> None:
-        """Close pooled connections."""
-        await self._engine.dispose()
 
     # ------------------------------------------------------------------ links
 

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional, Tuple
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
+from bot.support.base import StoreBase
 from bot.support.models import AuditLog, Callback
 from bot.twilio.models import TwilioCall
 
@@ -91,21 +91,12 @@ class CallbackCall:
         return self.status in ACTIVE_STATUSES
 
 
-class VoiceStore:
+class VoiceStore(StoreBase):
     """Call-back rows for the Voice scheduler and status webhooks.
 
     Args:
         engine: The support database engine (NOT owned: the caller disposes it).
     """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sessions = db.session_factory(engine)
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine (shared; other stores may use it)."""
-        return self._engine
 
     # ------------------------------------------------------------------ reads
 

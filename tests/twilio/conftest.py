@@ -62,6 +62,37 @@ def twilio_stack(bot_factory: Any, name: str, env: Dict[str, str]) -> Iterator[T
             _stop(demo)
 
 
+@contextlib.contextmanager
+def widget_in_browser(demo_url: str, customer: str) -> Iterator[Any]:
+    """A phone-sized Chromium page of the demo shop, logged in, with the chat open and online.
+
+    Yields:
+        The widget's dialog locator (``.page`` is the page).
+    """
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE
+    from tests.servers import unavailable
+
+    if not CHROMIUM.is_file():  # skipped with the reason; a failure when CI=true
+        unavailable(f"{CHROMIUM} is missing: install Debian's chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(base_url=demo_url, **PHONE)
+            assert context.request.post("/api/login", data={"customer_id": customer}).ok
+            page = context.new_page()
+            page.goto("/#/home")
+            page.locator(".sw-fab").click()
+            dialog = page.get_by_role("dialog", name="Northwind Support")
+            expect(dialog.locator(".sw-status")).to_have_text("Online", timeout=90_000)
+            yield dialog
+            context.close()
+        finally:
+            browser.close()
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT,
              logs: Optional[Callable[[], str]] = None) -> Any:
     """Poll ``probe()`` until it returns something truthy."""

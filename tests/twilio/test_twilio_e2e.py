@@ -18,8 +18,14 @@ from typing import Any, Dict, Iterator, Optional
 import pytest
 import requests
 
-from tests.servers import BotServers, unavailable
-from tests.twilio.conftest import PUBLIC_URL, TwilioStack, twilio_stack, wait_for
+from tests.servers import BotServers
+from tests.twilio.conftest import (
+    PUBLIC_URL,
+    TwilioStack,
+    twilio_stack,
+    wait_for,
+    widget_in_browser,
+)
 from tests.widget.conftest import WidgetClient, new_user, token_for
 
 pytestmark = pytest.mark.model
@@ -176,41 +182,23 @@ async def test_agent_reply_while_offline_arrives_on_reconnect(stack: TwilioStack
 
 
 def test_agent_reply_reaches_the_browser_widget(stack: TwilioStack) -> None:
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE
-
-    if not CHROMIUM.is_file():  # skipped with the reason; a failure when CI=true
-        unavailable(f"{CHROMIUM} is missing: install Debian's chromium")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     customer = "cust-ben"  # a demo shop customer (seeded)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(base_url=stack.demo_url, **PHONE)
-            assert context.request.post("/api/login", data={"customer_id": customer}).ok
-            page = context.new_page()
-            page.goto("/#/home")
-            page.locator(".sw-fab").click()
-            dialog = page.get_by_role("dialog", name="Northwind Support")
-            expect(dialog.locator(".sw-status")).to_have_text("Online", timeout=90_000)
-            box = page.get_by_role("textbox", name="Type your message")
-            box.fill("I want to talk to a person")
-            box.press("Enter")
-            expect(page.locator(".sw-msg[data-sender=bot]").last).to_contain_text(
-                "person", timeout=90_000)
-            remote = _ready_conversation(stack, f"widget:{customer}")
-            _m, deliveries = stack.fake.agent_says(remote["sid"], "Maria",
-                                                   "Hello from Twilio Flex!")
-            assert [d.status for d in deliveries] == [200]
-            answer = page.locator(".sw-msg[data-sender=agent]").last
-            expect(answer).to_contain_text("Hello from Twilio Flex!", timeout=20_000)
-            stack.fake.close_conversation(remote["sid"])
-            expect(page.get_by_role("group", name="Rate this chat")).to_be_visible(
-                timeout=30_000)
-            context.close()
-        finally:
-            browser.close()
+    with widget_in_browser(stack.demo_url, customer) as dialog:
+        page = dialog.page
+        box = page.get_by_role("textbox", name="Type your message")
+        box.fill("I want to talk to a person")
+        box.press("Enter")
+        expect(page.locator(".sw-msg[data-sender=bot]").last).to_contain_text(
+            "person", timeout=90_000)
+        remote = _ready_conversation(stack, f"widget:{customer}")
+        _m, deliveries = stack.fake.agent_says(remote["sid"], "Maria", "Hello from Twilio Flex!")
+        assert [d.status for d in deliveries] == [200]
+        answer = page.locator(".sw-msg[data-sender=agent]").last
+        expect(answer).to_contain_text("Hello from Twilio Flex!", timeout=20_000)
+        stack.fake.close_conversation(remote["sid"])
+        expect(page.get_by_role("group", name="Rate this chat")).to_be_visible(timeout=30_000)
 
 
 def test_webhook_routes_refuse_bad_requests(stack: TwilioStack) -> None:

@@ -17,8 +17,14 @@ import pytest
 import requests
 
 from bot.support.ops import StateError, SupportStore
-from tests.servers import BotServers, unavailable
-from tests.twilio.conftest import PUBLIC_URL, TwilioStack, twilio_stack, wait_for
+from tests.servers import BotServers
+from tests.twilio.conftest import (
+    PUBLIC_URL,
+    TwilioStack,
+    twilio_stack,
+    wait_for,
+    widget_in_browser,
+)
 from tests.twilio.fake_twilio import FakeTwilio
 from tests.widget.conftest import WidgetClient, new_user, token_for
 
@@ -149,42 +155,25 @@ async def test_callback_survives_a_restart_and_end_call(voice_stack: TwilioStack
 
 def test_end_call_button_in_the_browser_widget(voice_stack: TwilioStack) -> None:
     """The customer sees "End call" while the call-back call goes on and ends it."""
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE
-
-    if not CHROMIUM.is_file():  # skipped with the reason; a failure when CI=true
-        unavailable(f"{CHROMIUM} is missing: install Debian's chromium")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     fake, bot = voice_stack.fake, voice_stack.bot
     customer = "cust-ben"  # a demo shop customer (seeded)
     phone = "+4915187654321"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(base_url=voice_stack.demo_url, **PHONE)
-            assert context.request.post("/api/login", data={"customer_id": customer}).ok
-            page = context.new_page()
-            page.goto("/#/home")
-            page.locator(".sw-fab").click()
-            dialog = page.get_by_role("dialog", name="Northwind Support")
-            expect(dialog.locator(".sw-status")).to_have_text("Online", timeout=90_000)
-            with ThreadPoolExecutor(1) as pool:  # playwright's loop runs in this thread
-                reference = pool.submit(asyncio.run, _book(
-                    bot, f"widget:{customer}", phone, datetime.now(timezone.utc))).result()
-            [call] = wait_for("the call", lambda: _calls_to(fake, phone), logs=bot.logs)
-            bar = dialog.get_by_role("group", name="Call-back call")
-            end = bar.get_by_role("button", name="End call")
-            expect(end).to_be_enabled(timeout=30_000)
-            expect(bar).to_contain_text(reference)
-            fake.advance_call(call["sid"], "in-progress")
-            expect(bar).to_contain_text("in progress", timeout=30_000)
-            end.click()
-            expect(bar).to_be_hidden(timeout=30_000)
-            assert [c["status"] for c in _calls_to(fake, phone)] == ["completed"]
-            expect(page.locator(".sw-msg[data-sender=system]").last).to_contain_text(
-                "has ended", timeout=30_000)
-            wait_for("completed", lambda: _row(bot, reference).get("status") == "completed")
-            context.close()
-        finally:
-            browser.close()
+    with widget_in_browser(voice_stack.demo_url, customer) as dialog:
+        with ThreadPoolExecutor(1) as pool:  # playwright's loop runs in this thread
+            reference = pool.submit(asyncio.run, _book(
+                bot, f"widget:{customer}", phone, datetime.now(timezone.utc))).result()
+        [call] = wait_for("the call", lambda: _calls_to(fake, phone), logs=bot.logs)
+        bar = dialog.get_by_role("group", name="Call-back call")
+        end = bar.get_by_role("button", name="End call")
+        expect(end).to_be_enabled(timeout=30_000)
+        expect(bar).to_contain_text(reference)
+        fake.advance_call(call["sid"], "in-progress")
+        expect(bar).to_contain_text("in progress", timeout=30_000)
+        end.click()
+        expect(bar).to_be_hidden(timeout=30_000)
+        assert [c["status"] for c in _calls_to(fake, phone)] == ["completed"]
+        expect(dialog.page.locator(".sw-msg[data-sender=system]").last).to_contain_text(
+            "has ended", timeout=30_000)
+        wait_for("completed", lambda: _row(bot, reference).get("status") == "completed")
