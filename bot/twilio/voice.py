@@ -44,26 +44,18 @@ STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
 
+_NOTICE_STATUSES = frozenset(
+    {"calling", "in_progress", "completed", "no_answer", "failed", "cancelled", "missed"})
+
+
 def call_notice(status: str, phone: str, reference: str) -> str:
     """What the customer reads in the chat when the call-back's status changes
     (``data/messages.yml``, ``callback_call_*``; empty for statuses without a notice)."""
     from bot.channels.widget import notice
 
-    if status == "calling":
-        return notice("callback_call_calling", phone=phone, reference=reference)
-    if status == "in_progress":
-        return notice("callback_call_in_progress", phone=phone, reference=reference)
-    if status == "completed":
-        return notice("callback_call_completed", phone=phone, reference=reference)
-    if status == "no_answer":
-        return notice("callback_call_no_answer", phone=phone, reference=reference)
-    if status == "failed":
-        return notice("callback_call_failed", phone=phone, reference=reference)
-    if status == "cancelled":
-        return notice("callback_call_cancelled", phone=phone, reference=reference)
-    if status == "missed":
-        return notice("callback_call_missed", phone=phone, reference=reference)
-    return ""
+    if status not in _NOTICE_STATUSES:
+        return ""
+    return notice(f"callback_call_{status}", phone=phone, reference=reference)
 
 
 def twiml(greeting: str, support_line: str, caller_id: str) -> str:
