@@ -44,7 +44,7 @@ STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
 
-_NOTICE_STATUSES = frozenset(
+NOTICE_STATUSES = frozenset(
     {"calling", "in_progress", "completed", "no_answer", "failed", "cancelled", "missed"})
 
 
@@ -53,7 +53,7 @@ def call_notice(status: str, phone: str, reference: str) -> str:
     (``data/messages.yml``, ``callback_call_*``; empty for statuses without a notice)."""
     from bot.channels.widget import notice
 
-    if status not in _NOTICE_STATUSES:
+    if status not in NOTICE_STATUSES:
         return ""
     return notice(f"callback_call_{status}", phone=phone, reference=reference)
 

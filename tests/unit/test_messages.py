@@ -17,6 +17,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
+from bot.twilio.voice import NOTICE_STATUSES
 from bot.messages import Message, MessageError, Messages, load_messages
 from bot.orders import ORDER_STATUSES, REFUND_STATUSES
 from bot.support.models import PRIORITIES
@@ -39,6 +40,7 @@ FAMILIES: Dict[str, Tuple[str, ...]] = {
     "refund_status_": REFUND_STATUSES,
     "reply_within_": PRIORITIES,
     "ask_": _ask_slots(),
+    "callback_call_": tuple(sorted(NOTICE_STATUSES)),
 }
 
 
