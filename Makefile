@@ -57,8 +57,8 @@ $(MODEL): $(VENV)/.installed $(MODEL_INPUTS)
 run: setup train ## Start the demo shop app, the Rasa server (with the widget channel) and the action server
 	@scripts/run.sh
 
-shell: setup train ## Chat with the bot in the terminal (starts the action server too)
-	@scripts/run.sh shell
+shell: setup train ## Chat in the terminal (starts both servers on loopback; CHAT_ARGS="--customer cust-anna")
+	@scripts/run.sh shell $(CHAT_ARGS)
 
 triage: setup train ## Triage messages from stdin, one JSON object per line (make triage < msgs.txt)
 	@$(PY) -m bot.triage --model $(MODEL)

@@ -1,4 +1,13 @@
-"""Call-back flows: book a call, move it, cancel it."""
+"""Call-back flows: book a call, move it, cancel it.
+
+Every call-back is a phone call the shop pays for, so only a customer an authenticated
+channel verified (:func:`actions.common.customer_id`) books, moves or cancels one; anyone
+else is asked to log in (``login_required``) and nothing is stored. The number must be in
+``CALLBACK_COUNTRIES`` and be a line a person answers (else the customer is asked for
+another one), and the caps of :class:`bot.twilio.voice_store.CallbackLimits` apply: they are
+checked when the flow starts (so the customer is not asked for details in vain) and
+enforced in the booking's transaction (:meth:`VoiceStore.do_book_callback`).
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,10 +21,11 @@ from rasa_sdk.types import DomainDict
 from actions.common import actor, customer_id, customer_tz, now_utc, say, services, yes_no_buttons
 from bot.business_hours import from_settings as business_hours
 from bot.business_hours import validate_callback_time
-from bot.phone import normalize_phone
+from bot.phone import country_names, normalize_phone
 from bot.settings import get_settings
 from bot.support.ops import CallbackView, StateError
 from bot.timeparse import humanize, parse_when
+from bot.twilio.voice_store import CallbackLimits, CallbackRefused, VoiceStore
 
 
 def _region(tracker: Tracker) -> str:
@@ -28,6 +38,30 @@ def _region(tracker: Tracker) -> str:
 
 def _when(tracker: Tracker, iso: str) -> str:
     return humanize(datetime.fromisoformat(iso).astimezone(customer_tz(tracker)))
+
+
+async def _voice_store() -> VoiceStore:
+    """The call-back store on the support database's engine (shared, not owned)."""
+    return VoiceStore((await services()).store.engine)
+
+
+def _say_refused(dispatcher: CollectingDispatcher, refused: CallbackRefused,
+                limits: CallbackLimits, phone: Optional[str] = None) -> None:
+    """Tell the customer, kindly, why no call-back can be booked."""
+    if refused.kind == "country":
+        key = "callback_limit_country"
+    elif refused.kind == "number_type":
+        key = "callback_limit_number_type"
+    elif refused.kind == "open":
+        key = "callback_limit_open"
+    elif refused.kind == "number_day":
+        key = "callback_limit_number_day"
+    elif refused.kind == "customer_day":
+        key = "callback_limit_customer_day"
+    else:
+        key = "callback_limit_day"
+    say(dispatcher, key, limit=refused.limit, phone=phone or "",
+        countries=country_names(limits.countries))
 
 
 async def validate_time(
@@ -62,10 +96,28 @@ async def validate_time(
 
 
 class ValidateCallbackForm(FormValidationAction):
-    """Phone number (E.164) and a time for the call."""
+    """Phone number (E.164, callable) and a time for the call.
+
+    Asks nothing when no verified customer talks or a cap is already reached:
+    ``action_schedule_callback`` then says why.
+    """
 
     def name(self) -> Text:
         return "validate_callback_form"
+
+    async def required_slots(
+        self,
+        domain_slots: List[Text],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[Text]:
+        owner = customer_id(tracker)
+        if owner is None:
+            return []
+        if await (await _voice_store()).booking_refusal(owner, CallbackLimits.from_settings()):
+            return []
+        return domain_slots
 
     async def validate_phone(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -73,6 +125,18 @@ class ValidateCallbackForm(FormValidationAction):
         number = normalize_phone(str(slot_value or ""), _region(tracker))
         if number is None:
             say(dispatcher, "phone_invalid")
+            return {"phone": None}
+        limits = CallbackLimits.from_settings()
+        problem = limits.number_problem(number)
+        owner = customer_id(tracker)
+        refused: Optional[CallbackRefused] = None
+        if problem is not None:
+            refused = CallbackRefused(problem, f"{number} may not be called.")
+        elif owner is not None:
+            found = await (await _voice_store()).booking_refusal(owner, limits, phone=number)
+            refused = found if found is not None and found.kind == "number_day" else None
+        if refused is not None:
+            _say_refused(dispatcher, refused, limits, phone=number)
             return {"phone": None}
         return {"phone": number}
 
@@ -106,12 +170,11 @@ class ValidateRescheduleCallbackForm(FormValidationAction):
 
 
 async def _next_callback(tracker: Tracker) -> Optional[CallbackView]:
-    store = (await services()).store
+    """The verified customer's next scheduled call-back (None without a verified customer)."""
     owner = customer_id(tracker)
-    if owner:
-        booked = await store.active_callbacks(customer_id=owner)
-    else:
-        booked = await store.active_callbacks(conversation_id=tracker.sender_id)
+    if owner is None:
+        return None
+    booked = await (await services()).store.active_callbacks(customer_id=owner)
     return booked[0] if booked else None
 
 
@@ -155,19 +218,38 @@ class ActionScheduleCallback(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
         events: List[EventType] = [SlotSet("confirm", None), SlotSet("callback_time", None)]
-        if not tracker.get_slot("confirm"):
+        owner = customer_id(tracker)
+        if owner is None:
+            say(dispatcher, "login_required")
+            return events
+        limits = CallbackLimits.from_settings()
+        store = await _voice_store()
+        confirmed = tracker.get_slot("confirm")
+        if confirmed is None:  # the form asked nothing: a cap was reached when it started
+            refused = await store.booking_refusal(owner, limits)
+            if refused is not None:
+                _say_refused(dispatcher, refused, limits)
+                return events
+        if not confirmed or not tracker.get_slot("callback_time") or not tracker.get_slot("phone"):
             say(dispatcher, "callback_declined")
             return events
         when = datetime.fromisoformat(tracker.get_slot("callback_time"))
         triage = tracker.get_slot("flow_triage") or {}
-        booked = await (await services()).store.do_schedule_callback(
-            conversation_id=tracker.sender_id,
-            phone=tracker.get_slot("phone"),
-            scheduled_for=when,
-            customer_tz=customer_tz(tracker).key,
-            topic=(triage.get("intent") if isinstance(triage, dict) else None),
-            customer_id=customer_id(tracker),
-        )
+        phone = tracker.get_slot("phone")
+        try:
+            booked = await store.do_book_callback(
+                conversation_id=tracker.sender_id,
+                customer_id=owner,
+                phone=phone,
+                scheduled_for=when,
+                customer_tz=customer_tz(tracker).key,
+                limits=limits,
+                topic=(triage.get("intent") if isinstance(triage, dict) else None),
+                actor=actor(tracker),
+            )
+        except CallbackRefused as refused:
+            _say_refused(dispatcher, refused, limits, phone=phone)
+            return [*events, SlotSet("phone", None)]
         say(
             dispatcher,
             "callback_booked",
@@ -186,6 +268,9 @@ class ActionRescheduleCallback(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
         events: List[EventType] = [SlotSet("callback_time", None)]
+        if customer_id(tracker) is None:
+            say(dispatcher, "login_required")
+            return events
         booked = await _next_callback(tracker)
         if booked is None:
             say(dispatcher, "no_callback_to_move")
@@ -215,6 +300,9 @@ class ActionCancelCallback(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
+        if customer_id(tracker) is None:
+            say(dispatcher, "login_required")
+            return []
         booked = await _next_callback(tracker)
         if booked is None:
             say(dispatcher, "no_callback_to_cancel")

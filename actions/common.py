@@ -101,10 +101,28 @@ def customer_tz(tracker: Tracker) -> ZoneInfo:
         return ZoneInfo(get_settings().default_customer_tz)
 
 
+def verified_customer(tracker: Tracker) -> Optional[Dict[str, Any]]:
+    """The customer an authenticated channel vouched for with the latest message, if any.
+
+    Only our channels put ``metadata.customer`` on a message: the widget from the verified
+    token, the API channel for its authenticated caller (docs/security.md). It is read from
+    the message every time, never from a slot, so neither ``/restart`` nor a forged slot
+    event can clear or change who the bot acts for.
+    """
+    metadata = (tracker.latest_message or {}).get("metadata")
+    customer = metadata.get("customer") if isinstance(metadata, dict) else None
+    if not isinstance(customer, dict):
+        return None
+    value = customer.get("id")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return customer
+
+
 def customer_id(tracker: Tracker) -> Optional[str]:
-    """The verified customer id the channel provided, if any."""
-    value = tracker.get_slot("customer_id")
-    return str(value) if value else None
+    """The verified customer's id (see :func:`verified_customer`), else None."""
+    customer = verified_customer(tracker)
+    return str(customer["id"]).strip() if customer else None
 
 
 def actor(tracker: Tracker) -> str:

@@ -36,13 +36,24 @@ def describe_order(order: OrderView) -> str:
 
 
 async def _find_order(tracker: Tracker, number: Optional[str]) -> Optional[OrderView]:
-    """The order, if it exists and (for a logged-in customer) is theirs."""
-    if not number:
+    """The order, if it exists and belongs to the verified customer (fails closed)."""
+    owner = customer_id(tracker)
+    if not number or owner is None:
         return None
     order = await (await services()).orders.get_order(number)
-    owner = customer_id(tracker)
-    if order is None or (owner is not None and order.customer_id != owner):
+    if order is None or order.customer_id != owner:
         return None
+    return order
+
+
+async def _slot_order(dispatcher: CollectingDispatcher, tracker: Tracker) -> Optional[OrderView]:
+    """The order in the ``order_number`` slot, else None after telling the customer why."""
+    if customer_id(tracker) is None:
+        say(dispatcher, "login_required")
+        return None
+    order = await _find_order(tracker, tracker.get_slot("order_number"))
+    if order is None:
+        say(dispatcher, "order_gone")
     return order
 
 
@@ -66,10 +77,13 @@ class OrderFormValidation(FormValidationAction):
             say(dispatcher, "order_number_malformed", value=str(slot_value)[:40])
             return {"order_number": None, "order_attempts": attempts, "order_status": None,
                     "order_eligible": None}
+        if customer_id(tracker) is None:
+            say(dispatcher, "login_required")
+            return {"order_number": None, "order_attempts": attempts, "order_status": None,
+                    "order_eligible": None}
         order = await _find_order(tracker, number)
         if order is None:
-            key = "order_not_found_in_account" if customer_id(tracker) else "order_not_found"
-            say(dispatcher, key, number=number)
+            say(dispatcher, "order_not_found_in_account", number=number)
             return {"order_number": None, "order_attempts": attempts, "order_status": None,
                     "order_eligible": None}
         eligible = True if self.eligible_if is None else bool(getattr(order, self.eligible_if))
@@ -220,9 +234,8 @@ class ActionTrackOrder(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
-        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        order = await _slot_order(dispatcher, tracker)
         if order is None:
-            say(dispatcher, "order_gone")
             return [SlotSet("order_number", None)]
         if order.status in OPEN_STATUSES:
             say(dispatcher, "track_order_buttons", status=describe_order(order))
@@ -243,9 +256,8 @@ class ActionCancelOrder(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
         events: List[EventType] = [SlotSet("confirm", None)]
-        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        order = await _slot_order(dispatcher, tracker)
         if order is None:
-            say(dispatcher, "order_gone")
             return events
         if order.status == "cancelled":
             say(dispatcher, "already_cancelled", number=order.number)
@@ -292,9 +304,8 @@ class ActionChangeOrder(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
         events: List[EventType] = [SlotSet("confirm", None), SlotSet("change_request", None)]
-        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        order = await _slot_order(dispatcher, tracker)
         if order is None:
-            say(dispatcher, "order_gone")
             return events
         if order.status not in OPEN_STATUSES:
             say(dispatcher, "cannot_change_shipped", status=describe_order(order))
@@ -324,9 +335,8 @@ class ActionTrackRefund(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
-        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        order = await _slot_order(dispatcher, tracker)
         if order is None:
-            say(dispatcher, "order_gone")
             return []
         amount = text("refund_amount", amount=order.refund_amount_eur) if order.refund_amount_eur else ""
         say(dispatcher, f"refund_status_{order.refund_status}", number=order.number, amount=amount)
@@ -343,9 +353,8 @@ class ActionRequestRefund(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
         events: List[EventType] = [SlotSet("confirm", None), SlotSet("refund_reason", None)]
-        order = await _find_order(tracker, tracker.get_slot("order_number"))
+        order = await _slot_order(dispatcher, tracker)
         if order is None:
-            say(dispatcher, "order_gone")
             return events
         if order.status in OPEN_STATUSES:
             say(dispatcher, "refund_not_shipped", number=order.number)

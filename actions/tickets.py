@@ -55,6 +55,9 @@ class ActionCreateTicket(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
+        if customer_id(tracker) is None:
+            say(dispatcher, "login_required")
+            return []
         triage: Dict[str, Any] = tracker.get_slot("flow_triage") or {}
         priority = triage.get("priority") or "normal"
         email = tracker.get_slot("contact_email")

@@ -12,7 +12,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import faq_index, say, text, triage_rules
+from actions.common import customer_id, faq_index, say, text, triage_rules
 from actions.session import context_update
 from bot.triage import CLARIFY, TriageResult
 
@@ -52,19 +52,27 @@ class ActionRoute(Action):
             entities,
             failed_before=failed_before,
         )
+        route, flow = result.route, result.flow
+        if route == "guided" and customer_id(tracker) is None:
+            # Every guided flow reads or changes the customer's orders, tickets or
+            # call-backs: without a verified customer the bot discloses nothing.
+            say(dispatcher, "login_required")
+            route, flow = "self_service", None
         summary = triage_summary(result)
         events: List[EventType] = [
             *context_update(tracker),
-            SlotSet("route", result.route),
-            SlotSet("flow", result.flow),
+            SlotSet("route", route),
+            SlotSet("flow", flow),
             SlotSet("triage", summary),
             SlotSet("failed_turns", 0 if result.understood else failed_before + 1),
         ]
-        if result.route == "self_service":
+        if route != result.route:
+            return events  # the customer was asked to log in (above)
+        if route == "self_service":
             self._answer(dispatcher, result)
-        elif result.route == CLARIFY:
+        elif route == CLARIFY:
             self._clarify(dispatcher, message.get("text") or "")
-        elif result.route == "guided":
+        elif route == "guided":
             events.append(SlotSet("flow_triage", summary))
             events.extend(SlotSet(name, None) for name in FLOW_SLOTS if name != "callback_time")
             if "time" not in entities:

@@ -95,6 +95,32 @@ class Settings:
     twilio_callback_greeting: str = (
         "Hello, this is the call-back you booked with Northwind Support. "
         "Please hold while we connect you to an agent.")
+    # --- trust boundary (docs/security.md) ---
+    support_env: str = "development"
+    rasa_interface: str = "127.0.0.1"
+    actions_host: str = "127.0.0.1"
+    action_server_token: Optional[str] = None
+    action_server_max_body: int = 8 * 1024 * 1024
+    api_token: Optional[str] = None
+    widget_jwt_max_ttl: int = 3600
+    widget_preauth_per_ip: int = 10
+    widget_frame_rate: float = 5.0
+    widget_frame_burst: int = 30
+    callback_countries: Tuple[str, ...] = ("DE", "AT", "CH", "FR", "GB")
+    callback_max_open_per_customer: int = 2
+    callback_max_per_customer_day: int = 3
+    callback_max_per_number_day: int = 3
+    callback_max_per_day: int = 200
+    twilio_callback_max_concurrent: int = 2
+    agent_login_account_failures: int = 5
+    agent_login_backoff_max: float = 900.0
+    agent_trusted_proxies: Tuple[str, ...] = ()
+    limiter_max_keys: int = 10000
+
+    @property
+    def production(self) -> bool:
+        """True in the production configuration (``SUPPORT_ENV=production``)."""
+        return self.support_env == "production"
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -116,6 +142,13 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}.") from None
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _bounded_float(name: str, default: float, minimum: float, maximum: float) -> float:
+    value = _float(name, default, minimum)
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:g}, got {value:g}.")
     return value
 
 
@@ -143,6 +176,17 @@ def _pem(name: str) -> Optional[str]:
         return Path(value).read_text(encoding="utf-8")
     except OSError as error:
         raise ValueError(f"{name}: cannot read the key file {value!r}: {error}") from None
+
+
+def _choice(name: str, default: str, choices: Tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+    return value
+
+
+def _list(name: str, default: str) -> Tuple[str, ...]:
+    return tuple(item.strip() for item in _env(name, default).split(",") if item.strip())
 
 
 def _sqlite_url(path: Path) -> str:
@@ -176,7 +220,7 @@ def get_settings() -> Settings:
         widget_jwt_public_key=_pem("WIDGET_JWT_PUBLIC_KEY"),
         widget_jwt_audience=os.environ.get("WIDGET_JWT_AUDIENCE") or None,
         widget_jwt_issuer=os.environ.get("WIDGET_JWT_ISSUER") or None,
-        widget_jwt_leeway=_float("WIDGET_JWT_LEEWAY", 30.0),
+        widget_jwt_leeway=_bounded_float("WIDGET_JWT_LEEWAY", 30.0, 0.0, 60.0),
         widget_allowed_origins=tuple(
             origin.strip().rstrip("/")
             for origin in _env(
@@ -193,7 +237,7 @@ def get_settings() -> Settings:
         widget_rate_window=_float("WIDGET_RATE_WINDOW", 60.0, minimum=1.0),
         widget_max_connections=_int("WIDGET_MAX_CONNECTIONS", 5),
         widget_typing_interval=_float("WIDGET_TYPING_INTERVAL", 2.0),
-        widget_auth_timeout=_float("WIDGET_AUTH_TIMEOUT", 10.0, minimum=0.5),
+        widget_auth_timeout=_bounded_float("WIDGET_AUTH_TIMEOUT", 5.0, 0.5, 30.0),
         widget_token_warning=_float("WIDGET_TOKEN_WARNING", 60.0),
         widget_public_url=_env("WIDGET_PUBLIC_URL", "http://localhost:5005").rstrip("/"),
         demo_host=_env("DEMO_HOST", "127.0.0.1"),
@@ -234,6 +278,26 @@ def get_settings() -> Settings:
             "TWILIO_CALLBACK_GREETING",
             "Hello, this is the call-back you booked with Northwind Support. "
             "Please hold while we connect you to an agent."),
+        support_env=_choice("SUPPORT_ENV", "development", ("development", "production")),
+        rasa_interface=_env("RASA_INTERFACE", "127.0.0.1"),
+        actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
+        action_server_token=_secret("ACTION_SERVER_TOKEN", var_dir / "action_server_token"),
+        action_server_max_body=_int("ACTION_SERVER_MAX_BODY", 8 * 1024 * 1024, minimum=65536),
+        api_token=_secret("SUPPORT_API_TOKEN", var_dir / "api_token"),
+        widget_jwt_max_ttl=_int("WIDGET_JWT_MAX_TTL", 3600, minimum=60),
+        widget_preauth_per_ip=_int("WIDGET_MAX_PREAUTH_PER_IP", 10),
+        widget_frame_rate=_float("WIDGET_FRAME_RATE", 5.0, minimum=0.1),
+        widget_frame_burst=_int("WIDGET_FRAME_BURST", 30),
+        callback_countries=tuple(c.upper() for c in _list("CALLBACK_COUNTRIES", "DE,AT,CH,FR,GB")),
+        callback_max_open_per_customer=_int("CALLBACK_MAX_OPEN_PER_CUSTOMER", 2),
+        callback_max_per_customer_day=_int("CALLBACK_MAX_PER_CUSTOMER_DAY", 3),
+        callback_max_per_number_day=_int("CALLBACK_MAX_PER_NUMBER_DAY", 3),
+        callback_max_per_day=_int("CALLBACK_MAX_PER_DAY", 200),
+        twilio_callback_max_concurrent=_int("TWILIO_CALLBACK_MAX_CONCURRENT", 2),
+        agent_login_account_failures=_int("AGENT_LOGIN_ACCOUNT_FAILURES", 5),
+        agent_login_backoff_max=_float("AGENT_LOGIN_BACKOFF_MAX", 900.0, minimum=1.0),
+        agent_trusted_proxies=_list("AGENT_TRUSTED_PROXIES", ""),
+        limiter_max_keys=_int("LIMITER_MAX_KEYS", 10000, minimum=100),
     )
 
 

@@ -1,51 +1,84 @@
 #!/usr/bin/env bash
-# Start the whole product on embedded defaults (SQLite, in-memory locks).
-#   scripts/run.sh         action server + Rasa server (honcho; Ctrl-C stops both)
-#   scripts/run.sh shell   action server in the background + `rasa shell`
+# Start the whole product for DEVELOPMENT on embedded defaults (SQLite, in-memory locks).
+#   scripts/run.sh              demo shop + action server + Rasa server (honcho; Ctrl-C stops all)
+#   scripts/run.sh shell [...]  action server + Rasa server in the background, then the terminal
+#                               chat (python -m bot.shell [...]); both stop when the chat ends
+# Development secrets are generated into var/ (mode 600) and read from there by the processes
+# themselves: no secret is ever put on a command line. Production does not use this script:
+# see deploy/Procfile.production and docs/deployment.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p var
 [ -f .env ] && set -a && . ./.env && set +a
-export RASA_PORT="${RASA_PORT:-5005}" ACTIONS_PORT="${ACTIONS_PORT:-5055}"
-# Rasa's HTTP API is never open without a token (CVE-2024-49375): make one if none is set.
-if [ -z "${RASA_TOKEN:-}" ]; then
-  [ -s var/rasa_token ] || .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > var/rasa_token
-  RASA_TOKEN="$(cat var/rasa_token)"
+if [ "${SUPPORT_ENV:-development}" = "production" ]; then
+  echo "scripts/run.sh (make run, make shell) is the development launcher: it generates secrets," >&2
+  echo "starts the demo shop and seeds demo agents. With SUPPORT_ENV=production start" >&2
+  echo "deploy/Procfile.production instead (docs/deployment.md)." >&2
+  exit 2
 fi
-export RASA_TOKEN
+VAR_DIR="${SUPPORT_VAR_DIR:-var}"
+mkdir -p "$VAR_DIR"
+export RASA_PORT="${RASA_PORT:-5005}" ACTIONS_PORT="${ACTIONS_PORT:-5055}"
+
+# generate NAME FILE: unless NAME or NAME_FILE is set, make sure $VAR_DIR/FILE holds a random
+# secret (bot/settings.py reads it from there). The value goes from Python's stdout straight
+# into the file, created with mode 600.
+generate() {
+  local name="$1" file="$VAR_DIR/$2" file_var="${1}_FILE"
+  if [ -n "${!name:-}" ] || [ -n "${!file_var:-}" ]; then return 0; fi
+  if [ ! -s "$file" ]; then
+    (umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$file")
+  fi
+  chmod 600 "$file"
+}
+# Rasa's HTTP API is never open without a token (CVE-2024-49375).
+generate RASA_TOKEN rasa_token
+# The secret the Rasa server sends to the action server (Authorization: Bearer ...).
+generate ACTION_SERVER_TOKEN action_server_token
+# The bearer token of the server-to-server API channel (/webhooks/api/webhook, make shell).
+generate SUPPORT_API_TOKEN api_token
 # The widget channel verifies customer tokens signed by the shop's backend (here: the demo
-# shop app). Embedded default: a random shared secret in var/widget_jwt_secret.
-if [ -z "${WIDGET_JWT_SECRET:-}" ] && [ -z "${WIDGET_JWT_PUBLIC_KEY:-}" ]; then
-  [ -s var/widget_jwt_secret ] || .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))' > var/widget_jwt_secret
-  chmod 600 var/widget_jwt_secret var/rasa_token 2>/dev/null || true
+# shop app) with this shared secret.
+if [ -z "${WIDGET_JWT_PUBLIC_KEY:-}" ]; then
+  generate WIDGET_JWT_SECRET widget_jwt_secret
 fi
 export DEMO_PORT="${DEMO_PORT:-8080}"
 export WIDGET_PUBLIC_URL="${WIDGET_PUBLIC_URL:-http://localhost:$RASA_PORT}"
+ENDPOINTS="${RASA_ENDPOINTS:-endpoints.yml}"
 
 if [ "${1:-}" = "shell" ]; then
-  .venv/bin/rasa run actions --actions actions --port "$ACTIONS_PORT" > var/actions.log 2>&1 &
+  shift
+  .venv/bin/python -m bot.action_server --port "$ACTIONS_PORT" > "$VAR_DIR/actions.log" 2>&1 &
   actions_pid=$!
-  trap 'kill $actions_pid 2>/dev/null' EXIT
-  exec_status=0
-  .venv/bin/rasa shell --model models/support.tar.gz --endpoints "${RASA_ENDPOINTS:-endpoints.yml}" || exec_status=$?
-  exit $exec_status
+  .venv/bin/python -m bot.serve --model models/support.tar.gz --credentials credentials.yml \
+    --endpoints "$ENDPOINTS" --port "$RASA_PORT" > "$VAR_DIR/rasa.log" 2>&1 &
+  rasa_pid=$!
+  stop_servers() {
+    kill "$rasa_pid" "$actions_pid" 2>/dev/null || true
+    wait "$rasa_pid" "$actions_pid" 2>/dev/null || true
+  }
+  trap stop_servers EXIT
+  echo "Starting the action server and the Rasa server (logs: $VAR_DIR/actions.log, $VAR_DIR/rasa.log) ..."
+  status=0
+  .venv/bin/python -m bot.shell --url "http://127.0.0.1:$RASA_PORT" --wait 300 \
+    --server-pid "$rasa_pid" --server-pid "$actions_pid" "$@" || status=$?
+  exit $status
 fi
 
-# Demo accounts for the agent console (created once; passwords in var/agent_passwords.txt).
+# Demo accounts for the agent console (created once; passwords in $VAR_DIR/agent_passwords.txt).
 .venv/bin/python scripts/seed_agents.py
 
 cat <<MSG
 
-  Northwind support assistant
-  ---------------------------
+  Northwind support assistant (development)
+  -----------------------------------------
   Demo shop app:        http://localhost:$DEMO_PORT/  (log in as a demo customer, tap the chat button)
   Widget channel:       $WIDGET_PUBLIC_URL/webhooks/widget/  (docs/widget-protocol.md)
-  Agent console:        http://localhost:$RASA_PORT/webhooks/agent/  (demo-agent / demo-admin, passwords in var/agent_passwords.txt)
-  Chat (REST channel):  curl -s localhost:$RASA_PORT/webhooks/rest/webhook -d '{"sender":"me","message":"hi"}'
-  Rasa HTTP API:        http://localhost:$RASA_PORT/  (token in var/rasa_token or \$RASA_TOKEN)
-  Action server:        http://localhost:$ACTIONS_PORT/health
+  Agent console:        http://localhost:$RASA_PORT/webhooks/agent/  (demo-agent / demo-admin, passwords in $VAR_DIR/agent_passwords.txt)
+  Chat from a script:   curl -s localhost:$RASA_PORT/webhooks/api/webhook -H "Authorization: Bearer \$(cat $VAR_DIR/api_token)" -d '{"sender":"me","message":"hi"}'
+  Rasa HTTP API:        http://localhost:$RASA_PORT/  (?token=\$(cat $VAR_DIR/rasa_token))
+  Action server:        http://localhost:$ACTIONS_PORT/health  (everything else needs $VAR_DIR/action_server_token)
   Terminal chat:        make shell
-  Data:                 var/ (support.db, orders.db, rasa_tracker.db)
+  Data:                 $VAR_DIR/ (support.db, orders.db, rasa_tracker.db)
 
 MSG
 exec .venv/bin/honcho start -f Procfile

@@ -1,8 +1,9 @@
-"""Create the demo agent accounts for `make run` (idempotent).
+"""Create the demo agent accounts for `make run` (idempotent; development only).
 
 ``demo-agent`` (role agent) and ``demo-admin`` (role admin) get random passwords, written
 to ``var/agent_passwords.txt`` (mode 600) when the accounts are created. Existing accounts
-are left alone. Prints where to log in.
+are left alone. Prints where to log in. Refuses to run with ``SUPPORT_ENV=production``
+(a production start refuses to run while these accounts exist, see bot/production.py).
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.production import DEMO_AGENT_USERNAMES, refuse_in_production  # noqa: E402
 from bot.settings import get_settings  # noqa: E402
 from bot.support.agents import AgentStore  # noqa: E402
 
 DEMO_ACCOUNTS = (("demo-agent", "Demo Agent", "agent"), ("demo-admin", "Demo Admin", "admin"))
+assert tuple(username for username, _, _ in DEMO_ACCOUNTS) == DEMO_AGENT_USERNAMES
 
 
 async def seed(url: str, passwords_file: Path) -> list:
@@ -46,7 +49,9 @@ async def seed(url: str, passwords_file: Path) -> list:
 
 
 def main() -> int:
+    """Seed the demo accounts (never in production) and print where to log in."""
     settings = get_settings()
+    refuse_in_production(settings, "scripts/seed_agents.py (the demo agent accounts)")
     passwords_file = settings.var_dir / "agent_passwords.txt"
     created = asyncio.run(seed(settings.support_db_url, passwords_file))
     port = os.environ.get("RASA_PORT", "5005")

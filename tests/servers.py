@@ -1,10 +1,12 @@
 """Run the REAL bot for tests: the action server and the Rasa server as subprocesses.
 
-:class:`BotFactory` seeds the demo orders into fresh databases, starts ``rasa run actions``
-and ``rasa run`` on free ports, waits until ``GET /health`` (actions) and
-``GET /status?token=...`` (Rasa) answer and returns a :class:`BotServers`. Everything it
-started is stopped at the end of the session (SIGTERM to the process group, SIGKILL after
-15 s). The fixtures ``bot_factory`` and ``embedded_bot`` (``tests/conftest.py``) use it;
+:class:`BotFactory` seeds the demo orders into fresh databases, starts the project's own
+entry points ``python -m bot.action_server`` and ``python -m bot.serve`` (as production
+does: loopback only, the action server behind ``ACTION_SERVER_TOKEN``, every secret in the
+environment and none on a command line) on free ports, waits until ``GET /health``
+(actions) and ``GET /status?token=...`` (Rasa) answer and returns a :class:`BotServers`.
+Everything it started is stopped at the end of the session (SIGTERM to the process group,
+SIGKILL after 15 s). The fixtures ``bot_factory`` and ``embedded_bot`` (``tests/conftest.py``) use it;
 ``tests/integration``, ``tests/widget`` and ``tests/browser`` share them.
 
 Starting Rasa takes 20-30 s (loading TensorFlow and the model), hence session scopes.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -60,9 +63,16 @@ WIDGET_TEST_ORIGIN = "http://shop.test"
 #: Widget settings of every bot the tests start: small limits, so tests reach them quickly.
 WIDGET_TEST_ENV: Dict[str, str] = {
     "WIDGET_JWT_SECRET": WIDGET_TEST_SECRET,
+    # every test token carries this aud and iss (tests/widget/conftest.py token_for)
+    "WIDGET_JWT_AUDIENCE": "northwind-chat-test",
+    "WIDGET_JWT_ISSUER": "https://shop.test",
+    "WIDGET_JWT_MAX_TTL": "3600",
     "WIDGET_ALLOWED_ORIGINS": WIDGET_TEST_ORIGIN,
     "WIDGET_JWT_LEEWAY": "0",
     "WIDGET_AUTH_TIMEOUT": "2",
+    "WIDGET_MAX_PREAUTH_PER_IP": "10",
+    "WIDGET_FRAME_RATE": "5",
+    "WIDGET_FRAME_BURST": "30",
     "WIDGET_RATE_MESSAGES": "12",
     "WIDGET_RATE_WINDOW": "60",
     "WIDGET_MAX_CONNECTIONS": "3",
@@ -178,6 +188,10 @@ class BotServers:
     rasa_log: Path
     actions_log: Path
     env: Dict[str, str]
+    #: ``ACTION_SERVER_TOKEN``: the secret the Rasa server sends to the action server.
+    action_token: str = ""
+    #: ``SUPPORT_API_TOKEN``: the bearer token of the API channel (/webhooks/api/webhook).
+    api_token: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)
     _rasa: Optional[subprocess.Popen] = field(default=None, repr=False)
     _actions: Optional[subprocess.Popen] = field(default=None, repr=False)
@@ -190,24 +204,32 @@ class BotServers:
 
     @property
     def webhook_url(self) -> str:
-        return f"{self.rasa_url}/webhooks/rest/webhook"
+        """The authenticated server-to-server channel (bot/channels/api.py)."""
+        return f"{self.rasa_url}/webhooks/api/webhook"
 
     def post_message(
-        self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None
+        self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None,
+        token: Optional[str] = None, payload: Optional[str] = None,
     ) -> requests.Response:
-        """POST a message to the REST channel and return the raw response."""
+        """POST a message (or a quick reply's ``payload``) to the API channel, with this
+        bot's API token unless ``token`` is given; return the raw response."""
         body: Dict[str, Any] = {"sender": sender, "message": message}
         if metadata is not None:
             body["metadata"] = metadata
-        return self._http.post(self.webhook_url, json=body, timeout=REQUEST_TIMEOUT)
+        if payload is not None:
+            body["payload"] = payload
+        token = self.env["SUPPORT_API_TOKEN"] if token is None else token
+        return self._http.post(self.webhook_url, json=body, timeout=REQUEST_TIMEOUT,
+                               headers={"Authorization": f"Bearer {token}"})
 
     def send(
-        self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None
+        self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None,
+        payload: Optional[str] = None,
     ) -> List[Dict[str, Any]]:
-        """Send a message through the REST channel; return the bot's replies."""
-        response = self.post_message(sender, message, metadata)
+        """Send a message through the API channel; return the bot's replies."""
+        response = self.post_message(sender, message, metadata, payload=payload)
         assert response.status_code == 200, (
-            f"REST channel answered {response.status_code}: {response.text[:500]}\n"
+            f"API channel answered {response.status_code}: {response.text[:500]}\n"
             f"{self.logs()}"
         )
         return response.json()
@@ -242,32 +264,43 @@ class BotServers:
         """(Re)start the action server on its port and wait for ``/health``."""
         if self._actions is not None and self._actions.poll() is None:
             return
+        self._start_actions_process()
+        self._wait(need_rasa=False)
+
+    def _start_actions_process(self) -> None:
         self._actions = _popen(
-            [str(RASA), "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
+            [str(PYTHON), "-m", "bot.action_server", "--port", str(self.actions_port)],
             self.env,
             self.actions_log,
         )
-        self._wait(need_rasa=False)
 
     def stop_actions(self) -> None:
         """Stop the action server (the Rasa server keeps running)."""
         _stop(self._actions)
 
     def start_rasa(self) -> None:
+        """Start the Rasa server (``bot.serve``: the token in ``env``, loopback only)."""
         self._rasa = _popen(
             [
-                str(RASA), "run",
+                str(PYTHON), "-m", "bot.serve",
                 "--model", str(MODEL),
-                "--interface", HOST,
                 "--port", self.rasa_url.rsplit(":", 1)[1],
-                "--enable-api",
-                "--auth-token", self.token,
                 "--credentials", str(ROOT / "credentials.yml"),
                 "--endpoints", str(self.endpoints),
             ],
             self.env,
             self.rasa_log,
         )
+
+    @property
+    def rasa_pid(self) -> Optional[int]:
+        """The Rasa server's process id (None when not started)."""
+        return self._rasa.pid if self._rasa is not None else None
+
+    @property
+    def actions_pid(self) -> Optional[int]:
+        """The action server's process id (None when not started)."""
+        return self._actions.pid if self._actions is not None else None
 
     def restart_rasa(self) -> None:
         """Stop the Rasa server and start it again on the same port; wait until it answers."""
@@ -355,8 +388,17 @@ class BotFactory:
 
         support_db_url = support_db_url or f"sqlite:///{var_dir / 'support.db'}"
         orders_db_url = orders_db_url or f"sqlite:///{var_dir / 'orders.db'}"
+        rasa_token = uuid.uuid4().hex
+        action_token = secrets.token_urlsafe(32)
+        api_token = secrets.token_urlsafe(32)
+        inherited = {
+            key: value for key, value in os.environ.items()
+            # The bots run on the defaults (loopback, development) unless `env` says otherwise.
+            if key not in ("SUPPORT_ENV", "RASA_INTERFACE", "ACTIONS_HOST")
+            and not key.endswith(("_TOKEN_FILE", "_SECRET_FILE"))
+        }
         process_env = {
-            **os.environ,
+            **inherited,
             "PYTHONPATH": str(ROOT),
             "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -367,6 +409,10 @@ class BotFactory:
             "SUPPORT_DB_URL": support_db_url,
             "ORDERS_DB_URL": orders_db_url,
             "ACTION_SERVER_URL": f"{actions_url}/webhook",
+            # Secrets through the environment only, never on a command line.
+            "RASA_TOKEN": rasa_token,
+            "ACTION_SERVER_TOKEN": action_token,
+            "SUPPORT_API_TOKEN": api_token,
             **WIDGET_TEST_ENV,
             **(env or {}),
         }
@@ -397,7 +443,7 @@ class BotFactory:
             rasa_url=f"http://{HOST}:{rasa_port}",
             actions_url=actions_url,
             actions_port=actions_port,
-            token=uuid.uuid4().hex,
+            token=process_env["RASA_TOKEN"],
             support_db_url=support_db_url,
             orders_db_url=orders_db_url,
             endpoints=endpoints,
@@ -405,14 +451,12 @@ class BotFactory:
             rasa_log=base / "rasa.log",
             actions_log=base / "actions.log",
             env=process_env,
+            action_token=process_env["ACTION_SERVER_TOKEN"],
+            api_token=process_env["SUPPORT_API_TOKEN"],
         )
         self._running.append(bot)
         started = time.monotonic()
-        bot._actions = _popen(
-            [str(RASA), "run", "actions", "--actions", "actions", "--port", str(actions_port)],
-            process_env,
-            bot.actions_log,
-        )
+        bot._start_actions_process()
         bot.start_rasa()
         try:
             bot._wait()

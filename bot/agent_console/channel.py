@@ -11,17 +11,29 @@ routes live under ``/webhooks/agent/`` (docs/agent-console.md):
 It runs in the Rasa server process next to the widget channel and talks to it over
 :func:`bot.live.bus`. Handoffs happen in the action server process, so new and changed
 tickets are found by tailing the ``audit_log`` table. Stores are opened on first use.
+
+Logins are throttled in memory (:class:`LoginThrottle`): ``AGENT_LOGIN_RATE`` attempts per
+client IP per minute, and per account a back-off after ``AGENT_LOGIN_ACCOUNT_FAILURES``
+failures in a row (30 s, doubling up to ``AGENT_LOGIN_BACKOFF_MAX``; a success resets it),
+whichever IPs the attempts come from. The client IP is the socket's peer, or, only when
+the peer is one of ``AGENT_TRUSTED_PROXIES``, the right-most address of
+``X-Forwarded-For`` that is not a trusted proxy (:func:`client_ip`). Every limiter keeps at
+most ``LIMITER_MAX_KEYS`` keys (the least recently used go first).
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import math
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text, Tuple
+from typing import (Any, Awaitable, Callable, Deque, Dict, Iterable, List, Optional, Sequence,
+                    Set, Text, Tuple, Union)
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import Blueprint, response
@@ -29,12 +41,12 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.frames import decode_frame
-from bot.channels.hub import RateLimiter
 from bot.support.agents import AgentStore, AgentView, AuthFailed, Forbidden, InboxItem
 from bot.support.chat import ChatStore
 from bot.support.ops import NotFound, StateError, TicketView
 
-__all__ = ["AgentConsoleInput", "ConsoleConfig"]
+__all__ = ["AgentConsoleInput", "ConsoleConfig", "LoginThrottle", "client_ip",
+           "parse_networks"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +66,10 @@ MAX_BODY_BYTES = 64 * 1024
 REAUTH_SECONDS = 30.0
 TYPING_INTERVAL = 1.5
 INBOX_STATES = ("queued", "assigned", "resolved")
+LOGIN_WINDOW = 60.0
+ACCOUNT_BACKOFF_BASE = 30.0
+"""Seconds of the first per-account back-off; each further failure doubles it."""
+LOGIN_THROTTLED = "Too many login attempts; try again in {seconds} s."
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 
@@ -61,14 +77,195 @@ OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 class ApiError(Exception):
     """A refused request: JSON ``{"error": {"code", "message"}}`` with ``status``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.retry_after = retry_after
 
     def response(self) -> HTTPResponse:
-        return response.json({"error": {"code": self.code, "message": str(self)}},
-                             status=self.status, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store"}
+        body: Dict[str, Any] = {"code": self.code, "message": str(self)}
+        if self.retry_after is not None:
+            seconds = max(1, math.ceil(self.retry_after))
+            headers["Retry-After"] = str(seconds)
+            body["retry_after"] = seconds
+        return response.json({"error": body}, status=self.status, headers=headers)
+
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def parse_networks(entries: Iterable[str]) -> Tuple[Network, ...]:
+    """``AGENT_TRUSTED_PROXIES`` entries (IPs or CIDRs) as networks.
+
+    Raises:
+        ValueError: An entry that is neither, naming it.
+    """
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"AGENT_TRUSTED_PROXIES: {entry!r} is not an IP address or "
+                             "CIDR range.") from None
+    return tuple(networks)
+
+
+def _address(value: str) -> Optional[Address]:
+    """An IP from a peer or ``X-Forwarded-For`` item (``[v6]:port`` and ``v4:port`` too)."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def client_ip(peer: str, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
+    """The address a request is counted against.
+
+    Args:
+        peer: The socket's peer address.
+        forwarded_for: The ``X-Forwarded-For`` header values, in order.
+        trusted: The proxies whose ``X-Forwarded-For`` is believed.
+
+    Returns:
+        The peer, unless it is a trusted proxy: then the right-most ``X-Forwarded-For``
+        address that is not a trusted proxy (addresses left of it may be forged by the
+        client). When every listed address is trusted, the left-most one; when the header is
+        missing, or the next hop is not an IP, the last trusted hop.
+    """
+    hop = _address(peer)
+    if hop is None:
+        return peer or "?"
+    if not any(hop in network for network in trusted):
+        return str(hop)
+    items = [item for value in forwarded_for for item in value.split(",") if item.strip()]
+    for item in reversed(items):
+        address = _address(item)
+        if address is None:
+            break
+        hop = address
+        if not any(address in network for network in trusted):
+            break
+    return str(hop)
+
+
+class _Bounded(OrderedDict):
+    """An LRU mapping of at most ``max_keys`` keys (the least recently used are dropped)."""
+
+    def __init__(self, max_keys: int) -> None:
+        super().__init__()
+        self.max_keys = max(1, int(max_keys))
+
+    def touch(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.max_keys:
+            self.popitem(last=False)
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    blocked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Console login limits, in memory: per client IP and per account.
+
+    * Per IP: at most ``ip_limit`` attempts in ``window`` seconds (a sliding window).
+    * Per account (the typed user name, whether it exists or not, so answers never tell):
+      after ``account_failures`` failed logins in a row, further attempts wait
+      ``base`` seconds, doubling with each further failure up to ``backoff_max``; a success
+      resets it, and so do ``backoff_max`` seconds without a failure after the wait. A wait
+      refuses every attempt on the account (even the right password) without checking it,
+      from any IP; other accounts are not affected.
+
+    Both maps keep at most ``max_keys`` keys (least recently used dropped first).
+
+    Args:
+        ip_limit: Attempts per IP per window.
+        account_failures: Failures in a row before the back-off.
+        backoff_max: Longest wait, seconds.
+        max_keys: Keys per map.
+        window: The IP window, seconds.
+        base: The first wait, seconds.
+        clock: Monotonic clock (tests pass their own).
+    """
+
+    def __init__(self, ip_limit: int, account_failures: int, backoff_max: float,
+                 max_keys: int, window: float = LOGIN_WINDOW,
+                 base: float = ACCOUNT_BACKOFF_BASE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ip_limit = max(1, int(ip_limit))
+        self.account_failures = max(1, int(account_failures))
+        self.backoff_max = float(backoff_max)
+        self.window = float(window)
+        self.base = min(float(base), self.backoff_max)
+        self._clock = clock
+        self._ips: _Bounded = _Bounded(max_keys)
+        self._accounts: _Bounded = _Bounded(max_keys)
+
+    @staticmethod
+    def account_key(username: Any) -> str:
+        """The account key of a typed user name (as ``AgentStore.do_login`` matches it)."""
+        return str(username or "").strip().lower()[:64]
+
+    def check(self, ip: str, username: Any) -> float:
+        """Count a login attempt from ``ip`` for ``username`` if it may be tried now.
+
+        Returns:
+            0.0 when it may (the IP attempt is counted), else the seconds to wait.
+        """
+        now = self._clock()
+        events: Deque[float] = self._ips.get(ip) or deque()
+        while events and now - events[0] >= self.window:
+            events.popleft()
+        if len(events) >= self.ip_limit:
+            self._ips.touch(ip, events)
+            return max(0.001, self.window - (now - events[0]))
+        key = self.account_key(username)
+        state = self._accounts.get(key)
+        if state is not None and now < state.blocked_until:
+            return state.blocked_until - now
+        events.append(now)
+        self._ips.touch(ip, events)
+        return 0.0
+
+    def failed(self, username: Any) -> float:
+        """Record a failed login; returns the back-off it starts (0.0: none yet)."""
+        now = self._clock()
+        key = self.account_key(username)
+        state = self._accounts.get(key) or _Failures()
+        if state.count and now >= max(state.last, state.blocked_until) + self.backoff_max:
+            state = _Failures()  # quiet for long enough: start counting again
+        state.count += 1
+        state.last = now
+        delay = 0.0
+        if state.count >= self.account_failures:
+            delay = min(self.backoff_max,
+                        self.base * 2 ** (state.count - self.account_failures))
+            state.blocked_until = now + delay
+        self._accounts.touch(key, state)
+        return delay
+
+    def succeeded(self, username: Any) -> None:
+        """A successful login resets the account's failures."""
+        self._accounts.pop(self.account_key(username), None)
+
+    def sizes(self) -> Tuple[int, int]:
+        """``(IP keys, account keys)`` held (tests, bounded memory)."""
+        return len(self._ips), len(self._accounts)
 
 
 @dataclass(frozen=True)
@@ -81,6 +278,10 @@ class ConsoleConfig:
     poll_interval: float
     canned_file: Path
     login_rate: int
+    login_account_failures: int = 5
+    login_backoff_max: float = 900.0
+    trusted_proxies: Tuple[str, ...] = ()
+    limiter_max_keys: int = 10000
 
 
 @dataclass(eq=False)
@@ -222,7 +423,10 @@ class AgentConsoleInput(InputChannel):
         self._last_audit_id: Optional[int] = None
         self._subscribed = False
         self._callbacks: Dict[str, Callable[[Dict[str, Any]], Awaitable[None]]] = {}
-        self._login_limiter = RateLimiter(config.login_rate, 60.0)
+        self._trusted_proxies = parse_networks(config.trusted_proxies)
+        self._login_throttle = LoginThrottle(
+            config.login_rate, config.login_account_failures, config.login_backoff_max,
+            config.limiter_max_keys)
 
     @classmethod
     def name(cls) -> Text:
@@ -241,6 +445,10 @@ class AgentConsoleInput(InputChannel):
             poll_interval=settings.agent_audit_poll_interval,
             canned_file=settings.agent_canned_file,
             login_rate=settings.agent_login_rate,
+            login_account_failures=settings.agent_login_account_failures,
+            login_backoff_max=settings.agent_login_backoff_max,
+            trusted_proxies=tuple(settings.agent_trusted_proxies),
+            limiter_max_keys=settings.limiter_max_keys,
         ))
 
     # ----------------------------------------------------------------- stores
@@ -401,18 +609,34 @@ class AgentConsoleInput(InputChannel):
             logger.exception("Agent console request %s failed", request.path)
             return ApiError(500, "server_error", "Something went wrong on our side.").response()
 
+    def client_ip(self, request: Request) -> str:
+        """The request's client address (see :func:`client_ip`)."""
+        return client_ip(request.ip or "", request.headers.getall("x-forwarded-for", []),
+                         self._trusted_proxies)
+
     async def _login(self, request: Request, _agent: None) -> Dict[str, Any]:
-        ip = request.remote_addr or request.ip or "?"
-        retry = self._login_limiter.check(f"ip:{ip}")
-        if retry:
-            raise ApiError(429, "rate_limited",
-                           f"Too many login attempts; try again in {int(retry) + 1} s.")
         body = _body(request)
         username = _str_field(body, "username", max_chars=64)
         password = _str_field(body, "password", max_chars=1024)
+        ip = self.client_ip(request)
+        retry = self._login_throttle.check(ip, username)
+        if retry:
+            logger.warning("Console login throttled (ip %s, account %r): %.0f s", ip,
+                           LoginThrottle.account_key(username), retry)
+            raise ApiError(429, "rate_limited",
+                           LOGIN_THROTTLED.format(seconds=max(1, math.ceil(retry))), retry)
         agents, _ = await self.stores()
-        token, agent, expires = await agents.do_login(username or "", password or "",
-                                                      ttl_seconds=self.config.session_ttl)
+        try:
+            token, agent, expires = await agents.do_login(username or "", password or "",
+                                                          ttl_seconds=self.config.session_ttl)
+        except AuthFailed:
+            backoff = self._login_throttle.failed(username)
+            if backoff:
+                logger.warning("Console account %r backs off for %.0f s after failed logins "
+                               "(last from %s)", LoginThrottle.account_key(username), backoff,
+                               ip)
+            raise
+        self._login_throttle.succeeded(username)
         logger.info("Agent %s logged in to the console.", agent.username)
         return {"token": token, "agent": agent.to_json(), "expires_at": _iso(expires)}
 

@@ -12,8 +12,9 @@ topics published by the agent console) and delivers it to the customer's devices
   conversation lock), thanks the customer and asks for a rating (a stored bot message
   and a ``rating_request`` frame).
 
-It also handles the customer's ``rate`` frame (stored once per chat session) and
-publishes what the customer does (messages, typing, reads, session end, ratings).
+It also handles the customer's ``rate`` frame (only for a finished session a person
+handled, once: :meth:`bot.support.agents.AgentStore.do_rate`) and publishes what the
+customer does (messages, typing, reads, session end, ratings).
 All notice texts are in ``data/messages.yml``.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from bot.live import bus
-from bot.support.agents import AgentStore
+from bot.support.agents import AgentStore, RatingRefused
 
 if TYPE_CHECKING:  # pragma: no cover
     from bot.channels.widget import WidgetInput
@@ -182,10 +183,15 @@ class AgentBridge:
     # ------------------------------------------------------- customer → agent
 
     async def rate(self, conversation_id: str, customer_id: str, frame: Dict[str, Any]) -> Dict[str, Any]:
-        """Store a ``rate`` frame's rating; returns the ``rated`` frame.
+        """Store a ``rate`` frame's rating.
+
+        Returns:
+            The ``rated`` frame, or an ``error`` frame with code ``not_ratable`` (a session
+            no person handled, or not finished yet) or ``already_rated``; then nothing is
+            stored or published.
 
         Raises:
-            ValueError: A bad score or session, or the session was already rated.
+            ValueError: A bad score, session or comment (``bad_request``).
         """
         session, score, comment = frame.get("session"), frame.get("score"), frame.get("comment")
         if not isinstance(session, int) or isinstance(session, bool) or session < 1:
@@ -195,9 +201,15 @@ class AgentBridge:
         conversation = await (await self._channel.chat()).get_conversation(conversation_id)
         if session > conversation.session:
             raise ValueError("rate.session is a session that has not started yet.")
-        rating = await (await self.agents()).do_rate(
-            conversation_id, session, score, comment, actor=f"customer:{customer_id}"
-        )
+        try:
+            rating = await (await self.agents()).do_rate(
+                conversation_id, session, score, comment, actor=f"customer:{customer_id}"
+            )
+        except RatingRefused as refused:
+            logger.info("Rating of %s session %s refused: %s", conversation_id, session,
+                        refused.code)
+            return {"type": "error", "code": refused.code, "message": str(refused),
+                    "session": session}
         await bus().publish("rating.created", {
             "conversation_id": conversation_id, "score": rating.score,
             "comment": rating.comment, "ticket_id": rating.ticket_id, "session": rating.session})

@@ -3,12 +3,16 @@
 The :class:`Hub` knows every open WebSocket of every customer, pushes frames to
 all devices of a conversation, serialises the bot turns of a conversation (one
 at a time, in arrival order) and enforces the per-user limits: connections,
-messages per window, typing events per interval.
+messages per window, typing events per interval. :class:`TokenBucket` limits the
+frames of one connection, :class:`PreAuthGate` the sockets per client address that
+have not said ``hello`` yet.
 
-Everything here is in memory and per process; what must survive a restart (the
-messages and their status) is in the chat store. A deployment with several Rasa
-server processes would route a customer's connections to one process (sticky
-sessions on the user id) or replace :meth:`Hub.push` with a pub/sub fan-out.
+Everything here is in memory and per process, and bounded: the limiters keep at
+most ``LIMITER_MAX_KEYS`` keys (idle keys go first, then the least recently used).
+What must survive a restart (the messages and their status) is in the chat store.
+A deployment with several Rasa server processes would route a customer's
+connections to one process (sticky sessions on the user id) or replace
+:meth:`Hub.push` with a pub/sub fan-out.
 """
 from __future__ import annotations
 
@@ -21,11 +25,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set
 
-__all__ = ["Connection", "Hub", "RateLimiter", "TooManyConnections"]
+__all__ = [
+    "Connection",
+    "Hub",
+    "PreAuthGate",
+    "RateLimiter",
+    "TokenBucket",
+    "TooManyConnections",
+]
 
 logger = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
+
+DEFAULT_MAX_KEYS = 10000
+"""Most keys a limiter keeps (``LIMITER_MAX_KEYS``)."""
 
 
 class TooManyConnections(Exception):
@@ -33,21 +47,32 @@ class TooManyConnections(Exception):
 
 
 class RateLimiter:
-    """A sliding-window limit of events per key.
+    """A sliding-window limit of events per key, with a bounded number of keys.
 
     Args:
         limit: Events allowed per window.
         window: Window length in seconds.
         clock: Monotonic clock (tests pass their own).
+        max_keys: Most keys kept. A new key beyond it first drops the idle keys (no
+            event in the window), then the least recently used one: memory stays
+            bounded whatever the number of distinct keys (users, addresses).
     """
 
     def __init__(
-        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
         self._limit = limit
         self._window = window
         self._clock = clock
-        self._events: Dict[str, Deque[float]] = {}
+        self._max_keys = max(1, int(max_keys))
+        self._events: "collections.OrderedDict[str, Deque[float]]" = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._events)
 
     def check(self, key: str) -> float:
         """Count one event for ``key`` if allowed.
@@ -57,7 +82,13 @@ class RateLimiter:
             the next one would be.
         """
         now = self._clock()
-        events = self._events.setdefault(key, collections.deque())
+        events = self._events.get(key)
+        if events is None:
+            if len(self._events) >= self._max_keys:
+                self._make_room(now)
+            events = self._events[key] = collections.deque()
+        else:
+            self._events.move_to_end(key)  # most recently used last
         while events and now - events[0] >= self._window:
             events.popleft()
         if len(events) >= self._limit:
@@ -67,9 +98,87 @@ class RateLimiter:
 
     def forget_idle(self) -> None:
         """Drop keys with no event in the current window (bounded memory)."""
-        now = self._clock()
+        self._forget_idle(self._clock())
+
+    def _forget_idle(self, now: float) -> None:
         for key in [k for k, v in self._events.items() if not v or now - v[-1] >= self._window]:
             del self._events[key]
+
+    def _make_room(self, now: float) -> None:
+        self._forget_idle(now)
+        while len(self._events) >= self._max_keys:
+            self._events.popitem(last=False)  # the least recently used key
+
+
+class TokenBucket:
+    """A token bucket: ``burst`` tokens, refilled at ``rate`` tokens per second.
+
+    One per connection, over every frame type (``WIDGET_FRAME_RATE``,
+    ``WIDGET_FRAME_BURST``).
+
+    Args:
+        rate: Tokens added per second.
+        burst: Capacity (and the initial content).
+        clock: Monotonic clock (tests pass their own).
+    """
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = float(rate)
+        self._burst = float(max(1, burst))
+        self._clock = clock
+        self._tokens = self._burst
+        self._updated = clock()
+
+    def take(self) -> bool:
+        """Take one token; False when the bucket is empty (the frame is over the limit)."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class PreAuthGate:
+    """Counts the sockets per client address that have not authenticated yet.
+
+    Args:
+        per_key: Sockets allowed at once per address (``WIDGET_MAX_PREAUTH_PER_IP``).
+        max_keys: Most addresses tracked at once (``LIMITER_MAX_KEYS``); when that
+            many addresses each have a socket waiting, a socket from a new address
+            is refused too. An address is forgotten when its last socket leaves.
+    """
+
+    def __init__(self, per_key: int, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        self._per_key = max(1, int(per_key))
+        self._max_keys = max(1, int(max_keys))
+        self._pending: Dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def pending(self, key: str) -> int:
+        """How many sockets from ``key`` are waiting to authenticate."""
+        return self._pending.get(key, 0)
+
+    def enter(self, key: str) -> bool:
+        """Admit one more unauthenticated socket from ``key``; False when over the cap."""
+        count = self._pending.get(key, 0)
+        if count >= self._per_key or (count == 0 and len(self._pending) >= self._max_keys):
+            return False
+        self._pending[key] = count + 1
+        return True
+
+    def leave(self, key: str) -> None:
+        """That socket authenticated or went away (call once per successful :meth:`enter`)."""
+        count = self._pending.get(key, 0) - 1
+        if count > 0:
+            self._pending[key] = count
+        else:
+            self._pending.pop(key, None)
 
 
 @dataclass(eq=False)
@@ -81,6 +190,8 @@ class Connection:
     conversation_id: str
     expires_at: float
     customer: Any = None
+    frames: Optional[TokenBucket] = None
+    """Frames this connection may still send (None: unlimited, e.g. in unit tests)."""
     id: int = field(default_factory=lambda: next(_ids))
     last_typing: float = 0.0
     closed: bool = False
@@ -114,14 +225,24 @@ class Hub:
     Args:
         max_connections: Open connections allowed per user.
         rate_messages / rate_window: Customer messages allowed per user per window.
+        preauth_per_ip: Sockets per client address allowed to wait for ``hello``.
+        max_keys: Most keys each limiter keeps (``LIMITER_MAX_KEYS``).
     """
 
-    def __init__(self, max_connections: int, rate_messages: int, rate_window: float) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        rate_messages: int,
+        rate_window: float,
+        preauth_per_ip: int = 10,
+        max_keys: int = DEFAULT_MAX_KEYS,
+    ) -> None:
         self._max_connections = max_connections
         self._connections: Dict[str, Set[Connection]] = {}
         self._turn_locks: Dict[str, asyncio.Lock] = {}
         self._turn_waiters: Dict[str, int] = collections.Counter()
-        self.message_limiter = RateLimiter(rate_messages, rate_window)
+        self.message_limiter = RateLimiter(rate_messages, rate_window, max_keys=max_keys)
+        self.preauth = PreAuthGate(preauth_per_ip, max_keys=max_keys)
         self.tasks: Set[asyncio.Task] = set()
 
     # --------------------------------------------------------- connections

@@ -11,6 +11,16 @@ and only then ``ack`` it; then, one turn per conversation at a time, hand it to
 Rasa with the customer's profile and app context as metadata, store and push
 each bot reply (:class:`WidgetOutput`), and send receipts and typing frames.
 
+Customer text is always text: what the channel passes to Rasa for a typed message
+never starts with Rasa's intent prefix ``/`` (:func:`as_free_text`), and a quick
+reply's ``payload`` is only accepted when the bot's latest message offered it
+(restart/session commands never). Limits that hold before authentication: the
+WebSocket layer refuses frames over ``WIDGET_MAX_FRAME_BYTES`` (set on the app's
+config when the blueprint is registered, before the server builds its protocol),
+``hello`` must come within ``WIDGET_AUTH_TIMEOUT``, and at most
+``WIDGET_MAX_PREAUTH_PER_IP`` sockets per address may wait for it. After ``hello``
+a token bucket per connection limits every frame type.
+
 Settings come from :func:`bot.settings.get_settings` (``WIDGET_*``); a
 ``credentials.yml`` entry may override ``allowed_origins`` (a list) for one
 deployment. Nothing happens at import time: the store and the FAQ index are
@@ -34,10 +44,13 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.agent_bridge import AgentBridge
-from bot.channels.auth import AuthError, Customer, TokenVerifier
+from bot.channels.auth import AuthError, Customer, TokenVerifier, verifier_from_settings
 from bot.channels.frames import decode_frame
+from bot.channels.hub import Connection, Hub, RateLimiter, TokenBucket, TooManyConnections
+from bot.channels.text import (
+    INTENT_PREFIX, RESERVED_INTENTS, as_free_text, payload_allowed, payload_intent,
+)
 from bot.faq import current_index
-from bot.channels.hub import Connection, Hub, RateLimiter, TooManyConnections
 from bot.support.chat import OUTGOING_SENDERS, ChatStore, MessageView, clean_context
 
 __all__ = ["WidgetInput", "WidgetOutput", "CLOSE_CODES"]
@@ -61,6 +74,8 @@ CLOSE_CODES: Dict[str, int] = {
     "token_expired": 4002,
     "origin_not_allowed": 4003,
     "too_many_connections": 4008,
+    "too_many_pending": 4029,
+    "rate_limited": 1008,
     "frame_too_large": 1009,
 }
 
@@ -80,6 +95,10 @@ class WidgetConfig:
     typing_interval: float
     auth_timeout: float
     token_warning: float
+    preauth_per_ip: int = 10
+    frame_rate: float = 5.0
+    frame_burst: int = 30
+    max_keys: int = 10000
 
     def limits(self) -> Dict[str, Any]:
         """The limits a client is told about."""
@@ -90,6 +109,9 @@ class WidgetConfig:
             "rate_window": self.rate_window,
             "typing_interval": self.typing_interval,
             "max_connections": self.max_connections,
+            "frame_rate": self.frame_rate,
+            "frame_burst": self.frame_burst,
+            "auth_timeout": self.auth_timeout,
         }
 
 
@@ -178,8 +200,14 @@ class WidgetInput(InputChannel):
         self._support_db_url = support_db_url
         self._chat: Optional[ChatStore] = None
         self._chat_lock: Optional[asyncio.Lock] = None
-        self.hub = Hub(config.max_connections, config.rate_messages, config.rate_window)
-        self._faq_limiter = RateLimiter(FAQ_RATE_PER_MINUTE, 60.0)
+        self.hub = Hub(
+            config.max_connections,
+            config.rate_messages,
+            config.rate_window,
+            preauth_per_ip=config.preauth_per_ip,
+            max_keys=config.max_keys,
+        )
+        self._faq_limiter = RateLimiter(FAQ_RATE_PER_MINUTE, 60.0, max_keys=config.max_keys)
         self._inflight: set = set()
         self.bridge = AgentBridge(self)
         self.typing_events: Deque[Tuple[str, str, float]] = collections.deque(maxlen=1000)
@@ -197,7 +225,9 @@ class WidgetInput(InputChannel):
         """Build the channel from the settings; ``credentials.yml`` may set ``allowed_origins``.
 
         Raises:
-            ValueError: When no usable token key is configured.
+            ValueError: When no usable token key is configured, or, in the production
+                configuration, ``WIDGET_JWT_AUDIENCE`` or ``WIDGET_JWT_ISSUER`` is not set
+                (the message names the setting).
         """
         from bot.settings import get_settings
 
@@ -206,18 +236,7 @@ class WidgetInput(InputChannel):
         origins = credentials.get("allowed_origins") or settings.widget_allowed_origins
         if isinstance(origins, str):
             origins = origins.split(",")
-        key = (
-            settings.widget_jwt_public_key
-            if settings.widget_jwt_algorithm == "RS256"
-            else settings.widget_jwt_secret
-        )
-        verifier = TokenVerifier(
-            settings.widget_jwt_algorithm,
-            key or "",
-            audience=settings.widget_jwt_audience,
-            issuer=settings.widget_jwt_issuer,
-            leeway=settings.widget_jwt_leeway,
-        )
+        verifier = verifier_from_settings(settings)
         config = WidgetConfig(
             allowed_origins=tuple(str(o).strip().rstrip("/") for o in origins if str(o).strip()),
             max_message_chars=settings.widget_max_message_chars,
@@ -228,6 +247,10 @@ class WidgetInput(InputChannel):
             typing_interval=settings.widget_typing_interval,
             auth_timeout=settings.widget_auth_timeout,
             token_warning=settings.widget_token_warning,
+            preauth_per_ip=settings.widget_preauth_per_ip,
+            frame_rate=settings.widget_frame_rate,
+            frame_burst=settings.widget_frame_burst,
+            max_keys=settings.limiter_max_keys,
         )
         return cls(verifier, config, settings.support_db_url)
 
@@ -265,13 +288,13 @@ class WidgetInput(InputChannel):
 
             bus().subscribe("call.state", self._on_call_state)
             self._call_subscribed = True
-        bp = Blueprint("widget_webhook", __name__)
+        # Frames above the limit are refused by the WebSocket layer itself (close 1009),
+        # before hello too: the blueprint sets the limit on the app when it is registered.
+        bp = _WidgetBlueprint("widget_webhook", max_frame_bytes=self.config.max_frame_bytes)
 
         @bp.listener("before_server_start")
         async def _configure(app: Any, _loop: Any) -> None:
             self._app = app
-            # Frames above the limit are refused by the WebSocket layer (close 1009).
-            app.config.WEBSOCKET_MAX_SIZE = self.config.max_frame_bytes
             # On shutdown our sockets are closed with 1001 (clients reconnect elsewhere);
             # don't keep the process alive for Sanic's default 15 s grace period.
             app.config.GRACEFUL_SHUTDOWN_TIMEOUT = min(
@@ -446,24 +469,21 @@ class WidgetInput(InputChannel):
         if not self._origin_allowed(request.headers.get("origin")):
             await _close(ws, "origin_not_allowed")
             return
-        try:
-            raw = await ws.recv(timeout=self.config.auth_timeout)
-        except Exception:  # noqa: BLE001 - the client went away before saying hello
-            return
-        if raw is None:
-            await _close(ws, "auth_timeout")
-            return
-        hello = decode_frame(raw)
-        if not isinstance(hello, dict) or hello.get("type") != "hello":
-            await _send_raw(ws, _ClientError("hello_required", "Send hello first.").frame())
-            await _close(ws, "hello_required")
+        address = str(request.remote_addr or request.ip or "unknown")
+        if not self.hub.preauth.enter(address):
+            logger.warning(
+                "Widget socket refused: %d sockets from one address are waiting for hello "
+                "already (WIDGET_MAX_PREAUTH_PER_IP).", self.hub.preauth.pending(address),
+            )
+            await _close(ws, "too_many_pending")
             return
         try:
-            customer = self._verifier.verify(hello.get("token"))
-        except AuthError as error:
-            await _send_raw(ws, {"type": "error", "code": error.code, "message": str(error)})
-            await _close(ws, error.code)
+            authenticated = await self._authenticate(ws)
+        finally:
+            self.hub.preauth.leave(address)
+        if authenticated is None:
             return
+        customer, hello = authenticated
         try:
             context = clean_context(hello.get("context"))
         except ValueError:
@@ -479,7 +499,8 @@ class WidgetInput(InputChannel):
         await (await self.bridge.agents()).do_upsert_customer(customer.user_id,
                                                                customer.metadata_customer())
         connection = Connection(
-            ws, customer.user_id, customer.conversation_id, customer.expires_at, customer=customer
+            ws, customer.user_id, customer.conversation_id, customer.expires_at, customer=customer,
+            frames=TokenBucket(self.config.frame_rate, self.config.frame_burst),
         )
         try:
             self.hub.register(connection)
@@ -509,7 +530,10 @@ class WidgetInput(InputChannel):
                 raw = await ws.recv()
                 if raw is None:
                     continue
-                if len(raw) > self.config.max_frame_bytes:
+                if connection.frames is not None and not connection.frames.take():
+                    await self._rate_limited(connection)
+                    break
+                if len(raw) > self.config.max_frame_bytes:  # the socket refuses these first
                     await connection.close(1009, "frame_too_large")
                     break
                 await self._on_frame(connection, raw)
@@ -522,6 +546,48 @@ class WidgetInput(InputChannel):
         finally:
             watcher.cancel()
             self.hub.unregister(connection)
+
+    async def _authenticate(self, ws: Any) -> Optional[Tuple[Customer, Dict[str, Any]]]:
+        """Wait for ``hello`` (within ``auth_timeout``) and verify its token.
+
+        Returns:
+            The customer and the ``hello`` frame, or None when the socket was closed
+            (no hello in time, another frame first, or a refused token).
+        """
+        try:
+            raw = await ws.recv(timeout=self.config.auth_timeout)
+        except Exception:  # noqa: BLE001 - the client went away (or sent too big a frame)
+            return None
+        if raw is None:
+            await _close(ws, "auth_timeout")
+            return None
+        hello = decode_frame(raw)
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            await _send_raw(ws, _ClientError("hello_required", "Send hello first.").frame())
+            await _close(ws, "hello_required")
+            return None
+        try:
+            customer = self._verifier.verify(hello.get("token"))
+        except AuthError as error:  # the message is generic; the reason is in the log
+            await _send_raw(ws, {"type": "error", "code": error.code, "message": str(error)})
+            await _close(ws, error.code)
+            return None
+        return customer, hello
+
+    async def _rate_limited(self, connection: Connection) -> None:
+        """The connection's frame bucket ran dry: tell it, close it with 1008."""
+        logger.warning(
+            "Widget connection %s sent more than %d frames at once (%g/s): closed.",
+            connection.id, self.config.frame_burst, self.config.frame_rate,
+        )
+        await connection.send(
+            _ClientError(
+                "rate_limited",
+                f"More than {self.config.frame_burst} frames at once "
+                f"({self.config.frame_rate:g} per second); reconnect in a moment.",
+            ).frame()
+        )
+        await connection.close(CLOSE_CODES["rate_limited"], "rate_limited")
 
     async def _replay_messages(
         self, connection: Connection, after: Any
@@ -616,15 +682,22 @@ class WidgetInput(InputChannel):
         payload = frame.get("payload")
         if payload is not None and (
             not isinstance(payload, str)
-            or not payload.startswith("/")
+            or not payload.startswith(INTENT_PREFIX)
             or len(payload) > MAX_PAYLOAD_CHARS
         ):
             raise _ClientError(
                 "bad_request", "payload must be a quick reply's /intent.", client_id=client_id
             )
         chat = await self.chat()
+        stored = None
+        if payload is not None:
+            stored = await chat.find_customer_message(connection.conversation_id, client_id)
+            if stored is None:  # a resend of a stored message was checked when it was stored
+                await self._check_payload(connection, payload, client_id)
         retry = self.hub.message_limiter.check(connection.user_id)
-        if retry and not await chat.find_customer_message(connection.conversation_id, client_id):
+        if retry and not (
+            stored or await chat.find_customer_message(connection.conversation_id, client_id)
+        ):
             # Over the limit and not a resend of a stored message: refused, not stored.
             raise _ClientError(
                 "rate_limited",
@@ -663,6 +736,26 @@ class WidgetInput(InputChannel):
         customer = connection.customer
         self.hub.spawn(self._turn(customer, message))
 
+    async def _check_payload(self, connection: Connection, payload: str, client_id: str) -> None:
+        """Refuse a quick-reply payload the bot's latest message did not offer.
+
+        Raises:
+            _ClientError: ``payload_not_offered`` (the message is not stored; the widget
+                sends the button's title again as plain text).
+        """
+        offered = await (await self.chat()).offered_payloads(connection.conversation_id)
+        if not payload_allowed(payload, offered):
+            logger.info(
+                "Widget payload refused on connection %s: %s.", connection.id,
+                "a reserved command" if payload_intent(payload) in RESERVED_INTENTS
+                else "not offered",
+            )
+            raise _ClientError(
+                "payload_not_offered",
+                "That quick reply is not offered any more; send the text instead.",
+                client_id=client_id,
+            )
+
     async def _turn(self, customer: Customer, message: MessageView) -> None:
         """Hand one stored customer message to the bot, in order, and deliver the replies."""
         conversation_id = customer.conversation_id
@@ -685,8 +778,9 @@ class WidgetInput(InputChannel):
                                                       "state": "start"})
                 failed = False
                 try:
+                    # An (offered) quick reply goes as its /intent; typed text always as text.
                     await self._handle(
-                        customer, message.payload or message.text, output,
+                        customer, message.payload or as_free_text(message.text), output,
                         message_id=f"widget-{message.id}", context=conversation.context,
                     )
                 except Exception:  # noqa: BLE001 - logged; the customer is told below
@@ -926,6 +1020,31 @@ class WidgetInput(InputChannel):
 
 
 # ------------------------------------------------------------------ helpers
+
+
+class _WidgetBlueprint(Blueprint):
+    """The channel's blueprint; registering it sets the app's WebSocket frame limit.
+
+    Sanic 21.12 reads ``WEBSOCKET_MAX_SIZE`` when the server builds its protocol, before
+    any ``before_server_start`` listener runs; Rasa registers the channel blueprints
+    before it calls ``app.run``, so this is the moment to set it. The limit holds for
+    every frame, before ``hello`` too: the WebSocket layer closes the socket with 1009
+    without reading the frame's payload.
+
+    Args:
+        name: The blueprint's name.
+        max_frame_bytes: ``WIDGET_MAX_FRAME_BYTES``.
+    """
+
+    def __init__(self, name: str, max_frame_bytes: int) -> None:
+        super().__init__(name)
+        self.ctx.max_frame_bytes = int(max_frame_bytes)
+
+    def register(self, app: Any, options: Any) -> None:
+        """Register on ``app`` and lower its ``WEBSOCKET_MAX_SIZE`` to the widget's limit."""
+        current = app.config.get("WEBSOCKET_MAX_SIZE") or self.ctx.max_frame_bytes
+        app.config.WEBSOCKET_MAX_SIZE = min(int(current), self.ctx.max_frame_bytes)
+        super().register(app, options)
 
 
 def notice(key: str, **values: Any) -> str:

@@ -13,7 +13,9 @@ Routes:
   ``#/orders``, ``#/cart``, ``#/checkout``, ``#/login``).
 * ``GET /api/me``: ``{customer, customers}`` (``customer`` is null when logged out).
 * ``POST /api/login`` ``{"customer_id": "cust-anna"}``: log in (sets the cookie).
-* ``GET /api/token``: ``{token, expires_at}`` for the logged-in customer, 401 otherwise.
+* ``GET /api/token``: ``{token, expires_at}`` for the logged-in customer, 401 otherwise
+  (``iat`` and ``exp``, at most ``WIDGET_JWT_MAX_TTL`` apart; ``aud``/``iss`` when
+  ``WIDGET_JWT_AUDIENCE``/``WIDGET_JWT_ISSUER`` are set).
 * ``POST /api/logout``: log out (clears the cookie).
 * ``GET /api/orders``: the logged-in customer's orders, newest first.
 """
@@ -193,6 +195,9 @@ async def token(request: web.Request) -> web.Response:
             "writes var/widget_jwt_secret).",
         )
     now = time.time()
+    # iat + exp, never longer-lived than the chat accepts (WIDGET_JWT_MAX_TTL); aud/iss
+    # when the deployment checks them (WIDGET_JWT_AUDIENCE / WIDGET_JWT_ISSUER).
+    ttl = min(settings.demo_token_ttl, settings.widget_jwt_max_ttl)
     profile = DEMO_CUSTOMERS[customer_id]
     signed = issue_token(
         customer_id,
@@ -205,12 +210,12 @@ async def token(request: web.Request) -> web.Response:
             "app_version": APP_VERSION,
             "device": "Web demo",
         },
-        ttl_seconds=settings.demo_token_ttl,
+        ttl_seconds=ttl,
         audience=settings.widget_jwt_audience,
         issuer=settings.widget_jwt_issuer,
         now=now,
     )
-    return _json({"token": signed, "expires_at": int(now) + settings.demo_token_ttl})
+    return _json({"token": signed, "expires_at": int(now) + ttl})
 
 
 def _order_json(order: OrderView) -> Dict[str, Any]:

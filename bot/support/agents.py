@@ -10,6 +10,12 @@ Ticket and conversation states::
                         ^                 |  transfer (to another agent)
                         +-----------------+
 
+Ratings (:meth:`AgentStore.do_rate`): a customer rates a chat session only when a person
+handled it (an agent, in the console or in Twilio, claimed its ticket, or wrote in it) and
+it is finished (the agent resolved it, or the customer ended the session), once per session
+and once per ticket; anything else is :class:`RatingRefused` (``not_ratable`` /
+``already_rated``) and nothing is stored.
+
 Roles: an ``agent`` sees queued tickets and the tickets assigned to them, claims
 queued tickets and acts (reply, transfer, resolve) only on their own; an ``admin``
 sees and acts on every ticket and manages agents. Two agents claiming the same
@@ -59,6 +65,7 @@ __all__ = [
     "AuthFailed",
     "Forbidden",
     "InboxItem",
+    "RatingRefused",
     "RatingView",
     "TicketDetail",
 ]
@@ -82,6 +89,14 @@ class AuthFailed(Exception):
 
 class Forbidden(Exception):
     """The agent's role or assignment does not allow this action."""
+
+
+class RatingRefused(ValueError):
+    """A rating that may not be stored (``code``: ``not_ratable``, ``already_rated``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -529,40 +544,52 @@ class AgentStore(StoreBase):
         self, conversation_id: str, session_no: int, score: int, comment: Optional[str] = None,
         actor: str = "customer",
     ) -> RatingView:
-        """Store the customer's 1-5 rating of a chat session (once); audit ``rating.created``.
+        """Store the customer's 1-5 rating of a chat session with a person; audit
+        ``rating.created``.
 
-        The rating is linked to the session's ticket, if there was one.
+        Only a finished session that a person handled may be rated, once: the current
+        session after an agent resolved its ticket (conversation ``resolved``), or an ended
+        session in which an agent claimed a ticket of the conversation or wrote. The rating
+        is linked to that ticket (if any); a ticket is rated once too.
 
         Raises:
-            ValueError: Score outside 1-5, or the session was already rated.
+            ValueError: Score outside 1-5 or a bad session number.
+            RatingRefused: ``not_ratable`` (a bot-only, unfinished or unknown session) or
+                ``already_rated``.
             LookupError: Unknown conversation.
         """
         if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
             raise ValueError("score must be an integer from 1 to 5")
+        if not isinstance(session_no, int) or isinstance(session_no, bool) or session_no < 1:
+            raise ValueError("session must be a chat session number")
         comment = (comment or "").strip()[:2000] or None
         now = db.utcnow()
         try:
             async with db.write_session(self._sessions) as session:
-                conversation = (await session.execute(select(Conversation).where(
-                    Conversation.conversation_id == conversation_id))).scalar_one_or_none()
+                conversation = (await session.execute(
+                    select(Conversation).where(Conversation.conversation_id == conversation_id)
+                    .with_for_update())).scalar_one_or_none()
                 if conversation is None:
                     raise LookupError(f"No conversation {conversation_id}.")
-                row = Rating(conversation_pk=conversation.id, session=int(session_no),
-                             ticket_id=conversation.ticket_id, score=score, comment=comment,
-                             created_at=now)
+                ticket = await _rated_ticket(session, conversation, session_no)
+                row = Rating(conversation_pk=conversation.id, session=session_no,
+                             ticket_id=ticket.id if ticket is not None else None, score=score,
+                             comment=comment, created_at=now)
                 session.add(row)
-                if conversation.state == "resolved":
+                if conversation.state == "resolved" and (
+                        session_no == conversation.session
+                        or (ticket is not None and ticket.id == conversation.ticket_id)):
                     conversation.state = "bot"
                     conversation.ticket_id = None
                 await session.flush()
                 session.add(AuditLog(at=now, actor=actor, action="rating.created",
                                      object_type="conversation", object_id=conversation_id,
-                                     data={"score": score, "session": int(session_no),
+                                     data={"score": score, "session": session_no,
                                            "ticket_id": row.ticket_id}))
                 view = RatingView(row.id, conversation_id, row.session, row.ticket_id, score,
                                   comment, now)
         except IntegrityError:
-            raise ValueError("This chat session was already rated.") from None
+            raise RatingRefused("already_rated", ALREADY_RATED) from None
         await self._notify("rating.created", {"actor": actor, "rating": view})
         return view
 
@@ -612,6 +639,94 @@ class AgentStore(StoreBase):
 
 
 # ------------------------------------------------------------------ helpers
+
+ALREADY_RATED = "This chat session was already rated."
+NOT_RATABLE = ("Only a finished chat with a person from our team can be rated "
+               "(this one was not, or is not finished yet).")
+
+
+async def _rated_ticket(session: Any, conversation: Conversation,
+                        session_no: int) -> Optional[Ticket]:
+    """The ticket a rating of ``session_no`` belongs to (None: a person wrote in that ended
+    session but no ticket of it was claimed).
+
+    Raises:
+        RatingRefused: Not a finished session a person handled, or already rated.
+    """
+    rated = (await session.execute(select(Rating.id).where(
+        Rating.conversation_pk == conversation.id, Rating.session == session_no))).first()
+    if rated is not None:
+        raise RatingRefused("already_rated", ALREADY_RATED)
+    ticket: Optional[Ticket] = None
+    if session_no > conversation.session:
+        raise RatingRefused("not_ratable", NOT_RATABLE)
+    if session_no == conversation.session:
+        # the session goes on: only after the agent resolved it (``resolved`` until rated)
+        if conversation.state != "resolved" or conversation.ticket_id is None:
+            raise RatingRefused("not_ratable", NOT_RATABLE)
+        ticket = await session.get(Ticket, conversation.ticket_id)
+        if ticket is None or ticket.status not in ("resolved", "closed") \
+                or not await _claimed(session, ticket):
+            raise RatingRefused("not_ratable", NOT_RATABLE)
+    else:
+        start, end = await _session_window(session, conversation, session_no)
+        ticket = await _ticket_claimed_between(session, conversation.conversation_id,
+                                               start, end)
+        if ticket is None:
+            wrote = (await session.execute(select(ChatMessage.id).where(
+                ChatMessage.conversation_pk == conversation.id,
+                ChatMessage.session == session_no,
+                ChatMessage.sender == "agent").limit(1))).first()
+            if wrote is None:
+                raise RatingRefused("not_ratable", NOT_RATABLE)
+    if ticket is not None and (await session.execute(select(Rating.id).where(
+            Rating.ticket_id == ticket.id).limit(1))).first() is not None:
+        raise RatingRefused("already_rated", ALREADY_RATED)
+    return ticket
+
+
+async def _claimed(session: Any, ticket: Ticket) -> bool:
+    """Whether a person took the ticket (a console agent, or Twilio: audit ``ticket.claimed``)."""
+    if ticket.assignee_id is not None:
+        return True
+    return (await session.execute(select(AuditLog.id).where(
+        AuditLog.object_type == "ticket", AuditLog.object_id == ticket.reference,
+        AuditLog.action == "ticket.claimed").limit(1))).first() is not None
+
+
+async def _session_window(session: Any, conversation: Conversation,
+                          session_no: int) -> Tuple[Optional[datetime], Optional[datetime]]:
+    """When chat session ``session_no`` began and ended (audit
+    ``conversation.session_ended``); None for an open side."""
+    rows = (await session.execute(select(AuditLog.at, AuditLog.data).where(
+        AuditLog.object_type == "conversation",
+        AuditLog.object_id == conversation.conversation_id,
+        AuditLog.action == "conversation.session_ended"))).all()
+    ended = {int((data or {}).get("session") or 0): at for at, data in rows}
+    return ended.get(session_no - 1), ended.get(session_no)
+
+
+async def _ticket_claimed_between(session: Any, conversation_id: str,
+                                  start: Optional[datetime],
+                                  end: Optional[datetime]) -> Optional[Ticket]:
+    """The conversation's ticket last claimed by a person between ``start`` and ``end``."""
+    references = (await session.execute(select(Ticket.reference).where(
+        Ticket.conversation_id == conversation_id))).scalars().all()
+    if not references:
+        return None
+    query = select(AuditLog.object_id).where(
+        AuditLog.object_type == "ticket", AuditLog.action == "ticket.claimed",
+        AuditLog.object_id.in_(list(references)))
+    if start is not None:
+        query = query.where(AuditLog.at >= start)
+    if end is not None:
+        query = query.where(AuditLog.at <= end)
+    reference = (await session.execute(
+        query.order_by(AuditLog.id.desc()).limit(1))).scalar_one_or_none()
+    if reference is None:
+        return None
+    return (await session.execute(select(Ticket).where(
+        Ticket.reference == reference))).scalar_one_or_none()
 
 
 def _median(values: List[float]) -> Optional[float]:

@@ -542,6 +542,38 @@ class ChatStore(StoreBase):
             ).scalars().all()
             return [MessageView.from_row(row, conversation_id) for row in rows]
 
+    async def offered_payloads(self, conversation_id: str) -> List[str]:
+        """The quick-reply payloads of the bot's latest message in the conversation.
+
+        The widget channel accepts a customer's ``payload`` only if it is one of these
+        (the buttons the bot offered last; an older message's buttons no longer count).
+
+        Returns:
+            The payloads, in button order; empty when the bot's latest message has no
+            buttons, or the conversation has no bot message (or is unknown).
+        """
+        async with db.read_session(self._sessions) as session:
+            row = (
+                await session.execute(
+                    select(_MESSAGES.c.buttons)
+                    .select_from(
+                        _MESSAGES.join(
+                            _CONVERSATIONS, _CONVERSATIONS.c.id == _MESSAGES.c.conversation_pk
+                        )
+                    )
+                    .where(_CONVERSATIONS.c.conversation_id == conversation_id)
+                    .where(_MESSAGES.c.sender == "bot")
+                    .order_by(_MESSAGES.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        buttons = (row[0] if row is not None else None) or []
+        return [
+            button["payload"]
+            for button in buttons
+            if isinstance(button, Mapping) and isinstance(button.get("payload"), str)
+        ]
+
     async def count_messages(self, conversation_id: str) -> int:
         """How many messages the conversation has (0 when unknown)."""
         async with db.read_session(self._sessions) as session:

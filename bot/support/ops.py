@@ -480,7 +480,12 @@ class SupportStore(StoreBase):
         customer_id: Optional[str] = None,
         actor: str = "bot",
     ) -> CallbackView:
-        """Book a phone call-back; audit ``callback.scheduled``.
+        """Book a phone call-back without any limit; audit ``callback.scheduled``.
+
+        For operators and tests only: customers book through
+        ``bot.twilio.voice_store.VoiceStore.do_book_callback``, which enforces the caps and
+        the country allow-list in its transaction (docs/security.md). The scheduler still
+        refuses to dial a number outside the allow-list, whoever booked it.
 
         Args:
             conversation_id: The Rasa conversation id.

@@ -7,7 +7,13 @@ the widget's "End call".
   Due ``scheduled`` call-backs are claimed with a conditional UPDATE (→ ``calling``; two
   processes never call twice), then the call is placed through the retrying client with
   TwiML that greets the customer and dials the support line, and a signed status
-  callback to :data:`STATUS_PATH` (``?callback=<reference>``). A call-back found more than
+  callback to :data:`STATUS_PATH` (``?callback=<reference>``). At most
+  ``TWILIO_CALLBACK_MAX_CONCURRENT`` calls are being placed or going on at once (the claim
+  counts them in its transaction); the other due call-backs wait for a later run. A number
+  outside ``CALLBACK_COUNTRIES`` or not answered by a person (premium rate, shared cost, ...)
+  is never dialled, however it was booked: the call-back is ``failed``. A call whose status
+  callbacks stop for ``TWILIO_CALLBACK_STALE`` s is looked up in Twilio (a lost webhook
+  must not hold a slot for ever). A call-back found more than
   ``TWILIO_CALLBACK_MAX_LATE`` s late is ``missed`` (the customer is told). One left in
   ``calling`` without a call SID for ``TWILIO_CALLBACK_STALE`` s (the process died while
   placing it) is placed once more, unless Twilio already has a call to that number since
@@ -26,13 +32,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from bot import db
+from bot.settings import Settings
 from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import (RetriesExhausted, RetryPolicy, TwilioApi, describe, http_status,
                                with_retries)
-from bot.twilio.voice_store import CallbackCall, VoiceStore, status_for
+from bot.twilio.voice_store import CallbackCall, CallbackLimits, VoiceStore, status_for
 
 __all__ = ["STATUS_PATH", "VoiceConfig", "VoiceService", "active_service", "call_frame",
            "current_call_frame", "end_call", "twiml"]
@@ -91,6 +98,8 @@ class VoiceConfig:
     stale_seconds: int = 120
     greeting: str = ""
     policy: RetryPolicy = RetryPolicy()
+    max_concurrent: int = Settings.twilio_callback_max_concurrent
+    countries: Tuple[str, ...] = Settings.callback_countries
 
     @property
     def enabled(self) -> bool:
@@ -111,7 +120,9 @@ class VoiceConfig:
         return cls(voice_from=s.twilio_voice_from, support_line=s.support_line_number,
                    public_url=public_url, poll_interval=s.twilio_callback_poll,
                    max_late=s.twilio_callback_max_late, stale_seconds=s.twilio_callback_stale,
-                   greeting=s.twilio_callback_greeting, policy=policy)
+                   greeting=s.twilio_callback_greeting, policy=policy,
+                   max_concurrent=s.twilio_callback_max_concurrent,
+                   countries=tuple(c.upper() for c in s.callback_countries))
 
 
 def call_frame(callback: CallbackCall) -> Dict[str, Any]:
@@ -193,6 +204,7 @@ class VoiceService(BackgroundWork):
         now = now or db.utcnow()
         taken: List[CallbackCall] = []
         cutoff = now - timedelta(seconds=self.config.stale_seconds)
+        await self._follow_up_quiet_calls(cutoff)
         for stale in await self.store.stale_calling(cutoff):
             again = await self.store.do_reclaim_stale(stale, now)
             if again is None:
@@ -205,7 +217,8 @@ class VoiceService(BackgroundWork):
                                "again (try %d)", again.reference, again.attempts)
                 await self.place(again, announce=False)
         max_late = timedelta(seconds=self.config.max_late) if self.config.max_late else None
-        claimed = await self.store.do_claim_due_callbacks(now, max_late)
+        claimed = await self.store.do_claim_due_callbacks(
+            now, max_late, max_active=self.config.max_concurrent)
         for callback in claimed:
             taken.append(callback)
             if callback.status == "missed":
@@ -225,6 +238,15 @@ class VoiceService(BackgroundWork):
         status_callback = f"{self.config.status_url}?callback={callback.reference}"
         body = twiml(self.config.greeting, self.config.support_line or "",
                      self.config.voice_from or "")
+        problem = CallbackLimits(countries=self.config.countries).number_problem(callback.phone)
+        if problem is not None:  # booked before the rules, or around them: never dialled
+            logger.error("Call-back %s: %s is not a number we call (%s); not placed",
+                         callback.reference, callback.phone, problem)
+            failed = await self.store.do_call_failed(
+                callback.id, f"not placed: the number is not allowed ({problem})")
+            if failed is not None:
+                await self.tell(failed)
+            return None
         if announce:
             await self.tell(callback)
         try:
@@ -249,6 +271,27 @@ class VoiceService(BackgroundWork):
         if recorded.call_sid == call.sid and recorded.active:
             await self._announce_state(recorded)
         return call.sid
+
+    async def _follow_up_quiet_calls(self, older_than: datetime) -> None:
+        """Ask Twilio about calls we have heard nothing of since ``older_than`` (a lost status
+        callback must not keep a call-back ``calling`` and hold a slot for ever)."""
+        for callback in await self.store.active_calls(older_than=older_than, limit=20):
+            sid = callback.call_sid or ""
+            try:
+                call = await with_retries(lambda: self.api.client.calls(sid).fetch_async(),
+                                          self.config.policy, f"fetch call {sid}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - asked again on the next run
+                cause = error.error if isinstance(error, RetriesExhausted) else error
+                logger.warning("Could not look up call %s of call-back %s: %s", sid,
+                               callback.reference, describe(cause))
+                continue
+            updated, changed = await self.store.do_record_call_status(sid, call.status or "")
+            if updated is not None and changed:
+                logger.info("Call-back %s: Twilio says the call is %s", callback.reference,
+                            call.status)
+                await self.tell(updated)
 
     async def _adopt_existing_call(self, callback: CallbackCall, claimed_at: datetime) -> bool:
         """Whether Twilio already has a call to the customer made since the claim (the

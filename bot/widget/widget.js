@@ -368,11 +368,16 @@
       const entry = frame.client_id && this.outbox.find((e) => e.client_id === frame.client_id);
       if (frame.code === 'invalid_token' || frame.code === 'token_expired') {
         if (this.ws) this.closed(4001);
-      } else if (this.pendingRating && frame.code === 'bad_request' && !frame.client_id) {
+      } else if (this.pendingRating && ['bad_request', 'not_ratable', 'already_rated'].includes(frame.code) && !frame.client_id) {
         const pending = this.pendingRating;
         this.pendingRating = null;
         pending.box.textContent = '';
         pending.box.appendChild(h('p', {}, String(frame.message || 'The rating could not be saved.')));
+      } else if (entry && frame.code === 'payload_not_offered') {
+        // a stale quick reply (the bot has moved on): send the button's title as plain text
+        delete entry.payload;
+        save('outbox:' + this.sub, this.outbox);
+        this.transmit(entry);
       } else if (entry && frame.code === 'rate_limited') {
         const wait = Math.max(1, Number(frame.retry_after) || 5) * 1000;
         this.notice('You are sending messages quickly. Waiting a moment before sending more.');

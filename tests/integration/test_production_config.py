@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Dict, List, Set
 
 import pytest
@@ -92,6 +93,48 @@ def test_every_endpoint_variable_is_documented() -> None:
         assert name in example and name in doc, name
     # Rasa only substitutes unquoted values: "${VAR}" would be passed on literally.
     assert not re.search(r"[\"']\$\{", _endpoints_yaml())
+
+
+def _procfile(path: Path) -> Dict[str, str]:
+    processes = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line)  # honcho's Procfile syntax
+        if match:
+            processes[match.group(1)] = match.group(2)
+    return processes
+
+
+def test_production_processes_are_the_two_servers_only() -> None:
+    production = _procfile(ROOT / "deploy" / "Procfile.production")
+    assert set(production) == {"rasa", "actions"}
+    assert "-m bot.serve " in production["rasa"]
+    assert "deploy/endpoints.production.yml" in production["rasa"]
+    assert "-m bot.action_server " in production["actions"]
+    text = " ".join(production.values()).lower()
+    for forbidden in ("demo", "seed", "token", "secret", "--auth-token", "rasa run", "make "):
+        assert forbidden not in text, forbidden
+    # Development runs the same two entry points, plus the demo shop.
+    development = _procfile(ROOT / "Procfile")
+    assert set(development) == {"rasa", "actions", "demo"}
+    assert development["actions"] == production["actions"]
+    assert development["rasa"].replace("endpoints.yml", "") == production["rasa"].replace(
+        "deploy/endpoints.production.yml", "")
+
+
+def test_production_example_sets_every_trust_boundary_variable() -> None:
+    example = _example_env()
+    assert example["SUPPORT_ENV"] == "production"
+    for name in ("RASA_TOKEN", "ACTION_SERVER_TOKEN", "SUPPORT_API_TOKEN", "WIDGET_JWT_SECRET",
+                 "AGENT_METRICS_TOKEN"):
+        assert example[name] == "", f"{name}: the example must not carry a secret"
+    for name in ("WIDGET_JWT_AUDIENCE", "WIDGET_JWT_ISSUER", "WIDGET_ALLOWED_ORIGINS",
+                 "RASA_INTERFACE", "ACTIONS_HOST", "ACTION_SERVER_MAX_BODY"):
+        assert example[name], name
+    assert "TWILIO_API_BASE" not in example
+    doc = DEPLOYMENT_DOC.read_text()
+    for name in ("SUPPORT_ENV", "ACTION_SERVER_TOKEN", "SUPPORT_API_TOKEN", "RASA_INTERFACE",
+                 "ACTIONS_HOST", "ACTION_SERVER_MAX_BODY", "Procfile.production"):
+        assert name in doc, name
 
 
 def test_production_endpoints_parse_with_the_example_environment(

@@ -36,7 +36,7 @@ Events = List[Tuple[str, Dict[str, Any]]]
 
 def new_phone() -> str:
     """A number no other test of this module calls."""
-    return f"+4915110{next(_numbers):05d}"
+    return f"+49151100{next(_numbers):05d}"  # valid German mobile numbers
 
 
 def voice_config(config: TwilioConfig, **overrides: Any) -> VoiceConfig:
@@ -153,7 +153,8 @@ async def test_two_schedulers_racing_place_one_call(stack: Stack, config: Twilio
     phones = [new_phone() for _ in range(3)]
     for phone in phones:
         await stack.book(phone)
-    other = Stack(config, voice_config(config))
+    stack.voice.config = voice_config(config, max_concurrent=5)
+    other = Stack(config, voice_config(config, max_concurrent=5))
     try:
         results = await asyncio.gather(stack.voice.run_once(), other.voice.run_once(),
                                        stack.voice.run_once(), other.voice.run_once())
@@ -179,6 +180,87 @@ async def test_claims_race_on_both_databases(config: TwilioConfig, db_url: str) 
     finally:
         for made in stacks:
             await made.close()
+
+
+async def test_claims_never_exceed_the_concurrent_calls_on_both_databases(
+        config: TwilioConfig, db_url: str) -> None:
+    """Three processes claim six due call-backs at once with room for two calls: two are
+    claimed; the rest wait until a call ends; one found too late is missed regardless."""
+    on_db = replace(config, support_db_url=db_url)
+    stacks = [Stack(on_db, voice_config(on_db)) for _ in range(3)]
+    try:
+        await stacks[0].twilio_store.create_schema()
+        refs = [await stacks[0].book(new_phone()) for _ in range(6)]
+        late = await stacks[0].book(new_phone(), in_seconds=-3600)
+        now = db.utcnow()
+        results = await asyncio.gather(*(
+            s.voice.store.do_claim_due_callbacks(now, timedelta(seconds=900), max_active=2)
+            for s in stacks))
+        claimed = [c for r in results for c in r]
+        assert sorted(c.status for c in claimed) == ["calling", "calling", "missed"]
+        assert [c.reference for c in claimed if c.status == "missed"] == [late]
+        store = stacks[0].voice.store
+        assert await store.count_active() == 2
+        assert await store.do_claim_due_callbacks(db.utcnow(), max_active=2) == []
+        first = next(c for c in claimed if c.status == "calling")
+        await store.do_record_call_sid(first.id, "CA" + "0" * 32)
+        await store.do_record_call_status("CA" + "0" * 32, "completed")
+        [next_one] = await store.do_claim_due_callbacks(db.utcnow(), max_active=2)
+        assert next_one.status == "calling" and next_one.reference in refs
+    finally:
+        for made in stacks:
+            await made.close()
+
+
+async def test_the_scheduler_places_at_most_max_concurrent_calls(
+        stack: Stack, config: TwilioConfig, fake_twilio: FakeTwilio) -> None:
+    phones = [new_phone() for _ in range(5)]
+    for phone in phones:
+        await stack.book(phone)
+    stack.voice.config = voice_config(config, max_concurrent=2)
+    taken = await stack.voice.run_once()
+    assert len(taken) == 2 and await stack.voice.run_once() == []
+    placed = [c for p in phones for c in calls_to(fake_twilio, p)]
+    assert len(placed) == 2
+    await asyncio.get_running_loop().run_in_executor(
+        None, fake_twilio.advance_call, placed[0]["sid"], "completed")
+    await stack.voice.handle_status({"CallSid": placed[0]["sid"], "CallStatus": "completed"},
+                                    None)
+    assert len(await stack.voice.run_once()) == 1
+    assert sum(len(calls_to(fake_twilio, p)) for p in phones) == 3
+
+
+async def test_a_call_whose_status_callbacks_were_lost_is_looked_up(
+        stack: Stack, config: TwilioConfig, fake_twilio: FakeTwilio) -> None:
+    """A lost "completed" webhook must not hold one of the call slots for ever."""
+    phones = [new_phone() for _ in range(2)]
+    for phone in phones:
+        await stack.book(phone)
+    stack.voice.config = voice_config(config, max_concurrent=1, stale_seconds=60)
+    [first] = await stack.voice.run_once()
+    [call] = calls_to(fake_twilio, first.phone)
+    # Twilio ends the call but its status callback never arrives (the public URL is closed)
+    await asyncio.get_running_loop().run_in_executor(
+        None, fake_twilio.advance_call, call["sid"], "completed")
+    assert await stack.voice.run_once() == []  # still "calling" as far as we know
+    later = db.utcnow() + timedelta(seconds=120)
+    [second] = await stack.voice.run_once(now=later)
+    assert (await stack.voice.store.get(first.reference)).status == "completed"  # type: ignore
+    assert second.phone != first.phone and second.status == "calling"
+
+
+async def test_numbers_outside_the_allowed_countries_are_never_dialled(
+        stack: Stack, config: TwilioConfig, fake_twilio: FakeTwilio) -> None:
+    """Booked around the rules (straight into the table): the scheduler still refuses."""
+    premium, foreign = "+499001234567", "+12025550123"  # German 0900, a US number
+    references = [await stack.book(premium), await stack.book(foreign)]
+    stack.voice.config = voice_config(config, max_concurrent=5)
+    taken = await stack.voice.run_once()
+    assert sorted(c.reference for c in taken) == sorted(references)
+    assert calls_to(fake_twilio, premium) == calls_to(fake_twilio, foreign) == []
+    for reference in references:
+        row = await stack.voice.store.get(reference)
+        assert row is not None and row.status == "failed" and "not allowed" in row.call_error
 
 
 async def test_claimed_callback_can_no_longer_be_cancelled_or_moved(stack: Stack) -> None:

@@ -214,7 +214,8 @@ def make_tracker(
             user event (timestamped) after ``action_listen``.
         active_loop: The name of the active form, if any.
         sender_id: The conversation id.
-        customer: A demo customer id whose profile slots are set (``cust-anna``).
+        customer: A demo customer id whose profile slots are set (``cust-anna``) and who
+            is the verified customer of the latest message (its ``metadata.customer``).
         latest_action_name: The last action run.
     """
     values = default_slots()
@@ -225,6 +226,13 @@ def make_tracker(
     if unknown:
         raise ValueError(f"unknown slot(s) {sorted(unknown)}")
     latest = parse_data(text, intent, confidence, entities)
+    if customer is not None:  # the channel verified the customer: metadata on the message
+        profile = CUSTOMERS[customer]
+        latest["metadata"] = {"customer": {
+            key: profile[slot] for slot, key in (
+                ("customer_id", "id"), ("customer_name", "name"),
+                ("customer_email", "email"), ("customer_tz", "timezone"))
+            if slot in profile}}
     if events is None:
         events = [
             action_event("action_listen", T0),

@@ -61,6 +61,12 @@ IN_TRANSIT = (
     "Expected delivery: Tuesday 24 November."
 )
 
+LOGIN_REQUIRED = (
+    "To look at orders, refunds, tickets or call-backs I need to know it's you: please log "
+    "in to the app (or the website) and open the chat from there. I can still answer "
+    "general questions here."
+)
+
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -131,7 +137,8 @@ async def test_malformed_order_number_is_rejected(svc: Any, action: Any, form: s
 
 @pytest.mark.parametrize(("action", "form"), ORDER_FORMS, ids=FORM_IDS)
 async def test_unknown_order_number_is_not_found(svc: Any, action: Any, form: str) -> None:
-    events, messages = await run_action(action(), form_tracker(form, {"order_number": "999999"}))
+    events, messages = await run_action(
+        action(), form_tracker(form, {"order_number": "999999"}, customer="cust-anna"))
 
     assert events == [
         SlotSet("order_number", None),
@@ -139,9 +146,9 @@ async def test_unknown_order_number_is_not_found(svc: Any, action: Any, form: st
         SlotSet("order_status", None),
         SlotSet("order_eligible", None),
     ]
-    assert messages == [
-        bot_message("I couldn't find an order #999999. Please check the number and send it again.")
-    ]
+    assert messages == [bot_message(
+        "I couldn't find an order #999999 in your account. Please check the number and send it "
+        "again.")]
 
 
 @pytest.mark.parametrize(("action", "form"), ORDER_FORMS, ids=FORM_IDS)
@@ -187,18 +194,20 @@ async def test_own_open_order_is_accepted(svc: Any, action: Any, form: str) -> N
     assert messages == []
 
 
-async def test_logged_out_customer_may_name_any_order(svc: Any) -> None:
-    events, messages = await run_action(
-        ValidateOrderStatusForm(), form_tracker("order_status_form", {"order_number": "104250"})
-    )
+async def test_logged_out_customer_is_asked_to_log_in_and_learns_nothing(svc: Any) -> None:
+    # A slot saying "cust-ben" is not a verified customer: only the message's metadata is.
+    tracker = form_tracker("order_status_form", {"order_number": "104250"},
+                           slots={"customer_id": "cust-ben"})
+
+    events, messages = await run_action(ValidateOrderStatusForm(), tracker)
 
     assert events == [
-        SlotSet("order_number", "104250"),
-        SlotSet("order_attempts", 0),
-        SlotSet("order_status", "packed"),
-        SlotSet("order_eligible", True),
+        SlotSet("order_number", None),
+        SlotSet("order_attempts", 1),
+        SlotSet("order_status", None),
+        SlotSet("order_eligible", None),
     ]
-    assert messages == []
+    assert messages == [bot_message(LOGIN_REQUIRED)]
 
 
 @pytest.mark.parametrize(
@@ -614,7 +623,10 @@ async def test_track_order_processing_offers_to_cancel(svc: Any) -> None:
 async def test_track_order_other_statuses(
     svc: Any, number: str, text: str, buttons: List[Dict[str, str]]
 ) -> None:
-    _, messages = await run_action(ActionTrackOrder(), make_tracker(slots={"order_number": number}))
+    owner = {"104250": "cust-ben", "104205": "cust-ben", "104122": "cust-ben",
+             "103987": "cust-ben"}[number]
+    _, messages = await run_action(
+        ActionTrackOrder(), make_tracker(slots={"order_number": number}, customer=owner))
 
     assert messages == [bot_message(text, buttons=buttons)]
 
@@ -658,17 +670,16 @@ async def test_cancel_confirmed_cancels_the_order_in_the_database(svc: Any) -> N
     assert await changes(svc, "104301") == [("cancel", "cancelled", "customer:cust-anna")]
 
 
-async def test_cancel_by_a_logged_out_customer_is_audited_to_the_conversation(svc: Any) -> None:
-    tracker = make_tracker(slots={"order_number": "104250", "confirm": True}, sender_id="web-42")
+async def test_cancel_without_a_verified_customer_changes_nothing(svc: Any) -> None:
+    tracker = make_tracker(slots={"order_number": "104250", "confirm": True,
+                                  "customer_id": "cust-ben"}, sender_id="web-42")
 
-    events, _ = await run_action(ActionCancelOrder(), tracker)
+    events, messages = await run_action(ActionCancelOrder(), tracker)
 
-    assert events == [
-        SlotSet("confirm", None),
-        SlotSet("order_status", "cancelled"),
-        SlotSet("order_eligible", False),
-    ]
-    assert await changes(svc, "104250") == [("cancel", "cancelled", "conversation:web-42")]
+    assert events == [SlotSet("confirm", None)]
+    assert messages == [bot_message(LOGIN_REQUIRED)]
+    assert (await order_row(svc, "104250"))["status"] == "packed"
+    assert await changes(svc, "104250") == []
 
 
 async def test_cancel_declined_changes_nothing(svc: Any) -> None:
@@ -838,8 +849,10 @@ async def test_change_refused_for_a_shipped_order(svc: Any) -> None:
 async def test_track_refund_for_each_refund_status(
     svc: Any, number: str, text: str, buttons: List[Dict[str, str]]
 ) -> None:
+    owner = {"104190": "cust-anna", "104122": "cust-ben", "104077": "cust-chloe",
+             "103987": "cust-ben", "104012": "cust-anna"}[number]
     events, messages = await run_action(
-        ActionTrackRefund(), make_tracker(slots={"order_number": number})
+        ActionTrackRefund(), make_tracker(slots={"order_number": number}, customer=owner)
     )
 
     assert events == []

@@ -117,6 +117,7 @@ async def test_self_service_without_article_or_search_hit_offers_a_person() -> N
 
 async def test_guided_intent_starts_its_flow_and_resets_the_flow_slots() -> None:
     events, messages = await route(
+        customer="cust-anna",
         text="I want to cancel my order", intent="cancel_order", confidence=0.9
     )
 
@@ -132,8 +133,30 @@ async def test_guided_intent_starts_its_flow_and_resets_the_flow_slots() -> None
     assert messages == []
 
 
+async def test_guided_intent_without_a_verified_customer_asks_to_log_in() -> None:
+    # No customer on the message (an anonymous caller, or a slot someone cleared/forged):
+    # the flow does not start, nothing about any order is said.
+    events, messages = await route(
+        text="I want to cancel my order 104250", intent="cancel_order", confidence=0.9,
+        slots={"customer_id": "cust-ben"},
+    )
+
+    summary = triage("cancel_order", 0.9, "ORDER", "guided", "normal", [])
+    assert events == [
+        SlotSet("route", "self_service"),
+        SlotSet("flow", None),
+        SlotSet("triage", summary),
+        SlotSet("failed_turns", 0),
+    ]
+    assert messages == [bot_message(
+        "To look at orders, refunds, tickets or call-backs I need to know it's you: please log "
+        "in to the app (or the website) and open the chat from there. I can still answer "
+        "general questions here.")]
+
+
 async def test_guided_intent_keeps_a_callback_time_given_in_the_same_message() -> None:
     events, _ = await route(
+        customer="cust-anna",
         text="please call me back tomorrow at 10",
         intent="request_callback",
         confidence=0.97,
@@ -213,6 +236,7 @@ async def test_guided_flow_keeps_an_order_number_given_in_the_same_message() -> 
 
 async def test_guided_flow_with_a_time_and_an_order_number_keeps_both() -> None:
     events, _ = await route(
+        customer="cust-anna",
         text="call me tomorrow at 10 about order 104233",
         intent="request_callback",
         confidence=0.95,
@@ -384,6 +408,7 @@ async def test_angry_and_not_understood_goes_to_a_person_at_once() -> None:
 
 async def test_inform_with_an_order_number_starts_order_tracking() -> None:
     events, messages = await route(
+        customer="cust-anna",
         text="104233",
         intent="inform",
         confidence=0.9,

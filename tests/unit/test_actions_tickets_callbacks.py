@@ -262,7 +262,7 @@ async def test_create_ticket_stores_triage_slots_and_transcript(svc: Any) -> Non
 async def test_create_ticket_without_triage_uses_other_and_normal(svc: Any) -> None:
     tracker = make_tracker(
         slots={"ticket_summary": "Something else entirely", "contact_email": "x@example.org"},
-        sender_id="anon-1",
+        sender_id="conv-7", customer="cust-ben",
     )
 
     events, messages = await run_action(ActionCreateTicket(), tracker)
@@ -275,7 +275,24 @@ async def test_create_ticket_without_triage_uses_other_and_normal(svc: Any) -> N
         )
     ]
     (row,) = await table_rows(svc.store.engine, Ticket)
-    assert (row["category"], row["priority"], row["customer_id"]) == ("OTHER", "normal", None)
+    assert (row["category"], row["priority"], row["customer_id"]) == ("OTHER", "normal", "cust-ben")
+
+
+async def test_create_ticket_without_a_verified_customer_opens_nothing(svc: Any) -> None:
+    tracker = make_tracker(
+        slots={"ticket_summary": "Please call me", "contact_email": "x@example.org",
+               "customer_id": "cust-ben"},  # a slot is not a verified customer
+        sender_id="anon-1",
+    )
+
+    events, messages = await run_action(ActionCreateTicket(), tracker)
+
+    assert events == []
+    assert [m["text"] for m in messages] == [
+        "To look at orders, refunds, tickets or call-backs I need to know it's you: please log "
+        "in to the app (or the website) and open the chat from there. I can still answer "
+        "general questions here."]
+    assert await table_rows(svc.store.engine, Ticket) == []
 
 
 # ------------------------------------------------------------- callback form
@@ -285,16 +302,20 @@ async def test_create_ticket_without_triage_uses_other_and_normal(svc: Any) -> N
     ("customer", "typed", "expected"),
     [
         ("cust-anna", "0151 23456789", "+4915123456789"),  # de-DE
-        ("cust-ben", "07911 123456", "+447911123456"),  # en-GB
+        ("cust-ben", "07400 123456", "+447400123456"),  # en-GB
         ("cust-chloe", "06 12 34 56 78", "+33612345678"),  # fr-FR
-        (None, "my number is 0151 2345 6789", "+4915123456789"),  # default region DE
+        ("no-locale", "my number is 0151 2345 6789", "+4915123456789"),  # default region DE
         ("cust-ben", "+49 151 23456789", "+4915123456789"),  # country code wins
     ],
 )
 async def test_phone_is_normalised_to_e164_with_the_region_from_the_locale(
-    customer: Optional[str], typed: str, expected: str
+    customer: str, typed: str, expected: str
 ) -> None:
-    tracker = form_tracker("callback_form", {"phone": typed}, customer=customer)
+    if customer == "no-locale":
+        tracker = form_tracker("callback_form", {"phone": typed}, customer="cust-anna",
+                               slots={"customer_context": None})
+    else:
+        tracker = form_tracker("callback_form", {"phone": typed}, customer=customer)
 
     events, messages = await run_action(ValidateCallbackForm(), tracker)
 
@@ -305,7 +326,8 @@ async def test_phone_is_normalised_to_e164_with_the_region_from_the_locale(
 @pytest.mark.parametrize("typed", ["12345", "call me", "0151 234"])
 async def test_invalid_phone(typed: str) -> None:
     events, messages = await run_action(
-        ValidateCallbackForm(), form_tracker("callback_form", {"phone": typed})
+        ValidateCallbackForm(), form_tracker("callback_form", {"phone": typed},
+                                             customer="cust-anna")
     )
 
     assert events == [SlotSet("phone", None)]
@@ -470,6 +492,143 @@ async def test_schedule_callback_declined_books_nothing(svc: Any) -> None:
     assert await table_rows(svc.store.engine, Callback) == []
 
 
+LOGIN_REQUIRED = (
+    "To look at orders, refunds, tickets or call-backs I need to know it's you: please log in "
+    "to the app (or the website) and open the chat from there. I can still answer general "
+    "questions here.")
+COUNTRIES = "Germany, Austria, Switzerland, France and the United Kingdom"
+
+
+async def test_schedule_callback_without_a_verified_customer_books_nothing(svc: Any) -> None:
+    tracker = booking_tracker(True, customer=None, sender_id="anon-1")
+    tracker.slots["customer_id"] = "cust-anna"  # a slot is not a verified customer
+
+    events, messages = await run_action(ActionScheduleCallback(), tracker)
+
+    assert events == [SlotSet("confirm", None), SlotSet("callback_time", None)]
+    assert messages == [bot_message(LOGIN_REQUIRED)]
+    assert await table_rows(svc.store.engine, Callback) == []
+
+
+async def test_callback_form_asks_nothing_without_a_verified_customer(svc: Any) -> None:
+    form = ValidateCallbackForm()
+    slots = ["phone", "callback_time", "confirm"]
+
+    assert await form.required_slots(slots, dispatcher(), make_tracker(), domain()) == []
+    assert await form.required_slots(
+        slots, dispatcher(), make_tracker(customer="cust-anna"), domain()) == slots
+
+
+@pytest.mark.parametrize(
+    ("typed", "text"),
+    [
+        ("+1 900 234 5678", f"Sorry, we can only call phone numbers in {COUNTRIES}."),
+        ("+1 202 555 0123", f"Sorry, we can only call phone numbers in {COUNTRIES}."),
+        ("+7 912 345 67 89", f"Sorry, we can only call phone numbers in {COUNTRIES}."),
+        ("0900 1234567", "Sorry, we can't call premium-rate, shared-cost or other service "
+                         "numbers, only a regular mobile or landline number."),
+        ("+44 901 234 5678", "Sorry, we can't call premium-rate, shared-cost or other service "
+                             "numbers, only a regular mobile or landline number."),
+    ],
+    ids=["us-premium", "us", "russia", "de-0900", "gb-premium"],
+)
+async def test_phone_outside_the_allowed_countries_or_premium_is_asked_again(
+    svc: Any, typed: str, text: str
+) -> None:
+    tracker = form_tracker("callback_form", {"phone": typed}, customer="cust-anna")
+
+    events, messages = await run_action(ValidateCallbackForm(), tracker)
+
+    assert events == [SlotSet("phone", None)]
+    assert messages == [bot_message(text)]
+
+
+async def test_the_country_allow_list_is_a_setting(
+    svc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import reset_settings_cache
+
+    monkeypatch.setenv("CALLBACK_COUNTRIES", "us")
+    reset_settings_cache()
+    us = form_tracker("callback_form", {"phone": "+1 202 555 0123"}, customer="cust-anna")
+    de = form_tracker("callback_form", {"phone": "0151 23456789"}, customer="cust-anna")
+
+    assert await run_action(ValidateCallbackForm(), us) == ([SlotSet("phone", "+12025550123")], [])
+    assert await run_action(ValidateCallbackForm(), de) == (
+        [SlotSet("phone", None)],
+        [bot_message("Sorry, we can only call phone numbers in the United States.")])
+
+
+async def test_open_callbacks_cap_skips_the_form_and_says_so(svc: Any) -> None:
+    for _ in range(2):  # CALLBACK_MAX_OPEN_PER_CUSTOMER = 2
+        assert (await run_action(ActionScheduleCallback(), booking_tracker(True)))[1][0][
+            "text"].startswith("Booked")
+    form = ValidateCallbackForm()
+    tracker = make_tracker(customer="cust-anna")
+
+    assert await form.required_slots(["phone", "callback_time", "confirm"], dispatcher(),
+                                     tracker, domain()) == []
+    events, messages = await run_action(ActionScheduleCallback(), booking_tracker(None))
+
+    assert events == [SlotSet("confirm", None), SlotSet("callback_time", None)]
+    assert messages == [bot_message(
+        "You already have 2 call-backs booked, which is as many as we can hold for you at "
+        "once. You can move or cancel one of them here in the chat.",
+        buttons=[{"title": "Move the call", "payload": "/reschedule_callback"},
+                 {"title": "Cancel the call", "payload": "/cancel_callback"}])]
+    assert len(await table_rows(svc.store.engine, Callback)) == 2
+
+
+async def test_a_fourth_booking_in_a_day_is_refused_even_after_cancelling(svc: Any) -> None:
+    for _ in range(3):  # CALLBACK_MAX_PER_CUSTOMER_DAY = 3; cancelled ones count
+        await run_action(ActionScheduleCallback(), booking_tracker(True))
+        await run_action(ActionCancelCallback(), make_tracker(customer="cust-anna"))
+
+    events, messages = await run_action(ActionScheduleCallback(), booking_tracker(True))
+
+    assert events[-1] == SlotSet("phone", None)
+    assert messages == [bot_message(
+        "You've booked 3 call-backs today, which is as many as we can take from one customer in "
+        "a day. Please try again tomorrow, or ask me to open a ticket and we'll answer in "
+        "writing.")]
+    rows = await table_rows(svc.store.engine, Callback)
+    assert [r["status"] for r in rows] == ["cancelled"] * 3
+
+
+async def test_a_number_booked_three_times_today_is_asked_again(svc: Any) -> None:
+    for owner in ("cust-ben", "cust-chloe", "cust-ben"):  # CALLBACK_MAX_PER_NUMBER_DAY = 3
+        await run_action(ActionScheduleCallback(), booking_tracker(True, customer=owner))
+        if owner == "cust-ben":
+            await run_action(ActionCancelCallback(), make_tracker(customer="cust-ben"))
+    tracker = form_tracker("callback_form", {"phone": "+49 151 23456789"}, customer="cust-anna")
+
+    events, messages = await run_action(ValidateCallbackForm(), tracker)
+
+    assert events == [SlotSet("phone", None)]
+    assert messages == [bot_message(
+        "We've already booked 3 call-backs to +4915123456789 today, which is as many as we "
+        "make to one number in a day. Please give us another number, or try again tomorrow.")]
+    _, booked = await run_action(ActionScheduleCallback(), booking_tracker(True))
+    assert booked[0]["text"].startswith("We've already booked 3 call-backs")
+    assert len(await table_rows(svc.store.engine, Callback)) == 3
+
+
+async def test_the_daily_cap_for_everyone(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.settings import reset_settings_cache
+
+    monkeypatch.setenv("CALLBACK_MAX_PER_DAY", "1")
+    reset_settings_cache()
+    await run_action(ActionScheduleCallback(), booking_tracker(True, customer="cust-ben"))
+
+    _, messages = await run_action(ActionScheduleCallback(), booking_tracker(True))
+
+    assert messages == [bot_message(
+        "Sorry, our phone team is fully booked for call-backs today. Please try again "
+        "tomorrow, or ask me to open a ticket and we'll answer in writing.")]
+    assert [r["customer_id"] for r in await table_rows(svc.store.engine, Callback)] == [
+        "cust-ben"]
+
+
 # ------------------------------------------------------------ move a call
 
 
@@ -553,27 +712,24 @@ async def test_reschedule_callback_moves_the_stored_call(svc: Any) -> None:
     )
 
 
-async def test_reschedule_finds_a_logged_out_customers_call_by_conversation(svc: Any) -> None:
-    await book(svc, customer=None, conversation_id="web-9")
+async def test_moving_or_cancelling_needs_a_verified_customer(svc: Any) -> None:
+    """A conversation id or a forged slot is not a customer: nothing is moved or cancelled."""
+    booked = await book(svc, customer="cust-anna", conversation_id="web-9")
+    forged = {"callback_time": "2026-11-24T11:00:00+01:00", "customer_id": "cust-anna"}
 
-    _, other = await run_action(
-        ActionRescheduleCallback(),
-        make_tracker(slots={"callback_time": TUESDAY_10_BERLIN}, sender_id="web-10"),
-    )
-    _, same = await run_action(
-        ActionRescheduleCallback(),
-        make_tracker(slots={"callback_time": "2026-11-24T11:00:00+01:00"}, sender_id="web-9"),
-    )
+    moved = await run_action(ActionRescheduleCallback(),
+                             make_tracker(slots=forged, sender_id="web-9"))
+    cancelled = await run_action(ActionCancelCallback(),
+                                 make_tracker(slots=forged, sender_id="web-9"))
+    form = ValidateRescheduleCallbackForm()
+    skipped = await form.required_slots(["callback_time"], dispatcher(),
+                                        make_tracker(slots=forged, sender_id="web-9"), domain())
 
-    assert other == [
-        bot_message(
-            "You don't have a call-back booked at the moment.",
-            buttons=[{"title": "Book a call-back", "payload": "/request_callback"}],
-        )
-    ]
-    assert same == [
-        bot_message("Done: we'll now call +4915123456789 on Tuesday 24 November at 11:00 (C-000001).")
-    ]
+    assert moved == ([SlotSet("callback_time", None)], [bot_message(LOGIN_REQUIRED)])
+    assert cancelled == ([], [bot_message(LOGIN_REQUIRED)])
+    assert skipped == []
+    row = await svc.store.get_callback(booked.reference)
+    assert (row.status, row.scheduled_for) == ("scheduled", TUESDAY_9_UTC)
 
 
 async def test_reschedule_with_nothing_booked(svc: Any) -> None:

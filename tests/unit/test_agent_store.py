@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from bot import db
-from bot.support.agents import AgentStore, AuthFailed, Forbidden
+from bot.support.agents import AgentStore, AuthFailed, Forbidden, RatingRefused
 from bot.support.chat import ChatStore
-from bot.support.models import AuditLog, Conversation, Ticket
+from bot.support.models import AuditLog, Conversation, Rating, Ticket
 from bot.support.ops import StateError, SupportStore
 
 CONV = "widget:cust-anna"
@@ -168,3 +168,97 @@ async def test_roles_limit_what_an_agent_sees_and_does(stores: Any) -> None:
     await agents.do_resolve(ticket.reference, boss)  # admins may act on any ticket
     with pytest.raises(StateError):
         await agents.do_agent_message(ticket.reference, tom, "late")
+
+
+# ------------------------------------------------------------------- ratings
+
+
+async def _refused(agents: AgentStore, code: str, session_no: int, score: int = 5) -> None:
+    with pytest.raises(RatingRefused) as info:
+        await agents.do_rate(CONV, session_no, score)
+    assert info.value.code == code
+
+
+async def test_a_bot_only_session_cannot_be_rated(stores: Any) -> None:
+    agents, _, chat = stores
+    await chat.do_open_conversation(CONV, "cust-anna", "widget", profile={"name": "Anna"})
+    await chat.do_store_customer_message(CONV, "c1", "where is my order")
+    await _refused(agents, "not_ratable", 1)
+    await chat.do_end_session(CONV, "customer:cust-anna")  # ended, but the bot handled it
+    await _refused(agents, "not_ratable", 1)
+    await _refused(agents, "not_ratable", 2)
+    assert await _rows(agents, Rating) == []
+    with pytest.raises(LookupError):
+        await agents.do_rate("widget:nobody", 1, 5)
+
+
+async def test_an_unfinished_or_unclaimed_chat_cannot_be_rated(stores: Any) -> None:
+    agents, support, chat = stores
+    maria = await agents.do_create_agent("maria", "Maria", PASSWORD)
+    ticket = await _queued(support, chat)
+    await _refused(agents, "not_ratable", 1)  # queued: nobody has it yet
+    await agents.do_claim(ticket.reference, maria)
+    await _refused(agents, "not_ratable", 1)  # assigned: the person is still on it
+    assert await _rows(agents, Rating) == []
+
+
+async def test_a_queued_chat_the_customer_left_cannot_be_rated(stores: Any) -> None:
+    agents, support, chat = stores
+    await _queued(support, chat)
+    await chat.do_end_session(CONV, "customer:cust-anna")
+    await _refused(agents, "not_ratable", 1)
+    assert await _rows(agents, Rating) == []
+
+
+async def test_an_ended_session_a_person_handled_is_rated_once_per_ticket(stores: Any) -> None:
+    agents, support, chat = stores
+    maria = await agents.do_create_agent("maria", "Maria", PASSWORD)
+    ticket = await _queued(support, chat)
+    await agents.do_claim(ticket.reference, maria)
+    await agents.do_agent_message(ticket.reference, maria, "Hi Anna")
+    await chat.do_end_session(CONV, "customer:cust-anna")  # the customer leaves: session 2
+    rating = await agents.do_rate(CONV, 1, 4, "took a while")
+    assert (rating.session, rating.ticket_id) == (1, ticket.id)
+    await _refused(agents, "already_rated", 1)
+    # Maria resolves the ticket later: the conversation is "resolved" in session 2, but the
+    # ticket was rated already
+    await agents.do_resolve(ticket.reference, maria)
+    await _refused(agents, "already_rated", 2)
+    assert [(r.session, r.score) for r in await _rows(agents, Rating)] == [(1, 4)]
+    actions = [a.action for a in await _rows(agents, AuditLog)]
+    assert actions.count("rating.created") == 1
+
+
+async def test_a_chat_resolved_in_twilio_can_be_rated(stores: Any) -> None:
+    """Twilio agents have no console account: the ticket is claimed by actor twilio."""
+    from bot.twilio.store import TwilioStore
+
+    agents, support, chat = stores
+    ticket = await _queued(support, chat)
+    twilio = TwilioStore(agents.engine)
+    sid = "CH" + "1" * 32
+    link = await twilio.do_create_link(conversation_id=CONV, ticket_reference=ticket.reference,
+                                       conversation_sid=sid, unique_name=CONV,
+                                       customer_identity="cust-anna")
+    assert await twilio.do_assign_to_twilio(ticket.reference, sid)
+    await _refused(agents, "not_ratable", 1)  # the Twilio agent is still on it
+    assert await twilio.do_resolve(link, "twilio:agent") is not None
+    rating = await agents.do_rate(CONV, 1, 5)
+    assert rating.ticket_id == ticket.id
+    (conversation,) = await _rows(agents, Conversation)
+    assert (conversation.state, conversation.ticket_id) == ("bot", None)
+
+
+async def test_two_ratings_at_once_store_one(stores: Any) -> None:
+    agents, support, chat = stores
+    maria = await agents.do_create_agent("maria", "Maria", PASSWORD)
+    ticket = await _queued(support, chat)
+    await agents.do_claim(ticket.reference, maria)
+    await agents.do_resolve(ticket.reference, maria)
+    results = await asyncio.gather(*(agents.do_rate(CONV, 1, score) for score in (1, 5, 3)),
+                                   return_exceptions=True)
+    stored = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(stored) == 1 and len(refused) == 2
+    assert all(isinstance(r, RatingRefused) and r.code == "already_rated" for r in refused)
+    assert len(await _rows(agents, Rating)) == 1

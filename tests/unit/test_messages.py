@@ -220,8 +220,9 @@ def test_load_messages_reads_the_project_file() -> None:
     messages = load_messages()
 
     assert messages.entries == MESSAGES.entries
-    assert messages.text("order_not_found", number="104233") == (
-        "I couldn't find an order #104233. Please check the number and send it again."
+    assert messages.text("order_not_found_in_account", number="104233") == (
+        "I couldn't find an order #104233 in your account. Please check the number and send it "
+        "again."
     )
 
 

@@ -862,3 +862,126 @@ async def test_from_settings_uses_support_db_url(
         assert await again.get_ticket("T-000001") == ticket
     finally:
         await again.dispose()
+
+
+# ------------------------------------------------- capped call-back bookings
+
+
+def _limits(**overrides: Any) -> Any:
+    from bot.twilio.voice_store import CallbackLimits
+
+    return dataclasses.replace(CallbackLimits(), **overrides)
+
+
+async def _book(store: Any, customer: str = "cust-anna", phone: str = "+4915112345678",
+                **kwargs: Any) -> CallbackView:
+    options: Dict[str, Any] = {"limits": _limits()}
+    options.update(kwargs)
+    return await store.do_book_callback(
+        f"widget:{customer}", customer, phone, T0 + timedelta(days=1), "Europe/Berlin",
+        **options)
+
+
+async def _callback_rows(store: Any) -> List[Any]:
+    async with db.read_session(store._sessions) as session:
+        return (await session.execute(select(Callback).order_by(Callback.id))).scalars().all()
+
+
+@pytest.fixture
+def voice_store(support_store: SupportStore) -> Any:
+    from bot.twilio.voice_store import VoiceStore
+
+    return VoiceStore(support_store.engine)
+
+
+async def test_booking_writes_the_callback_and_its_audit_row(
+    voice_store: Any, support_store: SupportStore
+) -> None:
+    booked = await _book(voice_store, topic="refund")
+    assert (booked.reference, booked.status, booked.customer_id) == (
+        "C-000001", "scheduled", "cust-anna")
+    [audit] = await support_store.audit_log("callback", "C-000001")
+    assert (audit.actor, audit.action, audit.data["region"]) == (
+        "customer:cust-anna", "callback.scheduled", "DE")
+
+
+@pytest.mark.parametrize(
+    ("phone", "kind"),
+    [("+19002345678", "country"), ("+12025550123", "country"), ("+499001234567", "number_type"),
+     ("+4918012345", "number_type"), ("+447911123456", "country"), ("+4915", "country")],
+    ids=["us-premium", "us", "de-premium", "de-shared-cost", "guernsey", "invalid"])
+async def test_numbers_we_do_not_call_are_refused(voice_store: Any, phone: str,
+                                                  kind: str) -> None:
+    from bot.twilio.voice_store import CallbackRefused
+
+    with pytest.raises(CallbackRefused) as info:
+        await _book(voice_store, phone=phone)
+    assert info.value.kind == kind
+    assert await _callback_rows(voice_store) == []
+
+
+async def test_caps_per_customer_number_and_day(voice_store: Any, support_store: SupportStore,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.twilio.voice_store import CallbackRefused
+
+    clock = Clock(T0)
+    monkeypatch.setattr(db, "utcnow", clock)
+
+    async def refused(kind: str, **kwargs: Any) -> None:
+        before = len(await _callback_rows(voice_store))
+        with pytest.raises(CallbackRefused) as info:
+            await _book(voice_store, **kwargs)
+        assert info.value.kind == kind
+        assert len(await _callback_rows(voice_store)) == before  # nothing stored
+
+    first = await _book(voice_store)
+    await _book(voice_store, phone="+4915112345679")
+    await refused("open")  # two open ones
+    await support_store.do_cancel_callback(first.reference)
+    await _book(voice_store, phone="+4915112345670")
+    await support_store.do_cancel_callback("C-000003")
+    await refused("customer_day", phone="+4915112345671")  # 3 bookings today, cancelled count
+    await _book(voice_store, customer="cust-ben")  # the 2nd to +4915112345678 today
+    await support_store.do_cancel_callback("C-000004")
+    await _book(voice_store, customer="cust-chloe")
+    await refused("number_day", customer="cust-dora")  # 3 to this number today
+    await refused("day", customer="cust-dora", phone="+4915112345672",
+                  limits=_limits(max_per_day=5))
+    clock.now = T0 + timedelta(hours=24, seconds=1)  # a day later the daily caps are free
+    await support_store.do_cancel_callback("C-000002")
+    booked = await _book(voice_store, phone="+4915112345673")
+    assert booked.reference == "C-000006"
+
+
+async def test_concurrent_bookings_cannot_both_pass_a_cap(db_url: str) -> None:
+    """Eight bookings of one customer at the same moment (eight connections): two open
+    call-backs at most, exactly."""
+    from bot.twilio.voice_store import CallbackRefused, VoiceStore
+
+    stores = [VoiceStore.from_url(db_url) for _ in range(4)]
+    try:
+        await stores[0].create_schema()
+        results = await asyncio.gather(*(
+            _book(stores[n % 4], phone=f"+49151123456{n:02d}",
+                  limits=_limits(max_per_customer_day=10))
+            for n in range(8)), return_exceptions=True)
+        booked = [r for r in results if isinstance(r, CallbackView)]
+        refused = [r for r in results if isinstance(r, CallbackRefused)]
+        assert (len(booked), len(refused)) == (2, 6), results
+        assert {r.kind for r in refused} == {"open"}
+        assert len(await _callback_rows(stores[0])) == 2
+    finally:
+        for store in stores:
+            await store.dispose()
+
+
+async def test_booking_validates_its_arguments(voice_store: Any) -> None:
+    for bad in ({"customer": ""}, {"phone": ""}):
+        with pytest.raises(ValueError):
+            await _book(voice_store, **bad)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await voice_store.do_book_callback("c", "cust", "+4915112345678", datetime(2026, 1, 1),
+                                           "Europe/Berlin", limits=_limits())
+    with pytest.raises(ValueError, match="time zone"):
+        await voice_store.do_book_callback("c", "cust", "+4915112345678", T0, "Mars/Base",
+                                           limits=_limits())

@@ -6,7 +6,14 @@ from typing import Any, List
 
 import pytest
 
-from bot.channels.hub import Connection, Hub, RateLimiter, TooManyConnections
+from bot.channels.hub import (
+    Connection,
+    Hub,
+    PreAuthGate,
+    RateLimiter,
+    TokenBucket,
+    TooManyConnections,
+)
 
 
 class FakeClock:
@@ -91,3 +98,58 @@ async def test_turns_of_one_conversation_run_one_at_a_time_in_order() -> None:
     assert a_events == ["start a1", "end a1", "start a2", "end a2", "start a3", "end a3"]
     assert log.index("end b1") < log.index("end a1")  # other conversations do not wait
     assert hub._turn_locks == {} and not hub._turn_waiters  # nothing kept
+
+
+def test_rate_limiter_keeps_at_most_max_keys() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, 10.0, clock=clock, max_keys=3)
+    for key in ("a", "b", "c"):
+        assert limiter.check(key) == 0.0
+    assert limiter.check("a") == 0.0  # "a" is now the most recently used
+    assert limiter.check("a") == pytest.approx(10.0)  # and at its limit
+    assert limiter.check("d") == 0.0  # a fourth key evicts the least recently used ("b")
+    assert len(limiter) == 3 and set(limiter._events) == {"a", "c", "d"}
+    assert limiter.check("a") == pytest.approx(10.0)  # the kept key keeps its count
+    clock.now += 11  # all idle: a new key drops the idle ones first
+    assert limiter.check("e") == 0.0
+    assert set(limiter._events) == {"e"}
+    for n in range(1000):  # many distinct keys (addresses, users): memory stays bounded
+        limiter.check(f"k{n}")
+    assert len(limiter) == 3
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=5.0, burst=30, clock=clock)
+    assert [bucket.take() for _ in range(30)] == [True] * 30
+    assert bucket.take() is False
+    clock.now += 1.0  # five more
+    assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
+    clock.now += 3600  # never more than the burst
+    assert sum(bucket.take() for _ in range(100)) == 30
+
+
+def test_pre_auth_gate_caps_sockets_per_address_and_addresses() -> None:
+    gate = PreAuthGate(per_key=2, max_keys=2)
+    assert gate.enter("1.1.1.1") and gate.enter("1.1.1.1")
+    assert gate.enter("1.1.1.1") is False  # the third waiting socket of one address
+    assert gate.pending("1.1.1.1") == 2
+    assert gate.enter("2.2.2.2")
+    assert gate.enter("3.3.3.3") is False  # the table is full: a new address waits
+    gate.leave("1.1.1.1")
+    assert gate.enter("1.1.1.1")  # a slot is free again
+    gate.leave("2.2.2.2")
+    assert len(gate) == 1 and gate.enter("3.3.3.3")
+    for _ in range(5):
+        gate.leave("1.1.1.1")
+    gate.leave("3.3.3.3")
+    assert len(gate) == 0 and gate.pending("1.1.1.1") == 0
+
+
+def test_hub_limiters_share_the_key_bound() -> None:
+    hub = Hub(max_connections=1, rate_messages=1, rate_window=60, preauth_per_ip=1,
+              max_keys=100)
+    for n in range(500):
+        hub.message_limiter.check(f"user-{n}")
+    assert len(hub.message_limiter) == 100
+    assert hub.preauth.enter("ip") and not hub.preauth.enter("ip")

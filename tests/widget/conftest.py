@@ -17,7 +17,11 @@ import requests
 import websockets
 
 from bot.channels.auth import issue_token
-from tests.servers import WIDGET_TEST_ORIGIN, WIDGET_TEST_SECRET
+from tests.servers import WIDGET_TEST_ENV, WIDGET_TEST_ORIGIN, WIDGET_TEST_SECRET
+
+#: The ``aud`` and ``iss`` every bot of the tests checks (``WIDGET_TEST_ENV``).
+TEST_AUDIENCE = WIDGET_TEST_ENV["WIDGET_JWT_AUDIENCE"]
+TEST_ISSUER = WIDGET_TEST_ENV["WIDGET_JWT_ISSUER"]
 
 FRAME_TIMEOUT = 90.0
 """Seconds to wait for a frame: a bot turn takes well under a second on an idle machine."""
@@ -28,9 +32,12 @@ def new_user(prefix: str = "wt") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def token_for(user: str, ttl: int = 600, secret: str = WIDGET_TEST_SECRET, **profile: str) -> str:
-    """A token as the host app's backend would sign it."""
-    return issue_token(user, secret, profile=profile or {"name": "Test Customer"}, ttl_seconds=ttl)
+def token_for(user: str, ttl: int = 600, secret: str = WIDGET_TEST_SECRET,
+              audience: Optional[str] = TEST_AUDIENCE, issuer: Optional[str] = TEST_ISSUER,
+              now: Optional[float] = None, **profile: str) -> str:
+    """A token as the host app's backend would sign it (``iat``, ``exp``, ``aud``, ``iss``)."""
+    return issue_token(user, secret, profile=profile or {"name": "Test Customer"},
+                       ttl_seconds=ttl, audience=audience, issuer=issuer, now=now)
 
 
 def ws_url(bot: Any) -> str:

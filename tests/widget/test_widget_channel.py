@@ -149,12 +149,17 @@ async def test_message_is_stored_acked_answered_and_receipted(widget_bot: Any) -
 async def test_quick_reply_payload_reaches_the_bot_and_title_is_shown(widget_bot: Any) -> None:
     user = new_user()
     client = await WidgetClient.connect(widget_bot, token_for(user))
+    greeting = await client.turn("hi")  # a payload counts only when the bot offered it
+    assert {"title": "Refund policy", "payload": "/check_refund_policy"} in (
+        greeting["replies"][-1]["buttons"])
     turn = await client.turn("Refund policy", payload="/check_refund_policy")
     assert turn["ack"]["message"]["text"] == "Refund policy"
     assert turn["replies"] and "refund" in turn["replies"][0]["text"].lower()
     tracker = widget_bot.tracker(f"widget:{user}")
     assert tracker["latest_message"]["intent"]["name"] == "check_refund_policy"
-    assert rows(widget_bot, f"widget:{user}")[0]["payload"] == "/check_refund_policy"
+    stored = rows(widget_bot, f"widget:{user}")
+    assert [(r["sender"], r["payload"]) for r in stored[:3]] == [
+        ("customer", None), ("bot", None), ("customer", "/check_refund_policy")]
     await client.close()
 
 
