@@ -306,6 +306,9 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s  %(message)s"
     )
     settings = get_settings()
+    from bot.production import refuse_in_production
+
+    refuse_in_production(settings, "the demo shop (python -m bot.demo)")
     if not settings.widget_jwt_secret:
         logger.warning(
             "No WIDGET_JWT_SECRET (nor var/widget_jwt_secret): logging in works, but the "
