@@ -502,47 +502,12 @@ class SupportStore(StoreBase):
         Raises:
             ValueError: On invalid arguments.
         """
-        conversation_id = _text("conversation_id", conversation_id, max_len=255)
-        phone = _phone(phone)
-        scheduled_for = _aware("scheduled_for", scheduled_for).astimezone(timezone.utc)
-        customer_tz = _zone(customer_tz)
-        topic = _optional_text("topic", topic)
-        customer_id = _optional_text("customer_id", customer_id, max_len=255)
-        actor = _text("actor", actor, max_len=255)
-
-        now = db.utcnow()
+        fields = clean_callback(conversation_id, phone, scheduled_for, customer_tz, topic,
+                                customer_id, actor)
         async with db.write_session(self._sessions) as session:
-            row = Callback(
-                reference=f"pending-{uuid4().hex}",
-                conversation_id=conversation_id,
-                customer_id=customer_id,
-                phone=phone,
-                scheduled_for=scheduled_for,
-                customer_tz=customer_tz,
-                status="scheduled",
-                topic=topic,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            await session.flush()
-            row.reference = _callback_reference(row.id)
-            audit = await _audit(
-                session,
-                at=now,
-                actor=actor,
-                action="callback.scheduled",
-                object_type="callback",
-                object_id=row.reference,
-                data={
-                    "conversation_id": conversation_id,
-                    "customer_id": customer_id,
-                    "scheduled_for": _iso(scheduled_for),
-                    "customer_tz": customer_tz,
-                },
-            )
-            view = CallbackView.from_row(row)
-        await self._notify(audit.action, {"actor": actor, "audit": audit, "callback": view})
+            view, audit = await insert_callback(session, db.utcnow(), **fields)
+        await self._notify(audit.action, {"actor": fields["actor"], "audit": audit,
+                                          "callback": view})
         return view
 
     async def do_reschedule_callback(
@@ -937,6 +902,66 @@ async def _audit(
     session.add(row)
     await session.flush()
     return AuditView.from_row(row)
+
+
+def clean_callback(
+    conversation_id: Any, phone: Any, scheduled_for: Any, customer_tz: Any,
+    topic: Any = None, customer_id: Any = None, actor: Any = "bot",
+) -> Dict[str, Any]:
+    """Validated fields of a new call-back (see :meth:`SupportStore.do_schedule_callback`).
+
+    Raises:
+        ValueError: On invalid arguments.
+    """
+    return {
+        "conversation_id": _text("conversation_id", conversation_id, max_len=255),
+        "phone": _phone(phone),
+        "scheduled_for": _aware("scheduled_for", scheduled_for).astimezone(timezone.utc),
+        "customer_tz": _zone(customer_tz),
+        "topic": _optional_text("topic", topic),
+        "customer_id": _optional_text("customer_id", customer_id, max_len=255),
+        "actor": _text("actor", actor, max_len=255),
+    }
+
+
+async def insert_callback(
+    session: AsyncSession, now: datetime, *, conversation_id: str, phone: str,
+    scheduled_for: datetime, customer_tz: str, topic: Optional[str],
+    customer_id: Optional[str], actor: str, audit_data: Optional[Dict[str, Any]] = None,
+) -> Tuple["CallbackView", AuditView]:
+    """Stage a ``scheduled`` call-back and its ``callback.scheduled`` audit row in the
+    caller's transaction (fields from :func:`clean_callback`)."""
+    row = Callback(
+        reference=f"pending-{uuid4().hex}",
+        conversation_id=conversation_id,
+        customer_id=customer_id,
+        phone=phone,
+        scheduled_for=scheduled_for,
+        customer_tz=customer_tz,
+        status="scheduled",
+        topic=topic,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    row.reference = _callback_reference(row.id)
+    audit = await _audit(
+        session,
+        at=now,
+        actor=actor,
+        action="callback.scheduled",
+        object_type="callback",
+        object_id=row.reference,
+        data={
+            "conversation_id": conversation_id,
+            "customer_id": customer_id,
+            "scheduled_for": _iso(scheduled_for),
+            "customer_tz": customer_tz,
+            **(audit_data or {}),
+        },
+    )
+    return CallbackView.from_row(row), audit
 
 
 async def _insert_ticket(

@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional, Tuple
-from uuid import uuid4
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
 from sqlalchemy import text as sql_text
@@ -45,8 +43,8 @@ from bot import db
 from bot.phone import is_personal_number, phone_region
 from bot.settings import Settings
 from bot.support.base import StoreBase
-from bot.support.models import AuditLog, Callback, callback_reference
-from bot.support.ops import CallbackView
+from bot.support.models import AuditLog, Callback
+from bot.support.ops import CallbackView, clean_callback, insert_callback
 from bot.twilio.models import TwilioCall
 
 __all__ = ["ACTIVE_STATUSES", "CallbackCall", "CallbackLimits", "CallbackRefused",
@@ -344,45 +342,24 @@ class VoiceStore(StoreBase):
             CallbackRefused: A number rule or a cap says no; nothing is stored.
             ValueError: Invalid arguments.
         """
-        conversation_id = _required("conversation_id", conversation_id, 255)
         customer_id = _required("customer_id", customer_id, 255)
-        phone = _required("phone", phone, 16)
-        if not isinstance(scheduled_for, datetime) or scheduled_for.utcoffset() is None:
-            raise ValueError("scheduled_for must be a timezone-aware datetime.")
-        scheduled_for = scheduled_for.astimezone(timezone.utc)
-        customer_tz = _required("customer_tz", customer_tz, 64)
-        try:
-            ZoneInfo(customer_tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"customer_tz {customer_tz!r} is not a known time zone.") from None
-        topic = topic.strip() if isinstance(topic, str) and topic.strip() else None
-        actor = (actor or f"customer:{customer_id}")[:255]
         problem = limits.number_problem(phone)
         if problem is not None:
             raise CallbackRefused(problem, f"{phone} may not be called ({problem}).")
+        fields = clean_callback(conversation_id, phone, scheduled_for, customer_tz, topic,
+                                customer_id, actor or f"customer:{customer_id}")
         now = db.utcnow()
         async with db.write_session(self._sessions) as session:
             await _serialise(session, _BOOKING_LOCK)
-            refused = await _cap_reached(session, limits, customer_id, phone, now)
+            refused = await _cap_reached(session, limits, customer_id, fields["phone"], now)
             if refused is not None:
                 logger.warning("Call-back for customer %s refused: %s", customer_id, refused)
                 raise refused
-            row = Callback(reference=f"pending-{uuid4().hex}", conversation_id=conversation_id,
-                           customer_id=customer_id, phone=phone, scheduled_for=scheduled_for,
-                           customer_tz=customer_tz, status="scheduled", topic=topic,
-                           created_at=now, updated_at=now)
-            session.add(row)
-            await session.flush()
-            row.reference = callback_reference(row.id)
-            session.add(AuditLog(at=now, actor=actor, action="callback.scheduled",
-                                 object_type="callback", object_id=row.reference,
-                                 data={"conversation_id": conversation_id,
-                                       "customer_id": customer_id,
-                                       "scheduled_for": scheduled_for.isoformat(),
-                                       "customer_tz": customer_tz,
-                                       "region": phone_region(phone)}))
-            await session.flush()
-            return CallbackView.from_row(row)
+            view, audit = await insert_callback(
+                session, now, **fields, audit_data={"region": phone_region(fields["phone"])})
+        await self._notify(audit.action, {"actor": fields["actor"], "audit": audit,
+                                          "callback": view})
+        return view
 
     # ----------------------------------------------------------------- claims
 
