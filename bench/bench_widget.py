@@ -6,7 +6,8 @@ support databases in a temp dir, as ``make run``), then for each concurrency lev
 and 50) runs the same scripted conversations through each channel, alternating channels
 (REST, widget, REST, widget … ``--rounds`` times) so that drift hits both equally:
 
-* REST: ``POST /webhooks/rest/webhook``; the round trip ends when the response (all bot
+* REST: ``POST /webhooks/api/webhook`` (the API channel: Rasa's REST shape behind a bearer
+  token; Rasa's open REST channel is not enabled); the round trip ends when the response (all bot
   replies of the turn) has arrived.
 * widget: a WebSocket per conversation (token signed like the host app does), ``message``
   frame out; the round trip ends when the last bot ``message`` frame of the turn has arrived
@@ -28,6 +29,7 @@ import asyncio
 import json
 import os
 import signal
+import secrets
 import socket
 import statistics
 import subprocess
@@ -49,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from bot.channels.auth import issue_token  # noqa: E402
 
 MODEL = ROOT / "models" / "support.tar.gz"
-RASA = ROOT / ".venv" / "bin" / "rasa"
+PYTHON = ROOT / ".venv" / "bin" / "python"
 HOST = "127.0.0.1"
 SECRET = "bench-widget-secret-" + "x" * 32
 TIMEOUT = 300.0
@@ -90,6 +92,7 @@ class Servers:
         self.work = work
         self.actions_port, self.rasa_port = free_port(), free_port()
         self.rasa_url = f"http://{HOST}:{self.rasa_port}"
+        self.api_token = secrets.token_urlsafe(32)
         self.procs: List[subprocess.Popen] = []
 
     def start(self) -> None:
@@ -109,6 +112,12 @@ class Servers:
             "SUPPORT_VAR_DIR": str(var),
             "ACTION_SERVER_URL": f"http://{HOST}:{self.actions_port}/webhook",
             "WIDGET_JWT_SECRET": SECRET,
+            # secrets in the environment only (bot/serve.py, bot/action_server.py)
+            "RASA_TOKEN": secrets.token_urlsafe(32),
+            "ACTION_SERVER_TOKEN": secrets.token_urlsafe(32),
+            "SUPPORT_API_TOKEN": self.api_token,
+            "WIDGET_FRAME_RATE": "1000",
+            "WIDGET_FRAME_BURST": "1000",
             "WIDGET_RATE_MESSAGES": "100000",
             "WIDGET_MAX_CONNECTIONS": "10",
             "EMBEDDING_MODEL_DIR": os.environ.get(
@@ -118,9 +127,8 @@ class Servers:
         subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "scripts/seed_orders.py"],
                        cwd=ROOT, env=env, check=True, capture_output=True)
         for name, args in (
-            ("actions", [str(RASA), "run", "actions", "--actions", "actions",
-                         "--port", str(self.actions_port)]),
-            ("rasa", [str(RASA), "run", "--model", str(MODEL), "--interface", HOST,
+            ("actions", [str(PYTHON), "-m", "bot.action_server", "--port", str(self.actions_port)]),
+            ("rasa", [str(PYTHON), "-m", "bot.serve", "--model", str(MODEL),
                       "--port", str(self.rasa_port), "--credentials",
                       str(ROOT / "credentials.yml"), "--endpoints", str(endpoints_path)]),
         ):
@@ -160,12 +168,14 @@ FAILURES: Dict[str, int] = {"rest": 0, "widget": 0}
 """Turns that got no bot reply (e.g. an action timed out under load), per channel."""
 
 
-async def rest_conversation(http: aiohttp.ClientSession, url: str, turns: List[str]) -> List[float]:
+async def rest_conversation(http: aiohttp.ClientSession, url: str, token: str,
+                            turns: List[str]) -> List[float]:
     sender = f"bench-rest-{uuid.uuid4().hex[:12]}"
     times = []
     for text in turns:
         started = time.perf_counter()
-        async with http.post(url, json={"sender": sender, "message": text}) as response:
+        async with http.post(url, json={"sender": sender, "message": text},
+                             headers={"Authorization": f"Bearer {token}"}) as response:
             replies = await response.json()
         elapsed = time.perf_counter() - started
         if response.status != 200 or not replies:
@@ -210,9 +220,10 @@ async def run_level(channel: str, servers: Servers, concurrency: int, turns: Lis
         connector = aiohttp.TCPConnector(limit=concurrency + 5)
         async with aiohttp.ClientSession(connector=connector,
                                          timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http:
-            url = f"{servers.rasa_url}/webhooks/rest/webhook"
+            url = f"{servers.rasa_url}/webhooks/api/webhook"
             results = await asyncio.gather(
-                *(rest_conversation(http, url, turns) for _ in range(concurrency)))
+                *(rest_conversation(http, url, servers.api_token, turns)
+                  for _ in range(concurrency)))
     else:
         ws_url = servers.rasa_url.replace("http://", "ws://") + "/webhooks/widget/ws"
         results = await asyncio.gather(
