@@ -48,19 +48,7 @@ async def _voice_store() -> VoiceStore:
 def _say_refused(dispatcher: CollectingDispatcher, refused: CallbackRefused,
                 limits: CallbackLimits, phone: Optional[str] = None) -> None:
     """Tell the customer, kindly, why no call-back can be booked."""
-    if refused.kind == "country":
-        key = "callback_limit_country"
-    elif refused.kind == "number_type":
-        key = "callback_limit_number_type"
-    elif refused.kind == "open":
-        key = "callback_limit_open"
-    elif refused.kind == "number_day":
-        key = "callback_limit_number_day"
-    elif refused.kind == "customer_day":
-        key = "callback_limit_customer_day"
-    else:
-        key = "callback_limit_day"
-    say(dispatcher, key, limit=refused.limit, phone=phone or "",
+    say(dispatcher, f"callback_limit_{refused.kind}", limit=refused.limit, phone=phone or "",
         countries=country_names(limits.countries))
 
 

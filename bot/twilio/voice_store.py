@@ -124,6 +124,10 @@ class CallbackLimits:
         return None
 
 
+#: Every :attr:`CallbackRefused.kind` (the bot has a ``callback_limit_<kind>`` message each).
+REFUSAL_KINDS = ("country", "number_type", "open", "customer_day", "number_day", "day")
+
+
 class CallbackRefused(ValueError):
     """A booking the caps or the number rules do not allow; nothing was stored.
 

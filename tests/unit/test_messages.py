@@ -18,6 +18,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 import pytest
 
 from bot.twilio.voice import NOTICE_STATUSES
+from bot.twilio.voice_store import REFUSAL_KINDS
 from bot.messages import Message, MessageError, Messages, load_messages
 from bot.orders import ORDER_STATUSES, REFUND_STATUSES
 from bot.support.models import PRIORITIES
@@ -41,6 +42,7 @@ FAMILIES: Dict[str, Tuple[str, ...]] = {
     "reply_within_": PRIORITIES,
     "ask_": _ask_slots(),
     "callback_call_": tuple(sorted(NOTICE_STATUSES)),
+    "callback_limit_": REFUSAL_KINDS,
 }
 
 
