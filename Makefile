@@ -23,13 +23,14 @@ EMBEDDINGS := var/embeddings/all-MiniLM-L6-v2/model.safetensors
 
 setup: $(VENV)/.installed var/.seeded $(EMBEDDINGS) ## Create .venv (Python 3.10), install pinned deps, fetch the embedding model, seed demo data
 
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: requirements.lock requirements-nodeps.lock
 	@PYBIN=$$(scripts/find_python.sh) || exit 1; \
 	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
 	  echo "creating $(VENV) with $$PYBIN"; rm -rf $(VENV); "$$PYBIN" -m venv $(VENV) || exit 1; \
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==24.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.lock
 	@touch $@
 
 var/.seeded: $(VENV)/.installed bot/orders.py scripts/seed_orders.py
@@ -71,7 +72,7 @@ test-fast: setup ## Run the tests that need no trained model
 	$(PY) -m pytest -m "not model"
 
 lock: ## Re-pin requirements.lock from the current .venv
-	$(PY) -m pip freeze --exclude-editable > requirements.lock
+	$(PY) -m pip freeze --exclude-editable | grep -v -x -F -f <(grep -v '^#' requirements-nodeps.lock) > requirements.lock
 
 clean: ## Remove models, results and local databases (keeps .venv)
 	rm -rf models results var test-output .pytest_cache

@@ -13,18 +13,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import actor, customer_id, customer_tz, now_utc, say, services, yes_no_buttons
+from actions.forms import SupportForm
+from bot.business_hours import BusinessHours, CustomerClock
 from bot.business_hours import from_settings as business_hours
 from bot.business_hours import validate_callback_time
 from bot.phone import country_names, normalize_phone
 from bot.settings import get_settings
 from bot.support.ops import CallbackView, StateError
-from bot.timeparse import humanize, parse_when
+from bot.timeparse import parse_when
 from bot.twilio.voice_store import CallbackLimits, CallbackRefused, VoiceStore
 
 
@@ -36,8 +38,17 @@ def _region(tracker: Tracker) -> str:
     return get_settings().default_phone_region
 
 
+def _clock(tracker: Tracker, hours: Optional[BusinessHours] = None) -> CustomerClock:
+    """How times are said to this customer: their zone, named when it is not the team's
+    or is only the default (no ``customer_tz`` from the profile)."""
+    tz = customer_tz(tracker)
+    return CustomerClock.of(hours or business_hours(), tz, now_utc(),
+                            zone_known=tracker.get_slot("customer_tz") == tz.key)
+
+
 def _when(tracker: Tracker, iso: str) -> str:
-    return humanize(datetime.fromisoformat(iso).astimezone(customer_tz(tracker)))
+    """``iso`` as the customer reads it: "tomorrow at 08:00 London time" (:func:`_clock`)."""
+    return _clock(tracker).when(datetime.fromisoformat(iso))
 
 
 async def _voice_store() -> VoiceStore:
@@ -70,25 +81,29 @@ async def validate_time(
     if problem == "too_far":
         say(dispatcher, "time_too_far")
         return {"callback_time": None}
-    if problem == "closed":
-        suggestion = hours.next_opening(parsed.start).astimezone(tz)
+    if problem == "closed":  # outside the hours, or a public holiday (named)
+        clock = _clock(tracker, hours)
+        holiday = hours.closure(parsed.start)
         say(
             dispatcher,
-            "time_closed",
-            when=humanize(parsed.start),
-            hours=hours.describe(),
-            suggestion=humanize(suggestion),
+            "time_closed_holiday" if holiday else "time_closed",
+            when=clock.when(parsed.start),
+            hours=clock.opening_hours(),
+            suggestion=clock.when(hours.next_opening(parsed.start)),
+            holiday=holiday or "",
         )
         return {"callback_time": None}
     return {"callback_time": parsed.start.isoformat()}
 
 
-class ValidateCallbackForm(FormValidationAction):
+class ValidateCallbackForm(SupportForm):
     """Phone number (E.164, callable) and a time for the call.
 
     Asks nothing when no verified customer talks or a cap is already reached:
     ``action_schedule_callback`` then says why.
     """
+
+    confirm_intents = ("request_callback",)
 
     def name(self) -> Text:
         return "validate_callback_form"
@@ -134,7 +149,7 @@ class ValidateCallbackForm(FormValidationAction):
         return await validate_time(slot_value, dispatcher, tracker)
 
 
-class ValidateRescheduleCallbackForm(FormValidationAction):
+class ValidateRescheduleCallbackForm(SupportForm):
     """A new time for the customer's booked call-back (skipped when there is none)."""
 
     def name(self) -> Text:
@@ -179,7 +194,6 @@ class ActionAskCallbackConfirm(Action):
             buttons=yes_no_buttons(),
             phone=tracker.get_slot("phone"),
             when=_when(tracker, tracker.get_slot("callback_time")),
-            tz=customer_tz(tracker).key,
         )
         return []
 

@@ -19,6 +19,7 @@ from rasa_sdk import Tracker
 
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.channels.text import FREE_TEXT_GUARD
 from bot.faq import FaqIndex
 from bot.messages import Button, load_messages
 from bot.orders import OrderSource, SqlOrderSource
@@ -131,6 +132,17 @@ def actor(tracker: Tracker) -> str:
     return f"customer:{owner}" if owner else f"conversation:{tracker.sender_id}"
 
 
+def typed_text(message: Optional[Dict[str, Any]]) -> str:
+    """What the customer typed in ``message``, without the channel's free-text guard.
+
+    The channels put an invisible U+2060 before typed text that starts with ``/`` (so it
+    is never taken as an intent command, docs/security.md); the bot quotes and stores the
+    text as typed.
+    """
+    value = str((message or {}).get("text") or "")
+    return value[len(FREE_TEXT_GUARD):] if value.startswith(FREE_TEXT_GUARD) else value
+
+
 def latest_entities(tracker: Tracker, name: str) -> List[Dict[str, Any]]:
     """Entities called ``name`` in the latest user message."""
     return [e for e in tracker.latest_message.get("entities") or [] if e.get("entity") == name]
@@ -143,10 +155,10 @@ def transcript(tracker: Tracker) -> List[TranscriptLine]:
         kind = event.get("event")
         if kind not in ("user", "bot"):
             continue
-        text = event.get("text")
+        text = typed_text(event) if kind == "user" else event.get("text")
         if not text:
             continue
-        if kind == "user" and text.startswith("/"):
+        if kind == "user" and str(event.get("text")).startswith("/"):
             parsed_intent = (event.get("parse_data") or {}).get("intent") or {}
             intent = parsed_intent.get("name") or re.split(r"[{@]", text[1:], maxsplit=1)[0]
             text = f"[quick reply: {intent.replace('_', ' ')}]"

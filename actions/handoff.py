@@ -9,8 +9,8 @@ from rasa_sdk.events import ActiveLoop, ConversationPaused, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import collected_slots, customer_id, customer_tz, now_utc, services, text, transcript
+from bot.business_hours import CustomerClock
 from bot.business_hours import from_settings as business_hours
-from bot.timeparse import humanize
 
 
 def _summary(tracker: Tracker) -> str:
@@ -73,9 +73,11 @@ class ActionHandoff(Action):
 
         online = await svc.store.agents_online()
         wait = None if online else await svc.store.typical_first_response()
+        tz = customer_tz(tracker)
         dispatcher.utter_message(
             text=self._next_steps(
-                ticket.reference, "angry_language" in reasons, customer_tz(tracker), online, wait
+                ticket.reference, "angry_language" in reasons, tz, online, wait,
+                zone_known=tracker.get_slot("customer_tz") == tz.key,
             )
         )
         return [
@@ -87,8 +89,16 @@ class ActionHandoff(Action):
 
     @staticmethod
     def _next_steps(
-        reference: str, upset: bool, tz: ZoneInfo, online: int = 1, wait: Optional[float] = None
+        reference: str,
+        upset: bool,
+        tz: ZoneInfo,
+        online: int = 1,
+        wait: Optional[float] = None,
+        zone_known: bool = True,
     ) -> str:
+        """What happens next. Outside business hours (a public holiday included: it is
+        named) the opening and the hours are said in the customer's zone ``tz``, which is
+        named when it is not the team's or ``zone_known`` is False (a default zone)."""
         hours = business_hours()
         now = now_utc()
         prefix = text("handoff_upset_prefix") if upset else ""
@@ -97,10 +107,13 @@ class ActionHandoff(Action):
                 return text("handoff_queued", prefix=prefix, reference=reference)
             return text("handoff_queued_no_agent", prefix=prefix, reference=reference,
                         wait=_wait_phrase(wait))
+        clock = CustomerClock.of(hours, tz, now, zone_known=zone_known)
+        holiday = hours.closure(now)
         return text(
-            "handoff_queued_closed",
+            "handoff_queued_holiday" if holiday else "handoff_queued_closed",
             prefix=prefix,
             reference=reference,
-            opening=humanize(hours.next_opening(now).astimezone(tz)),
-            hours=hours.describe(),
+            opening=clock.when(hours.next_opening(now)),
+            hours=clock.opening_hours(),
+            holiday=holiday or "",
         )

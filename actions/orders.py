@@ -4,12 +4,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Optional, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import actor, customer_id, customer_tz, say, services, text, yes_no_buttons
+from actions.forms import RECENT_ORDER_SLOT, SupportForm
 from bot.orders import OrderStateError, OrderView, normalize_order_number
 
 #: Statuses in which an order can still be cancelled or changed.
@@ -57,7 +58,7 @@ async def _slot_order(dispatcher: CollectingDispatcher, tracker: Tracker) -> Opt
     return order
 
 
-class OrderFormValidation(FormValidationAction):
+class OrderFormValidation(SupportForm):
     """Validates the order number; subclasses add the rest of their form."""
 
     #: The ``OrderView`` flag that must hold for the rest of the form to make sense
@@ -88,7 +89,7 @@ class OrderFormValidation(FormValidationAction):
                     "order_eligible": None}
         eligible = True if self.eligible_if is None else bool(getattr(order, self.eligible_if))
         return {"order_number": number, "order_attempts": 0, "order_status": order.status,
-                "order_eligible": eligible}
+                "order_eligible": eligible, RECENT_ORDER_SLOT: number}
 
     async def required_slots(
         self,
@@ -114,6 +115,7 @@ class ValidateRefundStatusForm(OrderFormValidation):
 
 class ValidateCancelOrderForm(OrderFormValidation):
     eligible_if = "cancellable"
+    confirm_intents = ("cancel_order",)
 
     def name(self) -> Text:
         return "validate_cancel_order_form"
@@ -137,6 +139,7 @@ class ValidateChangeOrderForm(OrderFormValidation):
 
 class ValidateRefundRequestForm(OrderFormValidation):
     eligible_if = "refundable"
+    confirm_intents = ("get_refund",)
 
     def name(self) -> Text:
         return "validate_refund_request_form"

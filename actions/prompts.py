@@ -12,6 +12,8 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import say
+from bot.phone import normalize_phone
+from bot.settings import get_settings
 
 
 class _Ask(Action, ABC):
@@ -47,7 +49,18 @@ class AskContactEmail(_Ask):
 
 
 class AskPhone(_Ask):
+    """Ask for the number to call, offering the one in the customer's profile."""
+
     slot = "phone"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        profile = normalize_phone(str(tracker.get_slot("customer_phone") or ""),
+                                  get_settings().default_phone_region)
+        buttons = [{"title": profile, "payload": f'/inform{{"phone":"{profile}"}}'}] if profile else []
+        say(dispatcher, "ask_phone", buttons=buttons)
+        return []
 
 
 class AskCallbackTime(_Ask):

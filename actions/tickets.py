@@ -4,21 +4,39 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import collected_slots, customer_id, say, services, text, transcript
+from actions.common import collected_slots, customer_id, say, services, text, transcript, yes_no_buttons
+from actions.forms import PREFILLED_SLOT, SupportForm
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 
-class ValidateTicketForm(FormValidationAction):
-    """Summary of the problem and a contact email (prefilled from the profile)."""
+class ValidateTicketForm(SupportForm):
+    """Summary of the problem and a contact email (prefilled from the profile).
+
+    A summary the customer typed in answer to the bot's question is sent as it is; one the
+    bot took from an earlier message (``prefilled``) is shown to the customer to confirm.
+    """
+
+    confirm_intents = ("open_ticket",)
 
     def name(self) -> Text:
         return "validate_ticket_form"
+
+    async def required_slots(
+        self,
+        domain_slots: List[Text],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[Text]:
+        if "ticket_summary" in (tracker.get_slot(PREFILLED_SLOT) or []):
+            return domain_slots
+        return [slot for slot in domain_slots if slot != "confirm"]
 
     async def extract_contact_email(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -55,9 +73,14 @@ class ActionCreateTicket(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
+        done: List[EventType] = [SlotSet("ticket_summary", None), SlotSet("confirm", None),
+                                 SlotSet(PREFILLED_SLOT, None)]
         if customer_id(tracker) is None:
             say(dispatcher, "login_required")
-            return []
+            return done
+        if tracker.get_slot("confirm") is False:
+            say(dispatcher, "ticket_declined")
+            return done
         triage: Dict[str, Any] = tracker.get_slot("flow_triage") or {}
         priority = triage.get("priority") or "normal"
         email = tracker.get_slot("contact_email")
@@ -83,4 +106,23 @@ class ActionCreateTicket(Action):
             email=email,
             reply_within=text(f"reply_within_{ticket.priority}"),
         )
-        return [SlotSet("ticket_summary", None), SlotSet("last_ticket", ticket.reference)]
+        return [*done, SlotSet("last_ticket", ticket.reference)]
+
+
+class ActionAskTicketConfirm(Action):
+    """Show the ticket text the bot took from the customer's message before sending it."""
+
+    def name(self) -> Text:
+        return "action_ask_ticket_form_confirm"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        say(
+            dispatcher,
+            "confirm_ticket",
+            buttons=yes_no_buttons(),
+            summary=str(tracker.get_slot("ticket_summary") or ""),
+            email=str(tracker.get_slot("contact_email") or ""),
+        )
+        return []

@@ -17,7 +17,9 @@ from actions.session import context_update
 from bot.triage import CLARIFY, TriageResult
 
 #: Slots a guided flow collects afresh each time it starts.
-FLOW_SLOTS = ("confirm", "change_request", "refund_reason", "ticket_summary", "callback_time")
+FLOW_SLOTS = (
+    "confirm", "change_request", "refund_reason", "ticket_summary", "callback_time", "prefilled",
+)
 
 
 def triage_summary(result: TriageResult) -> Dict[str, Any]:
@@ -92,7 +94,13 @@ class ActionRoute(Action):
         if article is None:
             say(dispatcher, "no_answer_found", buttons=[_person_button()])
             return
-        dispatcher.utter_message(text=article.summary, buttons=[dict(b) for b in article.buttons])
+        # The summary is the plain-text answer every channel shows; the article body comes
+        # along as Markdown, which the widget channel turns into rich-text blocks.
+        dispatcher.utter_message(
+            text=article.summary,
+            buttons=[dict(b) for b in article.buttons],
+            json_message={"format": "markdown", "markdown": article.body},
+        )
 
     @staticmethod
     def _clarify(dispatcher: CollectingDispatcher, text: str) -> None:

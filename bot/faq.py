@@ -6,7 +6,8 @@ and optional ``buttons``) followed by a Markdown body. ``data/faq/README.md``
 documents the format and is not an article.
 
 The chat answer for an intent is the article's ``summary`` plus its
-``buttons`` (:meth:`FaqIndex.for_intent`). FAQ search
+``buttons`` (:meth:`FaqIndex.for_intent`), with the body attached as Markdown
+for clients that draw it (:attr:`Article.blocks`, :mod:`bot.richtext`). FAQ search
 (:meth:`FaqIndex.search`) ranks whole articles with BM25 over the title,
 keywords, summary and body, implemented here in pure Python. Nothing is read
 at import time: use :meth:`FaqIndex.load` or :func:`load_default_index`.
@@ -24,6 +25,7 @@ from typing import Any, Iterable, Mapping, TypedDict
 
 import yaml
 
+from bot.richtext import Block, blocks_to_text, markdown_to_blocks
 from bot.settings import get_settings
 
 Button = TypedDict("Button", {"title": str, "payload": str})
@@ -96,6 +98,19 @@ class Article:
     def __hash__(self) -> int:
         # Buttons are dicts, so the generated hash would fail; ids are unique.
         return hash(self.id)
+
+    @functools.cached_property
+    def blocks(self) -> list[Block]:
+        """The body as rich-text blocks (:func:`bot.richtext.markdown_to_blocks`).
+
+        Parsed on first use, then kept; treat the result as read-only.
+        """
+        return markdown_to_blocks(self.body)
+
+    @functools.cached_property
+    def body_text(self) -> str:
+        """The body as plain text (:func:`bot.richtext.blocks_to_text`): no Markdown marks."""
+        return blocks_to_text(self.blocks)
 
 
 @dataclass(frozen=True)
@@ -378,7 +393,8 @@ async def current_index() -> FaqIndex:
     """The articles of ``get_settings().faq_dir`` for async servers, reloaded on change.
 
     The directory is checked (file names and modification times) and, when it changed,
-    reloaded in a worker thread, so the event loop never waits on the disk.
+    reloaded in a worker thread, so the event loop never waits on the disk; the
+    articles' :attr:`Article.blocks` are rendered in that thread too.
     """
     import asyncio
 
@@ -389,9 +405,17 @@ async def current_index() -> FaqIndex:
 
     current = await asyncio.to_thread(signature)
     if _CURRENT.get("signature") != current:
-        _CURRENT["index"] = await asyncio.to_thread(FaqIndex.load, directory)
+        _CURRENT["index"] = await asyncio.to_thread(_load_rendered, directory)
         _CURRENT["signature"] = current
     return _CURRENT["index"]
+
+
+def _load_rendered(directory: Path) -> FaqIndex:
+    """:meth:`FaqIndex.load`, with every article's blocks and plain text rendered."""
+    index = FaqIndex.load(directory)
+    for article in index.articles:
+        _ = article.body_text  # renders article.blocks as well
+    return index
 
 
 # --- parsing and validation -------------------------------------------------

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -37,6 +39,10 @@ class Settings:
     orders_db_url: str
     business_tz: str
     business_hours: str
+    # --- public holidays and closed days of the support team (bot/business_hours.py) ---
+    holidays_country: Optional[str]  # ISO code for the `holidays` package; None: no holidays
+    holidays_subdiv: Optional[str]  # its subdivision (state, region); None: nationwide
+    closed_dates: Tuple[Tuple[date, str], ...]  # extra closed days with their names ("" unnamed)
     default_customer_tz: str
     default_phone_region: str
     data_dir: Path
@@ -189,6 +195,67 @@ def _list(name: str, default: str) -> Tuple[str, ...]:
     return tuple(item.strip() for item in _env(name, default).split(",") if item.strip())
 
 
+_NONE_WORDS = ("none", "off", "no", "false", "0")
+
+
+def _holiday_region() -> Tuple[Optional[str], Optional[str]]:
+    """``SUPPORT_HOLIDAYS_COUNTRY`` / ``SUPPORT_HOLIDAYS_SUBDIV``, checked against ``holidays``.
+
+    ``none`` (or ``off``) switches holidays off (country) or asks for nationwide holidays
+    only (subdivision). The subdivision defaults to ``BE`` (Berlin) for ``DE``, else none.
+    A subdivision may be given by code or name, in any case (``be``, ``Berlin``).
+    """
+    raw_country = _env("SUPPORT_HOLIDAYS_COUNTRY", "DE").strip()
+    if raw_country.lower() in _NONE_WORDS:
+        return None, None
+    import holidays  # only here: importing it takes a while
+
+    country = raw_country.upper()
+    try:
+        calendar = holidays.country_holidays(country, years=[])
+    except (NotImplementedError, AttributeError):
+        raise ValueError(
+            f"SUPPORT_HOLIDAYS_COUNTRY must be a country code the holidays package knows "
+            f"(e.g. DE, AT, GB, FR) or 'none', got {raw_country!r}."
+        ) from None
+    raw_subdiv = _env("SUPPORT_HOLIDAYS_SUBDIV", "BE" if country == "DE" else "none").strip()
+    if raw_subdiv.lower() in _NONE_WORDS:
+        return country, None
+    names = {code.lower(): code for code in calendar.subdivisions}
+    names.update(
+        {alias.lower(): code for alias, code in getattr(calendar, "subdivisions_aliases", {}).items()}
+    )
+    subdiv = names.get(raw_subdiv.lower())
+    if subdiv is None:
+        known = ", ".join(calendar.subdivisions) or "none"
+        raise ValueError(
+            f"SUPPORT_HOLIDAYS_SUBDIV: {country} has no subdivision {raw_subdiv!r}; use one of "
+            f"{known}, or 'none' for nationwide holidays only."
+        )
+    return country, subdiv
+
+
+_CLOSED_DATE = re.compile(r"(?P<day>\d{4}-\d{2}-\d{2})(?:\s+(?P<name>.+))?")
+
+
+def _closed_dates() -> Tuple[Tuple[date, str], ...]:
+    """``SUPPORT_CLOSED_DATES``: ``2026-12-24 Christmas Eve, 2026-12-31`` (name optional)."""
+    found: dict[date, str] = {}
+    for item in _list("SUPPORT_CLOSED_DATES", ""):
+        match = _CLOSED_DATE.fullmatch(item)
+        try:
+            day = date.fromisoformat(match["day"]) if match else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise ValueError(
+                f"SUPPORT_CLOSED_DATES: {item!r} is not a date YYYY-MM-DD, optionally followed "
+                "by a name (e.g. '2026-12-24 Christmas Eve'); separate dates with commas."
+            )
+        found[day] = (match["name"] or "").strip()
+    return tuple(sorted(found.items()))
+
+
 def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -198,12 +265,16 @@ def get_settings() -> Settings:
     """Return the settings for this process (read once, then cached)."""
     var_dir = Path(_env("SUPPORT_VAR_DIR", str(PROJECT_ROOT / "var"))).resolve()
     data_dir = Path(_env("SUPPORT_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
+    holiday_region = _holiday_region()
     return Settings(
         var_dir=var_dir,
         support_db_url=_env("SUPPORT_DB_URL", _sqlite_url(var_dir / "support.db")),
         orders_db_url=_env("ORDERS_DB_URL", _sqlite_url(var_dir / "orders.db")),
         business_tz=_env("BUSINESS_TZ", "Europe/Berlin"),
         business_hours=_env("BUSINESS_HOURS", "mon-fri 09:00-18:00, sat 10:00-14:00"),
+        holidays_country=holiday_region[0],
+        holidays_subdiv=holiday_region[1],
+        closed_dates=_closed_dates(),
         default_customer_tz=_env("DEFAULT_CUSTOMER_TZ", _env("BUSINESS_TZ", "Europe/Berlin")),
         default_phone_region=_env("DEFAULT_PHONE_REGION", "DE"),
         data_dir=data_dir,

@@ -58,8 +58,13 @@ def format_replies(replies: List[Dict[str, Any]]) -> Tuple[List[str], List[Butto
             lines.append(f"     [{len(buttons)}] {title}")
         if reply.get("image"):
             lines.append(f"     (image: {reply['image']})")
-        if reply.get("custom") is not None:
-            lines.append(f"     (custom: {reply['custom']})")
+        custom = reply.get("custom")
+        if isinstance(custom, dict) and custom.get("format") == "markdown":
+            # an FAQ answer: the text is its summary, the widget draws the whole article
+            size = len(str(custom.get("markdown") or ""))
+            lines.append(f"     (the widget also shows the whole article, {size} characters)")
+        elif custom is not None:
+            lines.append(f"     (custom: {custom})")
     if not lines:
         lines.append("bot> (no reply)")
     return lines, buttons

@@ -31,11 +31,11 @@ import calendar
 import difflib
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Callable, Iterable, Literal, Optional
 from zoneinfo import ZoneInfo
 
-__all__ = ["ParsedTime", "parse_when", "find_when", "humanize"]
+__all__ = ["ParsedTime", "parse_when", "find_when", "humanize", "zone_label"]
 
 
 @dataclass(frozen=True)
@@ -682,13 +682,56 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> ParsedTime | None:
     return ParsedTime(start=start, text=text[cluster[0].start:cluster[-1].end], exact=exact)
 
 
-def humanize(dt: datetime) -> str:
+# Areas of IANA zone names ("Europe/London"): the zone is named after its city.
+_ZONE_AREAS = frozenset({
+    "Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe",
+    "Indian", "Pacific",
+})
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal",
+                        "Etc/Zulu", "Zulu", "GMT", "Etc/GMT", "Etc/GMT0", "Etc/Greenwich"})
+
+
+def zone_label(tz: tzinfo) -> str:
+    """A short name for the zone times are said in: "London time", "New York time", "UTC".
+
+    Args:
+        tz: A :class:`~zoneinfo.ZoneInfo` (or :data:`datetime.timezone.utc`).
+
+    Returns:
+        "<city> time" for ``Area/City`` zones (the last part, underscores as spaces),
+        "UTC" for UTC, else "<zone name> time" (e.g. "US/Eastern time").
+    """
+    key = getattr(tz, "key", None) or str(tz)
+    if key in _UTC_NAMES or tz is timezone.utc:
+        return "UTC"
+    area, _, rest = key.partition("/")
+    if area in _ZONE_AREAS and rest:
+        return f"{rest.rsplit('/', 1)[-1].replace('_', ' ')} time"
+    return f"{key} time"
+
+
+def humanize(dt: datetime, now: Optional[datetime] = None, zone: bool = False) -> str:
     """Format ``dt`` in its own timezone, e.g. "Tuesday 24 November at 10:00".
 
     Args:
-        dt: The datetime to describe.
+        dt: The datetime to describe (timezone-aware; it is said in its own zone).
+        now: The current instant. When given, a time on the same date as ``now`` in
+            ``dt``'s zone is "today at 10:00", one on the next date "tomorrow at 10:00".
+        zone: Whether to name the zone: "Tuesday 24 November at 10:00 London time"
+            (see :func:`zone_label`).
 
     Returns:
-        An English description that does not depend on the process locale.
+        An English description that does not depend on the process locale; it needs no
+        preposition in front ("back tomorrow at 08:00", "booked for Tuesday ...").
+
+    Raises:
+        ValueError: If ``zone`` or ``now`` is given and ``dt`` is naive.
     """
-    return f"{_WEEKDAY_NAMES[dt.weekday()]} {dt.day} {_MONTH_NAMES[dt.month - 1]} at {dt:%H:%M}"
+    if (zone or now is not None) and (dt.tzinfo is None or dt.utcoffset() is None):
+        raise ValueError(f"humanize needs a timezone-aware datetime, got {dt!r}")
+    day = f"{_WEEKDAY_NAMES[dt.weekday()]} {dt.day} {_MONTH_NAMES[dt.month - 1]}"
+    if now is not None:
+        ahead = (dt.date() - now.astimezone(dt.tzinfo).date()).days
+        day = {0: "today", 1: "tomorrow"}.get(ahead, day)
+    said = f"{day} at {dt:%H:%M}"
+    return f"{said} {zone_label(dt.tzinfo)}" if zone else said  # type: ignore[arg-type]

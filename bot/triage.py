@@ -69,6 +69,21 @@ class Escalation:
     angry_patterns: Tuple[re.Pattern, ...]
     exclamations: int
     shouting_min_letters: int
+    entity_fallback: Optional["EntityFallback"] = None
+
+
+@dataclass(frozen=True)
+class EntityFallback:
+    """``escalation.entity_fallback``: a message not understood that names ``entity``.
+
+    It is taken as its predicted intent when that is one of ``keep_intents`` with at least
+    ``min_confidence``, else as ``intent`` ("wher is my oder 104218" → track that order).
+    """
+
+    entity: str
+    intent: str
+    keep_intents: Tuple[str, ...]
+    min_confidence: float
 
 
 @dataclass(frozen=True)
@@ -169,8 +184,28 @@ class Triage:
             angry_patterns=tuple(_word_pattern(w) for w in esc.get("angry_words") or ()),
             exclamations=exclamations,
             shouting_min_letters=shouting,
+            entity_fallback=cls._parse_entity_fallback(source, esc.get("entity_fallback"), rules),
         )
         return cls(rules, escalation)
+
+    @staticmethod
+    def _parse_entity_fallback(source: str, raw: Any,
+                               rules: Mapping[str, IntentRule]) -> Optional[EntityFallback]:
+        if raw is None:
+            return None
+        where = f"{source}: escalation.entity_fallback"
+        if not isinstance(raw, dict) or not raw.get("entity") or not raw.get("intent"):
+            raise TriageConfigError(f"{where}: needs 'entity' and 'intent'")
+        keep = tuple(raw.get("keep_intents") or ())
+        for name in (raw["intent"], *keep):
+            if name not in rules:
+                raise TriageConfigError(f"{where}: unknown intent {name!r}")
+        try:
+            minimum = float(raw.get("min_confidence", 0.3))
+        except (TypeError, ValueError):
+            raise TriageConfigError(f"{where}: min_confidence must be a number") from None
+        return EntityFallback(entity=str(raw["entity"]), intent=str(raw["intent"]),
+                              keep_intents=keep, min_confidence=minimum)
 
     @staticmethod
     def _parse_rule(source: str, intent: str, entry: Any) -> IntentRule:
@@ -249,6 +284,15 @@ class Triage:
             and (rule.requires_entity is None or rule.requires_entity in entities)
         )
         reasons: List[str] = []
+        fallback = esc.entity_fallback
+        if not understood and fallback is not None and fallback.entity in entities:
+            # An order number in a message the NLU was unsure about: it is about that order.
+            keep = intent in fallback.keep_intents and confidence >= fallback.min_confidence
+            intent = intent if keep else fallback.intent
+            rule = self.rules[intent or ""]
+            understood = rule.requires_entity is None or rule.requires_entity in entities
+            if understood:
+                reasons.append(f"{fallback.entity}_named")
         angry = self.is_angry(text)
         if understood:
             assert rule is not None

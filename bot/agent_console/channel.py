@@ -817,22 +817,17 @@ class AgentConsoleInput(InputChannel):
                              headers={"Cache-Control": "no-store"})
 
     async def _prometheus_text(self, agents: AgentStore) -> str:
+        """All-time series from a few aggregate queries (no rows are loaded per scrape)."""
         from sqlalchemy import func, select
 
         from bot import db
-        from bot.support.models import TICKET_STATUSES, Ticket
         from bot.twilio.models import TwilioDeadLetter
 
+        totals = await agents.metric_totals()
         async with db.read_session(db.session_factory(agents.engine)) as session:
-            rows = (await session.execute(
-                select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status))).all()
             dead_letters = int((await session.execute(
                 select(func.count(TwilioDeadLetter.id)).where(TwilioDeadLetter.status == "dead")
             )).scalar_one())
-        by_state = {status: 0 for status in TICKET_STATUSES}
-        by_state.update({status: int(count) for status, count in rows})
-        figures = await agents.metrics(datetime(2000, 1, 1, tzinfo=timezone.utc),
-                                       datetime.now(timezone.utc) + timedelta(seconds=1))
         lines: List[str] = []
 
         def metric(name: str, kind: str, help_text: str,
@@ -843,28 +838,59 @@ class AgentConsoleInput(InputChannel):
                 shown = "NaN" if value is None else repr(float(value))
                 lines.append(f"{name}{labels} {shown}")
 
+        def label(value: str) -> str:
+            return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+        def ratio(part: float, whole: float) -> Optional[float]:
+            return part / whole if whole else None
+
         metric("support_tickets", "gauge", "Tickets by state.",
-               [(f'{{state="{s}"}}', float(n)) for s, n in sorted(by_state.items())])
-        csat = figures["csat"]
+               [(f'{{state="{s}"}}', float(n))
+                for s, n in sorted(totals["tickets_by_state"].items())])
+        metric("support_tickets_by_category", "gauge", "Tickets by triage category and state.",
+               [(f'{{category="{label(c)}",state="{s}"}}', float(n))
+                for (c, s), n in sorted(((c, s), n) for (s, c), n in totals["tickets"].items())])
+        ratings = totals["ratings"]
+        count, score_sum = sum(ratings.values()), sum(k * n for k, n in ratings.items())
         metric("support_ratings_total", "counter", "Customer ratings (CSAT) received.",
-               [("", float(csat["count"]))])
+               [("", float(count))])
+        metric("support_rating_score_total", "counter", "Sum of the ratings' scores (1-5).",
+               [("", float(score_sum))])
         metric("support_rating_average", "gauge", "Average rating, 1-5.",
-               [("", csat["average"])])
+               [("", ratio(score_sum, count))])
         metric("support_ratings", "gauge", "Ratings by score.",
-               [(f'{{score="{k}"}}', float(v)) for k, v in sorted(csat["distribution"].items())])
+               [(f'{{score="{n}"}}', float(ratings.get(n, 0))) for n in range(1, 6)])
+        resolved, resolution_sum = totals["resolution"]
+        metric("support_resolved_tickets_total", "counter", "Tickets resolved by an agent.",
+               [("", float(resolved))])
+        metric("support_resolution_seconds_total", "counter",
+               "Sum of the seconds from queued to resolved of the resolved tickets.",
+               [("", resolution_sum)])
         metric("support_resolution_seconds_average", "gauge",
                "Average seconds from queued to resolved.",
-               [("", figures["resolution"]["average_seconds"])])
-        metric("support_resolved_tickets_total", "counter", "Tickets resolved by an agent.",
-               [("", float(figures["resolution"]["count"]))])
+               [("", ratio(resolution_sum, resolved))])
+        answered, first_sum = totals["first_response"]
+        metric("support_first_responses_total", "counter",
+               "Tickets an agent answered (first reply).", [("", float(answered))])
+        metric("support_first_response_seconds_total", "counter",
+               "Sum of the seconds from queued to the first agent reply.", [("", first_sum)])
         metric("support_first_response_seconds_average", "gauge",
                "Average seconds from queued to the first agent reply.",
-               [("", figures["first_response"]["average_seconds"])])
+               [("", ratio(first_sum, answered))])
+        questions, handed = totals["questions"], totals["handed_off"]
+        metric("support_questions_total", "counter",
+               "Questions: chat sessions with at least one customer message.",
+               [("", float(questions))])
+        metric("support_questions_self_served_total", "counter",
+               "Questions the bot handled without a person.", [("", float(questions - handed))])
+        metric("support_questions_handed_off_total", "counter",
+               "Questions handed to a person (a handoff in that chat session).",
+               [("", float(handed))])
         metric("support_self_service_rate", "gauge",
-               "Conversations the bot handled without a person (0-1).",
-               [("", figures["self_service_rate"])])
-        metric("support_handoff_rate", "gauge", "Conversations handed to a person (0-1).",
-               [("", figures["handoff_rate"])])
+               "Questions the bot handled without a person (0-1).",
+               [("", ratio(questions - handed, questions))])
+        metric("support_handoff_rate", "gauge", "Questions handed to a person (0-1).",
+               [("", ratio(handed, questions))])
         metric("support_agents_online", "gauge", "Agents with an open console.",
                [("", float(len({c.agent.id for c in self._connections})))])
         metric("support_twilio_dead_letters", "gauge",

@@ -147,6 +147,31 @@ class _ClientError(Exception):
         return response.json(body, status=self.status)
 
 
+async def _render_markdown(extra: Dict[str, Any]) -> Dict[str, Any]:
+    """A bot message's extras with its Markdown rendered as rich-text ``blocks``.
+
+    An action marks Markdown with ``json_message={"format": "markdown", "markdown": ...}``
+    (it arrives as ``custom``). The source is kept as ``markdown`` and rendered by
+    :func:`bot.richtext.markdown_to_blocks` in a worker thread; other ``custom`` keys stay.
+    Anything else (every ``data/messages.yml`` text, for one) is never read as Markdown.
+    """
+    from bot.richtext import markdown_to_blocks
+
+    custom = extra.get("custom")
+    if not isinstance(custom, dict) or custom.get("format") != "markdown":
+        return extra
+    rendered = {key: value for key, value in extra.items() if key != "custom"}
+    rest = {key: value for key, value in custom.items() if key not in ("format", "markdown")}
+    if rest:
+        rendered["custom"] = rest
+    source = custom.get("markdown")
+    if isinstance(source, str) and source.strip():
+        blocks = await asyncio.to_thread(markdown_to_blocks, source)
+        if blocks:
+            rendered.update(markdown=source, blocks=blocks)
+    return rendered
+
+
 class WidgetOutput(OutputChannel):
     """Stores each bot reply, then pushes it to the customer's open connections.
 
@@ -163,14 +188,19 @@ class WidgetOutput(OutputChannel):
         return "widget"
 
     async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
-        """Store and push one bot message (text, buttons, image, attachment, custom)."""
+        """Store and push one bot message (text, buttons, image, attachment, custom).
+
+        Markdown marked by the action becomes ``blocks`` (:func:`_render_markdown`); the
+        stored ``text`` stays the action's plain text (a FAQ answer's summary), which is
+        what transcripts, Twilio and handoffs show.
+        """
         text = message.get("text") or ""
         buttons = message.get("buttons") or message.get("quick_replies")
-        extra = {
+        extra = await _render_markdown({
             key: message[key]
             for key in ("image", "attachment", "custom", "elements")
             if message.get(key)
-        }
+        })
         if not text and not buttons and not extra:
             return
         chat = await self._channel.chat()
@@ -448,8 +478,6 @@ class WidgetInput(InputChannel):
         }
 
     async def _faq_article(self, article_id: str) -> Dict[str, Any]:
-        from bot.faq import plain_text
-
         index = await current_index()
         article = index.get(article_id)
         if article is None:
@@ -458,7 +486,8 @@ class WidgetInput(InputChannel):
             "id": article.id,
             "title": article.title,
             "summary": article.summary,
-            "body": plain_text(article.body),
+            "body": article.body_text,  # rendered when the index was loaded (a worker thread)
+            "blocks": article.blocks,
             "buttons": [dict(b) for b in article.buttons],
         }
 

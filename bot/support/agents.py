@@ -38,12 +38,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
 from bot.support.chat import MessageView
+from bot.support.metrics import support_metrics, totals
 from bot.support.models import (
     AGENT_ROLES,
     PRIORITIES,
@@ -610,32 +611,24 @@ class AgentStore(StoreBase):
     # ----------------------------------------------------------------- metrics
 
     async def metrics(self, since: datetime, until: datetime) -> Dict[str, Any]:
-        """Support figures for conversations/tickets created in ``[since, until)``.
+        """Support figures for ``[since, until)``, computed by the database (GROUP BY
+        aggregates; :mod:`bot.support.metrics`, definitions in docs/agent-console.md).
 
         Returns:
-            ``resolution`` (average/median seconds from queued to resolved),
-            ``first_response`` (average/median seconds), ``csat`` (average, count,
-            distribution 1-5), ``self_service_rate`` (conversations with customer
-            messages and no handoff / all such conversations), ``handoff_rate``, each
-            overall, ``by_category`` and ``by_day`` (UTC dates).
+            ``resolution`` and ``first_response`` (count, average/median seconds),
+            ``csat`` (average, count, distribution 1-5), ``tickets``, ``conversations``
+            (questions: chat sessions with customer messages), ``self_served``,
+            ``handoffs``, ``self_service_rate``, ``handoff_rate``; the same blocks
+            ``by_category`` and ``by_day`` (UTC dates); ``targets``. None where there is
+            no data.
         """
         async with db.read_session(self._sessions) as session:
-            tickets = (await session.execute(select(Ticket).where(
-                Ticket.created_at >= since, Ticket.created_at < until,
-                Ticket.queued_at.is_not(None)))).scalars().all()
-            ratings = (await session.execute(select(Rating).where(
-                Rating.created_at >= since, Rating.created_at < until))).scalars().all()
-            conversations = (await session.execute(
-                select(Conversation.conversation_id, func.min(ChatMessage.created_at))
-                .join(ChatMessage, ChatMessage.conversation_pk == Conversation.id)
-                .where(ChatMessage.sender == "customer")
-                .group_by(Conversation.conversation_id)
-                .having(and_(func.min(ChatMessage.created_at) >= since,
-                             func.min(ChatMessage.created_at) < until)))).all()
-            handed = set((await session.execute(select(Ticket.conversation_id).where(
-                Ticket.queued_at.is_not(None)))).scalars().all())
-            ticket_category = {t.id: t.category for t in tickets}
-        return _metrics(tickets, ratings, conversations, handed, ticket_category)
+            return await support_metrics(session, self._engine.dialect.name, since, until)
+
+    async def metric_totals(self) -> Dict[str, Any]:
+        """All-time aggregates for the Prometheus scrape (:func:`bot.support.metrics.totals`)."""
+        async with db.read_session(self._sessions) as session:
+            return await totals(session, self._engine.dialect.name)
 
 
 # ------------------------------------------------------------------ helpers
@@ -727,62 +720,6 @@ async def _ticket_claimed_between(session: Any, conversation_id: str,
         return None
     return (await session.execute(select(Ticket).where(
         Ticket.reference == reference))).scalar_one_or_none()
-
-
-def _median(values: List[float]) -> Optional[float]:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return round(ordered[middle], 1)
-    return round((ordered[middle - 1] + ordered[middle]) / 2, 1)
-
-
-def _stats(values: List[float]) -> Dict[str, Any]:
-    return {"count": len(values),
-            "average_seconds": round(sum(values) / len(values), 1) if values else None,
-            "median_seconds": _median(values)}
-
-
-def _metrics(tickets: Sequence[Ticket], ratings: Sequence[Rating], conversations: Sequence[Any],
-             handed: set, ticket_category: Dict[int, str]) -> Dict[str, Any]:
-    def block(ts: Sequence[Ticket], rs: Sequence[Rating], convs: Sequence[Any]) -> Dict[str, Any]:
-        resolution = [(t.resolved_at - t.queued_at).total_seconds()
-                      for t in ts if t.resolved_at and t.queued_at]
-        first = [(t.first_response_at - t.queued_at).total_seconds()
-                 for t in ts if t.first_response_at and t.queued_at]
-        scores = [r.score for r in rs]
-        total = len(convs)
-        with_person = sum(1 for c in convs if c[0] in handed)
-        return {
-            "resolution": _stats(resolution),
-            "first_response": _stats(first),
-            "csat": {"count": len(scores),
-                     "average": round(sum(scores) / len(scores), 2) if scores else None,
-                     "distribution": {str(n): scores.count(n) for n in range(1, 6)}},
-            "conversations": total,
-            "handoffs": with_person,
-            "self_service_rate": round((total - with_person) / total, 3) if total else None,
-            "handoff_rate": round(with_person / total, 3) if total else None,
-        }
-
-    result = block(tickets, ratings, conversations)
-    categories = sorted({t.category for t in tickets})
-    result["by_category"] = {
-        c: block([t for t in tickets if t.category == c],
-                 [r for r in ratings if ticket_category.get(r.ticket_id) == c], [])
-        for c in categories
-    }
-    days = sorted({d.date().isoformat() for d in [t.created_at for t in tickets]
-                   + [r.created_at for r in ratings] + [c[1] for c in conversations]})
-    result["by_day"] = {
-        day: block([t for t in tickets if t.created_at.date().isoformat() == day],
-                   [r for r in ratings if r.created_at.date().isoformat() == day],
-                   [c for c in conversations if c[1].date().isoformat() == day])
-        for day in days
-    }
-    return result
 
 
 async def _ticket(session: Any, reference: str, for_update: bool = False) -> Ticket:

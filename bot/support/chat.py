@@ -136,7 +136,11 @@ class MessageView:
         )
 
     def to_wire(self) -> Dict[str, Any]:
-        """The message object of ``docs/widget-protocol.md``."""
+        """The message object of ``docs/widget-protocol.md``.
+
+        Rich text stored in ``extra`` (``blocks``, see :mod:`bot.richtext`) goes out as the
+        top-level ``blocks``; its Markdown source (``extra["markdown"]``) stays on the server.
+        """
         wire: Dict[str, Any] = {
             "id": self.id,
             "client_id": self.client_id,
@@ -148,8 +152,11 @@ class MessageView:
             "session": self.session,
             "created_at": _iso(self.created_at),
         }
-        if self.extra:
-            wire["extra"] = self.extra
+        extra = {k: v for k, v in self.extra.items() if k not in ("blocks", "markdown")}
+        if self.extra.get("blocks"):
+            wire["blocks"] = self.extra["blocks"]
+        if extra:
+            wire["extra"] = extra
         return wire
 
 

@@ -133,9 +133,10 @@ class Ticket(Base):
     )
     created_at = Column(UTCDateTime, nullable=False)
     updated_at = Column(UTCDateTime, nullable=False)
-    queued_at = Column(UTCDateTime, nullable=True)
-    first_response_at = Column(UTCDateTime, nullable=True)
-    resolved_at = Column(UTCDateTime, nullable=True)
+    # indexed for the dashboard's aggregates over a period (bot/support/metrics.py)
+    queued_at = Column(UTCDateTime, nullable=True, index=True)
+    first_response_at = Column(UTCDateTime, nullable=True, index=True)
+    resolved_at = Column(UTCDateTime, nullable=True, index=True)
 
     __table_args__ = (
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
@@ -183,7 +184,7 @@ class Handoff(Base):
     reason = Column(String(255), nullable=False)
     priority = Column(String(16), nullable=False)
     status = Column(String(16), nullable=False, default="queued")
-    created_at = Column(UTCDateTime, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, index=True)
 
     __table_args__ = (
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
@@ -278,6 +279,8 @@ class ChatMessage(Base):
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         UniqueConstraint("conversation_pk", "client_id", name="uq_chat_messages_client_id"),
         Index("ix_chat_messages_conversation_id", "conversation_pk", "id"),
+        # questions per period (bot/support/metrics.py): customer messages by time
+        Index("ix_chat_messages_sender_created_at", "sender", "created_at"),
     )
 
 
@@ -340,7 +343,7 @@ class Rating(Base):
                        index=True)
     score = Column(Integer, nullable=False)
     comment = Column(Text, nullable=True)
-    created_at = Column(UTCDateTime, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, index=True)
 
     __table_args__ = (
         CheckConstraint("score BETWEEN 1 AND 5", name="score"),

@@ -1,6 +1,7 @@
 /*! Northwind support widget: in-app chat over the widget channel (docs/widget-protocol.md).
  * Plain JS (ES2019), no dependencies. Embedding: docs/widget.md.
- * Every sender's text is rendered with textContent, never as HTML. */
+ * Every sender's text is rendered with textContent, never as HTML; rich text (FAQ articles)
+ * arrives as JSON "blocks" and is drawn with DOM APIs and text nodes too. */
 (function (global) {
   'use strict';
   if (global.SupportWidget) return;
@@ -59,6 +60,78 @@
     path.setAttribute('d', ICONS[name]);
     svg.appendChild(path);
     return svg;
+  }
+
+  // ------------------------------------------------------------------ rich text (FAQ articles)
+  // The server sends Markdown as "blocks" (bot/richtext.py, docs/widget-protocol.md); they are
+  // drawn with DOM APIs, every text through a text node. Links open only http(s) and mailto.
+
+  const RICH_DEPTH = 12;
+  const ALIGN = ['left', 'center', 'right'];
+
+  /** The link target if it may be opened (http/https with a host, mailto), else null. */
+  function safeHref(href) {
+    if (typeof href !== 'string' || /[\s\u0000-\u001f]/.test(href)) return null;
+    try {
+      const url = new URL(href);
+      if (url.protocol === 'mailto:') return url.pathname ? url.href : null;
+      return (url.protocol === 'https:' || url.protocol === 'http:') && url.hostname ? url.href : null;
+    } catch (e) {
+      return null; // relative or malformed: shown as text
+    }
+  }
+
+  function richSpans(list, depth) {
+    const out = [];
+    for (const s of Array.isArray(list) ? list : []) {
+      if (!s || typeof s !== 'object') continue;
+      const kids = () => (depth < RICH_DEPTH ? richSpans(s.content, depth + 1) : []);
+      if (s.type === 'text') out.push(String(s.text == null ? '' : s.text));
+      else if (s.type === 'break') out.push(h('br'));
+      else if (s.type === 'code') out.push(h('code', {}, String(s.text == null ? '' : s.text)));
+      else if (s.type === 'strong' || s.type === 'em') out.push(h(s.type, {}, kids()));
+      else if (s.type === 'link') {
+        const href = safeHref(s.href);
+        out.push(href ? h('a', { href, target: '_blank', rel: 'noopener noreferrer' }, kids()) : h('span', {}, kids()));
+      }
+    }
+    return out;
+  }
+
+  function richTable(b) {
+    const align = Array.isArray(b.align) ? b.align : [];
+    const cell = (tag, content, i) => h(tag, {
+      class: ALIGN.includes(align[i]) ? 'sw-align-' + align[i] : null, scope: tag === 'th' ? 'col' : null,
+    }, richSpans(content, 0));
+    const rows = (list, tag) => (Array.isArray(list) ? list : []).map((row) =>
+      h('tr', {}, (Array.isArray(row) ? row : []).map((c, i) => cell(tag, c, i))));
+    const head = Array.isArray(b.header) && b.header.length ? h('thead', {}, rows([b.header], 'th')) : null;
+    // A wide table scrolls sideways inside its own box; the chat panel never does.
+    return h('div', { class: 'sw-table', role: 'region', 'aria-label': 'Table', tabindex: '0' },
+      h('table', {}, [head, h('tbody', {}, rows(b.rows, 'td'))]));
+  }
+
+  /** DOM nodes for blocks; a heading of level n becomes h(n + base - 1), at most h6. */
+  function richBlocks(list, base, depth) {
+    const out = [];
+    if ((depth || 0) > RICH_DEPTH) return out;
+    for (const b of Array.isArray(list) ? list : []) {
+      if (!b || typeof b !== 'object') continue;
+      const inner = (blocks) => richBlocks(blocks, base, (depth || 0) + 1);
+      if (b.type === 'paragraph') out.push(h('p', {}, richSpans(b.content, 0)));
+      else if (b.type === 'heading') {
+        const level = Math.min(6, Math.max(1, Math.floor(Number(b.level)) || 1) + base - 1);
+        out.push(h('h' + level, { class: 'sw-rich-h' }, richSpans(b.content, 0)));
+      } else if (b.type === 'list') {
+        const start = Math.floor(Number(b.start));
+        out.push(h(b.ordered ? 'ol' : 'ul', { start: b.ordered && start > 1 ? start : null },
+          (Array.isArray(b.items) ? b.items : []).map((item) => h('li', {}, inner(item)))));
+      } else if (b.type === 'quote') out.push(h('blockquote', {}, inner(b.blocks)));
+      else if (b.type === 'code') out.push(h('pre', {}, h('code', {}, String(b.text == null ? '' : b.text))));
+      else if (b.type === 'rule') out.push(h('hr'));
+      else if (b.type === 'table') out.push(richTable(b));
+    }
+    return out;
   }
 
   function uuid() {
@@ -525,12 +598,20 @@
         msg.tickText = h('span', { class: 'sw-sr' });
         meta.append(msg.tick, msg.tickText);
       }
+      const rich = !mine && Array.isArray(msg.blocks) && msg.blocks.length ? msg.blocks : null;
       const node = h('div', {
-        class: 'sw-msg sw-from-' + (system ? 'system' : mine ? 'customer' : msg.sender === 'agent' ? 'agent' : 'bot'),
+        class: 'sw-msg sw-from-' + (system ? 'system' : mine ? 'customer' : msg.sender === 'agent' ? 'agent' : 'bot')
+          + (rich ? ' sw-has-rich' : ''),
         'data-sender': msg.sender || 'bot',
       }, [
         system ? null : h('div', { class: 'sw-sender' }, who),
-        h('div', { class: 'sw-bubble' }, [h('span', { class: 'sw-text', text: String(msg.text || '') })]),
+        h('div', { class: 'sw-bubble' }, [
+          h('span', { class: 'sw-text', text: String(msg.text || '') }),
+          // the text is the short answer; the rich content (a FAQ article) unfolds below it
+          rich && msg.text ? h('details', { class: 'sw-rich-more' }, [
+            h('summary', {}, 'Read more'), h('div', { class: 'sw-rich' }, richBlocks(rich, 3)),
+          ]) : rich ? h('div', { class: 'sw-rich' }, richBlocks(rich, 3)) : null,
+        ]),
         meta,
       ]);
       node.swOrder = this.order(msg);
@@ -752,7 +833,14 @@
         const art = data.article || data;
         this.articleTitle.textContent = art.title || title || '';
         this.articleSummary.textContent = art.summary || '';
-        this.articleBody.textContent = art.body || '';
+        const blocks = Array.isArray(art.blocks) ? art.blocks.slice() : [];
+        if (blocks.length && blocks[0] && blocks[0].type === 'heading' && Number(blocks[0].level) === 1) {
+          blocks.shift(); // the article's own "# Title": already shown as the title
+        }
+        this.articleBody.textContent = '';
+        this.articleBody.classList.toggle('sw-rich', blocks.length > 0);
+        if (blocks.length) this.articleBody.append(...richBlocks(blocks, 4));
+        else this.articleBody.textContent = art.body || '';
       } catch (e) {
         this.articleBody.textContent = 'This article could not be loaded. Please try again.';
       }
@@ -989,7 +1077,7 @@
         return;
       }
       if (e.key !== 'Tab') return;
-      const items = [...this.modal.querySelectorAll('button, textarea, input, [href], [tabindex]:not([tabindex="-1"])')]
+      const items = [...this.modal.querySelectorAll('button, textarea, input, summary, [href], [tabindex]:not([tabindex="-1"])')]
         .filter((el) => !el.disabled && el.offsetParent !== null);
       if (!items.length) return;
       const first = items[0];

@@ -205,6 +205,13 @@ def test_live_reply_read_resolve_metrics(console_bot: Any, console: Console) -> 
     metrics = console.call("GET", "/api/metrics", token=ana, params={"days": 7}).json()
     assert metrics["resolution"]["count"] >= 1 and metrics["first_response"]["count"] >= 1
     assert "SHIPPING" in metrics["by_category"] and metrics["by_day"]
+    # the days and the categories add up to the overall counts (bot/support/metrics.py)
+    for count in (lambda b: b["resolution"]["count"], lambda b: b["tickets"],
+                  lambda b: b["handoffs"], lambda b: b["csat"]["count"]):
+        assert sum(count(b) for b in metrics["by_day"].values()) == count(metrics)
+        assert sum(count(b) for b in metrics["by_category"].values()) == count(metrics)
+    assert sum(b["conversations"] for b in metrics["by_day"].values()) == metrics["conversations"]
+    assert set(metrics["targets"]) == {"resolution", "csat", "self_service"}
     assert console.call("GET", "/api/metrics", token=ana,
                         params={"days": "x"}).status_code == 400
 
@@ -216,6 +223,7 @@ def test_live_reply_read_resolve_metrics(console_bot: Any, console: Console) -> 
         assert 'support_tickets{state="resolved"}' in text.text
         assert "# TYPE support_ratings_total counter" in text.text
         assert "support_resolution_seconds_average " in text.text
+        assert "# TYPE support_questions_total counter" in text.text
 
     def dead_letters_gauge() -> float:
         body = console.call("GET", "/prometheus", token=METRICS_TOKEN).text

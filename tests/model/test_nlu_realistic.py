@@ -47,3 +47,44 @@ def test_off_topic_messages_take_the_not_sure_path(parse: Callable[[str], Dict])
         if result.route != CLARIFY:
             answered_as_shop.append((text, intent.get("name"), round(intent.get("confidence") or 0, 3)))
     assert answered_as_shop == []
+
+
+#: The marker in realistic.yml before the conversation starters (typos, order numbers
+#: inside any phrasing, "report a problem").
+STARTERS_MARKER = "# --- Conversation starters"
+#: The share of starters that must reach the right flow (route and flow of triage.yml).
+STARTERS_FLOOR = 0.90
+
+
+def starter_examples() -> List[Tuple[str, str]]:
+    text = REALISTIC.read_text(encoding="utf-8")
+    before = text[: text.index(STARTERS_MARKER)]
+    count_before = sum(1 for line in before.splitlines() if line.strip().startswith("- ")
+                       and not line.strip().startswith("- intent:"))
+    return realistic_examples()[count_before:]
+
+
+def test_conversation_starters_reach_the_right_flow(parse: Callable[[str], Dict]) -> None:
+    """What counts in a conversation: the message starts the flow its intent is routed to."""
+    triage = load_triage()
+    starters = starter_examples()
+    assert len(starters) >= 60
+    wrong = []
+    for text, intent in starters:
+        parsed = parse(text)
+        predicted = parsed["intent"]
+        result = triage.classify(
+            text, predicted.get("name"), predicted.get("confidence") or 0.0,
+            [e["entity"] for e in parsed["entities"]], failed_before=0,
+        )
+        wanted = triage.rules[intent]
+        if (result.route, result.flow) != (wanted.route, wanted.flow) and not (
+            # a bare order number is shown like a tracking request
+            intent == "track_order" and (result.route, result.flow) == ("guided", "track_order")
+        ):
+            wrong.append((text, intent, predicted.get("name"),
+                          round(predicted.get("confidence") or 0.0, 2), result.route))
+    share = 1 - len(wrong) / len(starters)
+    print(f"conversation starters routed right: {share:.4f} "
+          f"({len(starters) - len(wrong)}/{len(starters)}); wrong: {wrong}")
+    assert share >= STARTERS_FLOOR, wrong

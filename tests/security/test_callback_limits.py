@@ -55,11 +55,14 @@ def texts(turn: Dict[str, Any]) -> List[str]:
 
 
 def a_working_day_phrase() -> str:
-    """"thursday at 11:00": a weekday 2-6 days ahead (in business hours in Berlin)."""
-    today = datetime.now(ZoneInfo("Europe/Berlin")).date()
+    """"thursday at 11:00": a day 2-6 days ahead in business hours in Berlin (no holiday)."""
+    from bot.business_hours import from_settings
+
+    berlin = ZoneInfo("Europe/Berlin")
+    today = datetime.now(berlin).date()
     for ahead in range(2, 7):
         day = today + timedelta(days=ahead)
-        if day.weekday() < 5:
+        if from_settings().is_open(datetime(day.year, day.month, day.day, 11, 0, tzinfo=berlin)):
             return f"{day.strftime('%A').lower()} at 11:00"
     raise AssertionError("no working day ahead")  # pragma: no cover
 

@@ -48,7 +48,8 @@ SETTINGS_ENV = {
     "DEFAULT_CUSTOMER_TZ": "Europe/Berlin",
     "DEFAULT_PHONE_REGION": "DE",
 }
-SETTINGS_UNSET = ("SUPPORT_DATA_DIR", "TRIAGE_FILE", "FAQ_DIR")
+SETTINGS_UNSET = ("SUPPORT_DATA_DIR", "TRIAGE_FILE", "FAQ_DIR", "SUPPORT_HOLIDAYS_COUNTRY",
+                  "SUPPORT_HOLIDAYS_SUBDIV", "SUPPORT_CLOSED_DATES")
 
 #: The demo customers' profiles as the channel puts them into slots.
 CUSTOMERS: Dict[str, Dict[str, Any]] = {

@@ -1,6 +1,7 @@
 """Tests of action_handoff: ticket, handoff record, the bot paused; SQLite and PostgreSQL."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -37,10 +38,22 @@ QUEUED = (
 QUEUED_CLOSED = (
     "I'm passing you to a person from our support team. Your ticket {reference} is queued with "
     "everything we've said so far, so you won't have to repeat yourself. Our team is offline "
-    "right now and back {opening}; our hours are Mon–Fri 09:00–18:00, Sat 10:00–14:00 "
-    "(Europe/Berlin). You can close the chat: the reply will be waiting here."
+    "right now and back {opening}; our hours are {hours}. You can close the chat: the reply "
+    "will be waiting here."
 )
-MONDAY_9_BERLIN = "Monday 30 November at 09:00"
+QUEUED_HOLIDAY = (
+    "I'm passing you to a person from our support team. Your ticket {reference} is queued with "
+    "everything we've said so far, so you won't have to repeat yourself. We're closed for "
+    "{holiday} and back {opening}; our hours are {hours}. You can close the chat: the reply "
+    "will be waiting here."
+)
+#: Sunday 29 November, 11:00 in Berlin: the team is back tomorrow.
+MONDAY_9_BERLIN = "tomorrow at 09:00"
+HOURS_BERLIN = "Mon–Fri 09:00–18:00, Sat 10:00–14:00"
+HOURS_LONDON = "Mon–Fri 08:00–17:00, Sat 09:00–13:00 London time"
+HOURS_PARIS = "Mon–Fri 09:00–18:00, Sat 10:00–14:00 Paris time"
+#: Friday 25 December 2026 (Christmas Day), 11:00 in Berlin.
+CHRISTMAS = datetime(2026, 12, 25, 10, 0, tzinfo=timezone.utc)
 SORRY = "I'm sorry about this. "
 
 HUMAN_TRIAGE = {
@@ -356,7 +369,8 @@ async def test_outside_business_hours_the_team_is_offline_until_the_opening(
     events, messages = await handoff(HUMAN_TRIAGE)
 
     assert events == expected_events("T-000001")
-    assert messages == [bot_message(QUEUED_CLOSED.format(reference="T-000001", opening=MONDAY_9_BERLIN))]
+    assert messages == [bot_message(QUEUED_CLOSED.format(
+        reference="T-000001", opening=MONDAY_9_BERLIN, hours=HOURS_BERLIN))]
     (ticket,) = await table_rows(svc.store.engine, Ticket)
     assert (ticket["status"], ticket["created_at"]) == ("queued", SUNDAY)
 
@@ -384,21 +398,118 @@ async def test_angry_customer_outside_business_hours(
 
     _, messages = await handoff(ANGRY_TRIAGE)
 
-    assert messages == [bot_message(SORRY + QUEUED_CLOSED.format(reference="T-000001", opening=MONDAY_9_BERLIN))]
+    assert messages == [bot_message(SORRY + QUEUED_CLOSED.format(
+        reference="T-000001", opening=MONDAY_9_BERLIN, hours=HOURS_BERLIN))]
 
 
-async def test_outside_business_hours_the_opening_is_in_the_customers_zone(
-    svc: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("customer", "opening", "hours"),
+    [
+        ("cust-anna", "tomorrow at 09:00", HOURS_BERLIN),  # Europe/Berlin, the team's zone
+        ("cust-ben", "tomorrow at 08:00 London time", HOURS_LONDON),
+        ("cust-chloe", "tomorrow at 09:00 Paris time", HOURS_PARIS),
+        # No profile: the default zone, named, as it may not be the customer's.
+        (None, "tomorrow at 09:00 Berlin time", HOURS_BERLIN + " Berlin time"),
+    ],
+)
+async def test_outside_business_hours_the_opening_and_hours_are_in_the_customers_zone(
+    svc: Any, monkeypatch: pytest.MonkeyPatch, customer: Optional[str], opening: str, hours: str
 ) -> None:
     freeze_clock(monkeypatch, SUNDAY)
 
-    _, messages = await handoff(HUMAN_TRIAGE, customer="cust-ben")  # Europe/London
+    _, messages = await handoff(HUMAN_TRIAGE, customer=customer)
 
     assert messages == [
-        bot_message(
-            QUEUED_CLOSED.format(reference="T-000001", opening="Monday 30 November at 08:00")
-        )
+        bot_message(QUEUED_CLOSED.format(reference="T-000001", opening=opening, hours=hours))
     ]
+
+
+async def test_tomorrow_is_the_customers_tomorrow(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 23:30 UTC on Sunday: Monday 00:30 in Berlin, still Sunday 23:30 in London.
+    freeze_clock(monkeypatch, datetime(2026, 11, 29, 23, 30, tzinfo=timezone.utc))
+
+    _, anna = await handoff(HUMAN_TRIAGE, customer="cust-anna")
+    _, ben = await handoff(HUMAN_TRIAGE, customer="cust-ben", sender_id="conv-ben")
+
+    assert anna == [bot_message(QUEUED_CLOSED.format(
+        reference="T-000001", opening="today at 09:00", hours=HOURS_BERLIN))]
+    assert ben == [bot_message(QUEUED_CLOSED.format(
+        reference="T-000002", opening="tomorrow at 08:00 London time", hours=HOURS_LONDON))]
+
+
+@pytest.mark.parametrize(
+    ("customer", "opening", "hours"),
+    [
+        ("cust-anna", "Monday 28 December at 09:00", HOURS_BERLIN),
+        ("cust-ben", "Monday 28 December at 08:00 London time", HOURS_LONDON),
+    ],
+)
+async def test_on_a_public_holiday_the_customer_is_told_which(
+    svc: Any, monkeypatch: pytest.MonkeyPatch, customer: str, opening: str, hours: str
+) -> None:
+    freeze_clock(monkeypatch, CHRISTMAS)  # the 26th is a holiday too, the 27th a Sunday
+
+    _, messages = await handoff(HUMAN_TRIAGE, customer=customer)
+
+    assert messages == [bot_message(QUEUED_HOLIDAY.format(
+        reference="T-000001", holiday="Christmas Day", opening=opening, hours=hours))]
+
+
+async def test_a_holiday_monday_is_back_on_tuesday(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    freeze_clock(monkeypatch, datetime(2027, 3, 29, 10, 0, tzinfo=timezone.utc))  # Easter Monday
+
+    _, messages = await handoff(ANGRY_TRIAGE)
+
+    assert messages == [bot_message(SORRY + QUEUED_HOLIDAY.format(
+        reference="T-000001", holiday="Easter Monday", opening="tomorrow at 09:00",
+        hours=HOURS_BERLIN))]
+
+
+async def test_christmas_eve_evening_is_closed_but_no_holiday(
+    svc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freeze_clock(monkeypatch, datetime(2026, 12, 24, 18, 0, tzinfo=timezone.utc))  # 19:00 Berlin
+
+    _, messages = await handoff(HUMAN_TRIAGE, customer="cust-chloe")
+
+    assert messages == [bot_message(QUEUED_CLOSED.format(
+        reference="T-000001", opening="Monday 28 December at 09:00 Paris time",
+        hours=HOURS_PARIS))]
+
+
+async def test_christmas_eve_is_open_in_berlin(
+    svc_nobody_online: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freeze_clock(monkeypatch, datetime(2026, 12, 24, 10, 0, tzinfo=timezone.utc))
+
+    _, messages = await handoff(HUMAN_TRIAGE)
+
+    assert [m["text"] for m in messages] == [  # open, but nobody online a month on
+        "I'm passing you to a person from our support team. Your ticket T-000001 is queued "
+        "with everything we've said so far, so you won't have to repeat yourself. Nobody from "
+        "the team is online this very moment; replies usually take a little while. You can "
+        "close the chat: the reply will be waiting here."
+    ]
+
+
+async def test_a_named_closed_date_is_said_like_a_holiday(
+    svc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import reset_settings_cache
+
+    monkeypatch.setenv("SUPPORT_CLOSED_DATES", "2026-11-30 our team day, 2026-12-01")
+    reset_settings_cache()
+    freeze_clock(monkeypatch, datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc))
+
+    _, monday = await handoff(HUMAN_TRIAGE)
+    freeze_clock(monkeypatch, datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc))
+    _, tuesday = await handoff(HUMAN_TRIAGE, sender_id="conv-2")
+
+    assert monday == [bot_message(QUEUED_HOLIDAY.format(
+        reference="T-000001", holiday="our team day", opening="Wednesday 2 December at 09:00",
+        hours=HOURS_BERLIN))]
+    assert tuesday == [bot_message(QUEUED_CLOSED.format(  # unnamed: closed, no name
+        reference="T-000002", opening="tomorrow at 09:00", hours=HOURS_BERLIN))]
 
 
 # ---------------------------------------------------------------- transcript

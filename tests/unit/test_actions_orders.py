@@ -187,6 +187,7 @@ async def test_own_open_order_is_accepted(svc: Any, action: Any, form: str) -> N
         SlotSet("order_attempts", 0),
         SlotSet("order_status", "processing"),
         SlotSet("order_eligible", eligible),
+        SlotSet("recent_order", "104301"),
     ]
     if not eligible:  # the form ends at once
         expected.append(SlotSet("requested_slot", None))
@@ -244,6 +245,7 @@ async def test_form_ends_at_once_when_the_order_cannot_proceed(
         SlotSet("order_attempts", 0),
         SlotSet("order_status", status),
         SlotSet("order_eligible", False),
+        SlotSet("recent_order", number),
         SlotSet("requested_slot", None),
     ]
     assert messages == []
@@ -275,6 +277,7 @@ async def test_form_goes_on_when_the_order_is_eligible(
         SlotSet("order_attempts", 0),
         SlotSet("order_status", order.status),
         SlotSet("order_eligible", True),
+        SlotSet("recent_order", number),
     ]
     assert messages == []
 
@@ -293,6 +296,7 @@ async def test_refund_form_ends_at_once_for_a_delivered_order_that_is_not_paid(s
         SlotSet("order_attempts", 0),
         SlotSet("order_status", "delivered"),
         SlotSet("order_eligible", False),
+        SlotSet("recent_order", "104160"),
         SlotSet("requested_slot", None),
     ]
     assert messages == []
@@ -372,7 +376,8 @@ async def test_refund_request_form_shortcut_ends_in_the_reason_it_cannot_proceed
     validated, _ = await run_action(
         form, form_tracker("refund_request_form", {"order_number": number}, customer=customer)
     )
-    assert validated[-2:] == [SlotSet("order_eligible", False), SlotSet("requested_slot", None)]
+    assert validated[-3:] == [SlotSet("order_eligible", False), SlotSet("recent_order", number),
+                              SlotSet("requested_slot", None)]
 
     # The next turn: the form sees the validated slots and asks nothing more.
     slots = {"order_number": number, "order_status": status, "order_eligible": False}

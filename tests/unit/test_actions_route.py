@@ -47,6 +47,7 @@ def guided_resets(time: bool = False, order_number: bool = False) -> List[Dict[s
         SlotSet("change_request", None),
         SlotSet("refund_reason", None),
         SlotSet("ticket_summary", None),
+        SlotSet("prefilled", None),
         *([] if time else [SlotSet("callback_time", None)]),
         *([] if order_number else [SlotSet("order_number", None), SlotSet("order_eligible", None)]),
         SlotSet("order_attempts", 0),
@@ -83,6 +84,8 @@ async def test_self_service_intent_answers_with_the_faq_article() -> None:
                 {"title": "Request a refund", "payload": "/get_refund"},
                 {"title": "Track my refund", "payload": "/track_refund"},
             ],
+            # the whole article, for channels that draw Markdown (docs/widget-protocol.md)
+            custom={"format": "markdown", "markdown": article.body},
         )
     ]
     assert messages[0]["text"].startswith("You can return unused items within 30 days of delivery")
@@ -174,6 +177,7 @@ async def test_guided_intent_keeps_a_callback_time_given_in_the_same_message() -
         SlotSet("change_request", None),
         SlotSet("refund_reason", None),
         SlotSet("ticket_summary", None),
+        SlotSet("prefilled", None),
         SlotSet("order_number", None),
         SlotSet("order_eligible", None),
         SlotSet("order_attempts", 0),
@@ -201,6 +205,7 @@ async def test_guided_flow_forgets_the_previous_order_when_the_message_names_non
         SlotSet("change_request", None),
         SlotSet("refund_reason", None),
         SlotSet("ticket_summary", None),
+        SlotSet("prefilled", None),
         SlotSet("callback_time", None),
         SlotSet("order_number", None),
         SlotSet("order_eligible", None),
@@ -426,6 +431,7 @@ async def test_inform_with_an_order_number_starts_order_tracking() -> None:
         SlotSet("change_request", None),
         SlotSet("refund_reason", None),
         SlotSet("ticket_summary", None),
+        SlotSet("prefilled", None),
         SlotSet("callback_time", None),
         SlotSet("order_attempts", 0),
     ]

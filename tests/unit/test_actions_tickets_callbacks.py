@@ -32,6 +32,7 @@ from tests.unit.actions_helpers import (
     dispatcher,
     domain,
     form_tracker,
+    freeze_clock,
     installed_services,
     iso,
     make_tracker,
@@ -41,7 +42,10 @@ from tests.unit.actions_helpers import (
 YES_NO = [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}]
 TUESDAY_10_BERLIN = "2026-11-24T10:00:00+01:00"
 TUESDAY_9_UTC = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
-HOURS = "Mon–Fri 09:00–18:00, Sat 10:00–14:00 (Europe/Berlin)"
+#: The phone hours as each customer reads them: in their zone, named unless it is the team's.
+HOURS = "Mon–Fri 09:00–18:00, Sat 10:00–14:00"
+HOURS_LONDON = "Mon–Fri 08:00–17:00, Sat 09:00–13:00 London time"
+HOURS_PARIS = "Mon–Fri 09:00–18:00, Sat 10:00–14:00 Paris time"
 NOT_UNDERSTOOD = (
     'Sorry, I couldn\'t work out a time from that. Try something like "tomorrow at 10" or '
     '"Friday 14:30".'
@@ -104,6 +108,7 @@ async def test_ticket_form_prefills_the_contact_email_from_the_profile() -> None
     assert events == [
         SlotSet("ticket_summary", "The app crashes when I open my orders"),
         SlotSet("contact_email", "anna@example.com"),
+        SlotSet("requested_slot", None),  # typed in answer to the question: no confirmation
     ]
     assert messages == []
 
@@ -118,7 +123,8 @@ async def test_ticket_form_keeps_an_email_the_customer_gave() -> None:
 
     events, _ = await run_action(ValidateTicketForm(), tracker)
 
-    assert events == [SlotSet("ticket_summary", "The app crashes when I open my orders")]
+    assert events == [SlotSet("ticket_summary", "The app crashes when I open my orders"),
+                      SlotSet("requested_slot", None)]
 
 
 async def test_ticket_form_extract_contact_email() -> None:
@@ -135,7 +141,7 @@ async def test_ticket_summary_too_short() -> None:
         ValidateTicketForm(), form_tracker("ticket_form", {"ticket_summary": "broken"})
     )
 
-    assert events == [SlotSet("ticket_summary", None)]
+    assert events == [SlotSet("ticket_summary", None), SlotSet("requested_slot", "ticket_summary")]
     assert messages == [
         bot_message("Could you describe it in a little more detail? A sentence or two is enough.")
     ]
@@ -150,7 +156,7 @@ async def test_contact_email_is_found_in_the_text_and_lowercased() -> None:
 
     events, messages = await run_action(ValidateTicketForm(), tracker)
 
-    assert events == [SlotSet("contact_email", "anna.s@example.com")]
+    assert events == [SlotSet("contact_email", "anna.s@example.com"), SlotSet("requested_slot", None)]
     assert messages == []
 
 
@@ -163,7 +169,7 @@ async def test_invalid_contact_email() -> None:
 
     events, messages = await run_action(ValidateTicketForm(), tracker)
 
-    assert events == [SlotSet("contact_email", None)]
+    assert events == [SlotSet("contact_email", None), SlotSet("requested_slot", "contact_email")]
     assert messages == [
         bot_message(
             '"anna at example" doesn\'t look like an email address. Please send it again, e.g. '
@@ -173,6 +179,10 @@ async def test_invalid_contact_email() -> None:
 
 
 # ------------------------------------------------------------- create ticket
+
+#: What the ticket action resets, whatever happens: the next ticket starts afresh.
+TICKET_FORM_DONE = [SlotSet("ticket_summary", None), SlotSet("confirm", None),
+                    SlotSet("prefilled", None)]
 
 PAYMENT_TRIAGE = {
     "intent": "payment_issue",
@@ -204,7 +214,7 @@ async def test_create_ticket_stores_triage_slots_and_transcript(svc: Any) -> Non
 
     events, messages = await run_action(ActionCreateTicket(), tracker)
 
-    assert events == [SlotSet("ticket_summary", None), SlotSet("last_ticket", "T-000001")]
+    assert events == [*TICKET_FORM_DONE, SlotSet("last_ticket", "T-000001")]
     assert messages == [
         bot_message(
             "I've opened ticket T-000001 for you. Our support team will reply to "
@@ -267,7 +277,7 @@ async def test_create_ticket_without_triage_uses_other_and_normal(svc: Any) -> N
 
     events, messages = await run_action(ActionCreateTicket(), tracker)
 
-    assert events == [SlotSet("ticket_summary", None), SlotSet("last_ticket", "T-000001")]
+    assert events == [*TICKET_FORM_DONE, SlotSet("last_ticket", "T-000001")]
     assert messages == [
         bot_message(
             "I've opened ticket T-000001 for you. Our support team will reply to x@example.org "
@@ -287,7 +297,7 @@ async def test_create_ticket_without_a_verified_customer_opens_nothing(svc: Any)
 
     events, messages = await run_action(ActionCreateTicket(), tracker)
 
-    assert events == []
+    assert events == TICKET_FORM_DONE
     assert [m["text"] for m in messages] == [
         "To look at orders, refunds, tickets or call-backs I need to know it's you: please log "
         "in to the app (or the website) and open the chat from there. I can still answer "
@@ -373,8 +383,8 @@ async def test_callback_time_on_a_sunday_is_closed_with_a_suggestion() -> None:
     assert events == [SlotSet("callback_time", None)]
     assert messages == [
         bot_message(
-            f"Sunday 29 November at 10:00 is outside our phone hours; we call {HOURS}. The "
-            "next possible time is Monday 30 November at 09:00 your time. When should we call?"
+            f"Sorry, Sunday 29 November at 10:00 is outside our phone hours; we call {HOURS}. "
+            "The next possible time is Monday 30 November at 09:00. When should we call?"
         )
     ]
 
@@ -385,10 +395,86 @@ async def test_closed_suggestion_is_in_the_customers_zone() -> None:
     assert events == [SlotSet("callback_time", None)]
     assert messages == [
         bot_message(
-            f"Saturday 28 November at 15:00 is outside our phone hours; we call {HOURS}. The "
-            "next possible time is Monday 30 November at 08:00 your time. When should we call?"
+            "Sorry, Saturday 28 November at 15:00 London time is outside our phone hours; we "
+            f"call {HOURS_LONDON}. The next possible time is Monday 30 November at 08:00 "
+            "London time. When should we call?"
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("customer", "typed", "text"),
+    [
+        ("cust-anna", "today at 7pm",
+         f"Sorry, today at 19:00 is outside our phone hours; we call {HOURS}. The next "
+         "possible time is tomorrow at 09:00. When should we call?"),
+        # 18:00 in London is 19:00 in Berlin.
+        ("cust-ben", "today at 6pm",
+         "Sorry, today at 18:00 London time is outside our phone hours; we call "
+         f"{HOURS_LONDON}. The next possible time is tomorrow at 08:00 London time. When "
+         "should we call?"),
+        ("cust-chloe", "today at 7pm",
+         "Sorry, today at 19:00 Paris time is outside our phone hours; we call "
+         f"{HOURS_PARIS}. The next possible time is tomorrow at 09:00 Paris time. When should "
+         "we call?"),
+        # A Friday evening: the next opening is Saturday morning.
+        ("cust-anna", "friday at 7pm",
+         f"Sorry, Friday 27 November at 19:00 is outside our phone hours; we call {HOURS}. "
+         "The next possible time is Saturday 28 November at 10:00. When should we call?"),
+    ],
+)
+async def test_closed_times_are_said_in_the_customers_zone_with_today_and_tomorrow(
+    customer: str, typed: str, text: str
+) -> None:
+    events, messages = await validate_time(typed, customer)
+
+    assert events == [SlotSet("callback_time", None)]
+    assert messages == [bot_message(text)]
+
+
+@pytest.mark.parametrize(
+    ("now", "customer", "typed", "text"),
+    [
+        # Monday 21 December 2026: Christmas Day (Friday) and the 26th are holidays.
+        (datetime(2026, 12, 21, 10, 0, tzinfo=timezone.utc), "cust-anna", "friday at 10",
+         "Sorry, our team is off for Christmas Day at that time (Friday 25 December at 10:00). "
+         "The next possible time is Monday 28 December at 09:00. When should we call?"),
+        (datetime(2026, 12, 21, 10, 0, tzinfo=timezone.utc), "cust-ben", "25 december at 11",
+         "Sorry, our team is off for Christmas Day at that time (Friday 25 December at 11:00 "
+         "London time). The next possible time is Monday 28 December at 08:00 London time. "
+         "When should we call?"),
+        (datetime(2026, 12, 21, 10, 0, tzinfo=timezone.utc), "cust-anna", "saturday at 11",
+         "Sorry, our team is off for Second Day of Christmas at that time (Saturday 26 "
+         "December at 11:00). The next possible time is Monday 28 December at 09:00. When "
+         "should we call?"),
+        # Thursday 25 March 2027: Good Friday is tomorrow, Easter Monday a holiday Monday.
+        (datetime(2027, 3, 25, 10, 0, tzinfo=timezone.utc), "cust-anna", "tomorrow at 10",
+         "Sorry, our team is off for Good Friday at that time (tomorrow at 10:00). The next "
+         "possible time is Saturday 27 March at 10:00. When should we call?"),
+        (datetime(2027, 3, 25, 10, 0, tzinfo=timezone.utc), "cust-chloe", "monday at 10",
+         "Sorry, our team is off for Easter Monday at that time (Monday 29 March at 10:00 "
+         "Paris time). The next possible time is Tuesday 30 March at 09:00 Paris time. When "
+         "should we call?"),
+    ],
+)
+async def test_a_call_back_on_a_public_holiday_is_refused_with_its_name(
+    monkeypatch: pytest.MonkeyPatch, now: datetime, customer: str, typed: str, text: str
+) -> None:
+    freeze_clock(monkeypatch, now)
+
+    events, messages = await validate_time(typed, customer)
+
+    assert events == [SlotSet("callback_time", None)]
+    assert messages == [bot_message(text)]
+
+
+async def test_christmas_eve_is_bookable_in_berlin(monkeypatch: pytest.MonkeyPatch) -> None:
+    freeze_clock(monkeypatch, datetime(2026, 12, 21, 10, 0, tzinfo=timezone.utc))
+
+    events, messages = await validate_time("thursday at 10")
+
+    assert events == [SlotSet("callback_time", "2026-12-24T10:00:00+01:00")]
+    assert messages == []
 
 
 @pytest.mark.parametrize(
@@ -430,12 +516,32 @@ async def test_callback_confirmation_question() -> None:
 
     assert events == []
     assert messages == [
-        bot_message(
-            "Shall I book a call to +4915123456789 on Tuesday 24 November at 10:00 "
-            "(Europe/Berlin time)?",
-            buttons=YES_NO,
-        )
+        bot_message("Shall I book a call to +4915123456789 for tomorrow at 10:00?", buttons=YES_NO)
     ]
+
+
+@pytest.mark.parametrize(
+    ("customer", "callback_time", "text"),
+    [
+        ("cust-ben", "2026-11-24T10:00:00+00:00",
+         "Shall I book a call to +4915123456789 for tomorrow at 10:00 London time?"),
+        ("cust-chloe", "2026-11-25T14:00:00+01:00",
+         "Shall I book a call to +4915123456789 for Wednesday 25 November at 14:00 Paris time?"),
+        # Today, said in the customer's zone whatever zone the slot was stored in.
+        ("cust-ben", "2026-11-23T16:30:00+01:00",
+         "Shall I book a call to +4915123456789 for today at 15:30 London time?"),
+    ],
+)
+async def test_callback_confirmation_in_the_customers_zone(
+    customer: str, callback_time: str, text: str
+) -> None:
+    tracker = make_tracker(
+        slots={"phone": "+4915123456789", "callback_time": callback_time}, customer=customer
+    )
+
+    _, messages = await run_action(ActionAskCallbackConfirm(), tracker)
+
+    assert messages == [bot_message(text, buttons=YES_NO)]
 
 
 # ------------------------------------------------------------ book a call
@@ -460,8 +566,8 @@ async def test_schedule_callback_confirmed_books_a_call(svc: Any) -> None:
     assert events == [SlotSet("confirm", None), SlotSet("callback_time", None)]
     assert messages == [
         bot_message(
-            "Booked (C-000001): we'll call +4915123456789 on Tuesday 24 November at 10:00. You "
-            "can move or cancel it here in the chat at any time before the call.",
+            "Booked (C-000001): a call to +4915123456789 for tomorrow at 10:00. You can move or "
+            "cancel it here in the chat at any time before the call.",
             buttons=[
                 {"title": "Move the call", "payload": "/reschedule_callback"},
                 {"title": "Cancel the call", "payload": "/cancel_callback"},
@@ -677,7 +783,7 @@ async def test_reschedule_form_asks_for_the_new_time(svc: Any) -> None:
 
     assert events == []
     assert messages == [
-        bot_message("When should we call you instead? It's booked for Tuesday 24 November at 10:00.")
+        bot_message("When should we call you instead? It's booked for tomorrow at 10:00.")
     ]
 
 
@@ -697,7 +803,8 @@ async def test_reschedule_callback_moves_the_stored_call(svc: Any) -> None:
     assert events == [SlotSet("callback_time", None)]
     assert messages == [
         bot_message(
-            "Done: we'll now call +4915123456789 on Wednesday 25 November at 14:00 (C-000001)."
+            "Done: the call to +4915123456789 is now booked for Wednesday 25 November at 14:00 "
+            "(C-000001)."
         )
     ]
     moved = await svc.store.get_callback(booked.reference)
@@ -756,7 +863,9 @@ async def test_cancel_callback_cancels_the_stored_call(svc: Any) -> None:
 
     assert events == []
     assert messages == [
-        bot_message("Cancelled: we won't call you on Tuesday 24 November at 10:00 (C-000001).")
+        bot_message(
+            "Cancelled: we won't make the call booked for tomorrow at 10:00 (C-000001)."
+        )
     ]
     assert (await svc.store.get_callback(booked.reference)).status == "cancelled"
     assert await svc.store.active_callbacks(customer_id="cust-anna") == []

@@ -139,6 +139,55 @@ def test_articles_are_hashable(index: FaqIndex) -> None:
     assert len(set(index.articles)) == len(index.articles)
 
 
+def test_article_body_as_blocks_and_plain_text(index: FaqIndex) -> None:
+    """What the widget draws (blocks) and what plain-text clients show (body_text)."""
+    for article in index.articles:
+        title = {"type": "heading", "level": 1, "content": [{"type": "text", "text": article.title}]}
+        assert article.blocks[0] == title, article.id  # the article view shows it once
+        assert article.blocks is article.blocks  # rendered once
+    fees = index.get("cancellation-fees")
+    assert fees is not None
+    table = next(block for block in fees.blocks if block["type"] == "table")
+    assert [cell[0]["text"] for cell in table["header"]] == ["Situation", "Can I cancel?", "Cost"]
+    assert fees.body_text.startswith("Cancellation fees\n\nOverview\n\nSituation | Can I cancel? | Cost\n")
+    tracking = index.get("order-tracking-help")
+    assert tracking is not None
+    links = [span for block in tracking.blocks if block["type"] == "paragraph"
+             for span in block["content"] if span["type"] == "link"]
+    assert [link["href"] for link in links] == [
+        "https://www.dhl.de/en/privatkunden.html", "https://www.dpd.com/", "https://www.ups.com/track"]
+
+
+async def test_current_index_renders_the_articles_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_caches: None
+) -> None:
+    import threading
+
+    import bot.faq as faq
+
+    threads: list = []
+    render = faq.markdown_to_blocks
+
+    def recording(markdown: str) -> list:
+        threads.append(threading.current_thread())
+        return render(markdown)
+
+    monkeypatch.setattr(faq, "markdown_to_blocks", recording)
+    write_article(tmp_path, "refunds.md")
+    monkeypatch.setenv("FAQ_DIR", str(tmp_path))
+    reset_settings_cache()
+    faq._CURRENT.clear()
+    try:
+        index = await faq.current_index()
+        article = index.get("refunds")
+        assert article is not None
+        assert threads and threading.main_thread() not in threads  # rendered in a worker
+        assert article.body_text == "Refunds\n\nRefunds take 3 business days."
+        assert len(threads) == 1  # and kept
+    finally:
+        faq._CURRENT.clear()
+
+
 # --- search ---------------------------------------------------------------------
 
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.timeparse import ParsedTime, find_when, humanize, parse_when
+from bot.timeparse import ParsedTime, find_when, humanize, parse_when, zone_label
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -237,3 +238,70 @@ def test_humanize() -> None:
     utc = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
     assert humanize(utc) == "Tuesday 24 November at 09:00"
     assert humanize(utc.astimezone(BERLIN)) == "Tuesday 24 November at 10:00"
+
+
+LONDON = ZoneInfo("Europe/London")
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    "tz, expected",
+    [
+        (BERLIN, "Berlin time"),
+        (LONDON, "London time"),
+        (PARIS, "Paris time"),
+        (NEW_YORK, "New York time"),
+        (ZoneInfo("America/Argentina/Buenos_Aires"), "Buenos Aires time"),
+        (ZoneInfo("UTC"), "UTC"),
+        (ZoneInfo("Etc/UTC"), "UTC"),
+        (timezone.utc, "UTC"),
+        (ZoneInfo("US/Eastern"), "US/Eastern time"),
+        (ZoneInfo("Etc/GMT+5"), "Etc/GMT+5 time"),
+    ],
+)
+def test_zone_label(tz: Any, expected: str) -> None:
+    assert zone_label(tz) == expected
+
+
+def test_humanize_names_the_zone_on_request() -> None:
+    assert humanize(at(11, 30, 8, tz=LONDON), zone=True) == "Monday 30 November at 08:00 London time"
+    assert humanize(at(11, 30, 9, tz=PARIS), zone=True) == "Monday 30 November at 09:00 Paris time"
+    assert humanize(at(11, 30, 9), zone=True) == "Monday 30 November at 09:00 Berlin time"
+    assert humanize(datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc), zone=True) == (
+        "Monday 30 November at 08:00 UTC"
+    )
+
+
+@pytest.mark.parametrize(
+    "when, expected",
+    [
+        (at(11, 23, 16), "today at 16:00"),
+        (at(11, 24, 10), "tomorrow at 10:00"),
+        (at(11, 24, 0, 5), "tomorrow at 00:05"),
+        (at(11, 25, 10), "Wednesday 25 November at 10:00"),
+        (at(11, 22, 10), "Sunday 22 November at 10:00"),  # yesterday: the date
+        (at(11, 23, 16, year=2027), "Tuesday 23 November at 16:00"),  # not "today"
+    ],
+)
+def test_humanize_says_today_and_tomorrow(when: datetime, expected: str) -> None:
+    assert humanize(when, now=NOW) == expected
+
+
+def test_today_and_tomorrow_are_dates_in_the_datetimes_zone() -> None:
+    # 23:30 UTC on Sunday 29 November: Monday 00:30 in Berlin, Sunday 23:30 in London.
+    now = datetime(2026, 11, 29, 23, 30, tzinfo=timezone.utc)
+    monday_9_berlin = at(11, 30, 9)
+
+    assert humanize(monday_9_berlin, now=now) == "today at 09:00"
+    assert humanize(monday_9_berlin.astimezone(LONDON), now=now) == "tomorrow at 08:00"
+    assert humanize(monday_9_berlin.astimezone(LONDON), now=now, zone=True) == (
+        "tomorrow at 08:00 London time"
+    )
+
+
+def test_humanize_with_now_or_zone_needs_an_aware_datetime() -> None:
+    assert humanize(datetime(2026, 11, 24, 10, 0)) == "Tuesday 24 November at 10:00"
+    with pytest.raises(ValueError):
+        humanize(datetime(2026, 11, 24, 10, 0), now=NOW)
+    with pytest.raises(ValueError):
+        humanize(datetime(2026, 11, 24, 10, 0), zone=True)

@@ -1,5 +1,6 @@
 /* Northwind agent console: a single page, plain JS, no build step.
- * Every server-provided string is rendered with textContent (never innerHTML).
+ * Every server-provided string is rendered with textContent (never innerHTML); rich text
+ * (FAQ articles in bot messages) arrives as JSON "blocks" drawn with DOM APIs.
  * Routes: #/login, #/inbox, #/t/<ticket reference>, #/dashboard.
  * API and live frames: docs/agent-console.md. */
 (function () {
@@ -52,6 +53,74 @@
       el.appendChild(typeof child === 'object' ? child : document.createTextNode(String(child)));
     }
     return el;
+  }
+
+  // Rich text of bot messages (FAQ articles): JSON "blocks" from the server
+  // (bot/richtext.py), drawn with DOM APIs and text nodes. Links open only http(s)/mailto.
+  const RICH_DEPTH = 12;
+
+  function safeHref(href) {
+    if (typeof href !== 'string' || /[\s\u0000-\u001f]/.test(href)) return null;
+    try {
+      const url = new URL(href);
+      if (url.protocol === 'mailto:') return url.pathname ? url.href : null;
+      return (url.protocol === 'https:' || url.protocol === 'http:') && url.hostname ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function richSpans(list, depth) {
+    const out = [];
+    for (const sp of Array.isArray(list) ? list : []) {
+      if (!sp || typeof sp !== 'object') continue;
+      const kids = () => (depth < RICH_DEPTH ? richSpans(sp.content, depth + 1) : []);
+      if (sp.type === 'text') out.push(String(sp.text == null ? '' : sp.text));
+      else if (sp.type === 'break') out.push(h('br'));
+      else if (sp.type === 'code') out.push(h('code', {}, String(sp.text == null ? '' : sp.text)));
+      else if (sp.type === 'strong' || sp.type === 'em') out.push(h(sp.type, {}, kids()));
+      else if (sp.type === 'link') {
+        const href = safeHref(sp.href);
+        out.push(href ? h('a', { href, target: '_blank', rel: 'noopener noreferrer' }, kids()) : h('span', {}, kids()));
+      }
+    }
+    return out;
+  }
+
+  function richBlocks(list, depth) {
+    const out = [];
+    if (depth > RICH_DEPTH) return out;
+    for (const b of Array.isArray(list) ? list : []) {
+      if (!b || typeof b !== 'object') continue;
+      if (b.type === 'paragraph') out.push(h('p', {}, richSpans(b.content, 0)));
+      else if (b.type === 'heading') {
+        const level = Math.min(6, Math.max(1, Math.floor(Number(b.level)) || 1) + 3);
+        out.push(h('h' + level, { class: 'ac-rich-h' }, richSpans(b.content, 0)));
+      } else if (b.type === 'list') {
+        const start = Math.floor(Number(b.start));
+        out.push(h(b.ordered ? 'ol' : 'ul', { start: b.ordered && start > 1 ? start : null },
+          (Array.isArray(b.items) ? b.items : []).map((item) => h('li', {}, richBlocks(item, depth + 1)))));
+      } else if (b.type === 'quote') out.push(h('blockquote', {}, richBlocks(b.blocks, depth + 1)));
+      else if (b.type === 'code') out.push(h('pre', {}, h('code', {}, String(b.text == null ? '' : b.text))));
+      else if (b.type === 'rule') out.push(h('hr'));
+      else if (b.type === 'table') {
+        const row = (cells, tag) => h('tr', {}, (Array.isArray(cells) ? cells : []).map((c) =>
+          h(tag, tag === 'th' ? { scope: 'col' } : {}, richSpans(c, 0))));
+        out.push(h('div', { class: 'ac-rich-table', role: 'region', 'aria-label': 'Table', tabindex: '0' },
+          h('table', {}, [
+            Array.isArray(b.header) && b.header.length ? h('thead', {}, row(b.header, 'th')) : null,
+            h('tbody', {}, (Array.isArray(b.rows) ? b.rows : []).map((r) => row(r, 'td'))),
+          ])));
+      }
+    }
+    return out;
+  }
+
+  /** A message's rich content, folded under its text (what the customer's widget shows). */
+  function richPart(message) {
+    if (!Array.isArray(message.blocks) || !message.blocks.length) return null;
+    const body = h('div', { class: 'ac-rich' }, richBlocks(message.blocks, 0));
+    return message.text ? h('details', { class: 'ac-rich-more' }, [h('summary', {}, 'Read more'), body]) : body;
   }
 
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -620,7 +689,7 @@
     if (mine) meta.appendChild(h('span', { class: 'ac-ticks', 'data-status': message.status,
       'aria-label': message.status }, ' ' + ticks(message.status)));
     log.appendChild(h('div', { class: 'ac-msg', 'data-sender': message.sender, 'data-id': message.id },
-      [message.text, meta]));
+      [message.text, richPart(message), meta]));
     if (!initial) log.scrollTop = log.scrollHeight;
   }
 
@@ -704,6 +773,34 @@
   document.addEventListener('visibilitychange', () => { if (!document.hidden) markRead(); });
 
   // ------------------------------------------------------------------ dashboard
+  // Figures come from GET /api/metrics (SQL aggregates; definitions in docs/agent-console.md,
+  // "Figures"). null means "no data" and is shown as "–", never as 0.
+
+  const csatText = (c) => (c.average == null ? '–' : c.average.toFixed(2) + ' / 5');
+
+  // the targets the team quotes (sent by the server with the figures: m.targets)
+  const TARGET_TEXT = {
+    resolution: (t) => 'under ' + Math.round(t.value / 60) + ' min',
+    csat: (t) => 'above ' + t.value + ' / 5',
+    self_service: (t) => 'at least ' + pct(t.value),
+  };
+
+  function targetLine(name, t) {
+    if (!t) return null;
+    const state = t.met == null ? 'none' : (t.met ? 'met' : 'missed');
+    const verdict = t.met == null ? 'no data yet' : (t.met ? 'met ✓' : 'not met ✗');
+    return h('small', { class: 'ac-target', 'data-target': name, 'data-met': state },
+      'Target ' + TARGET_TEXT[name](t) + ': ' + verdict);
+  }
+
+  function figureTable(label, keyName, rows, columns) {
+    return h('div', { class: 'ac-table-wrap' }, h('table', { class: 'ac-table', 'aria-label': label }, [
+      h('thead', {}, h('tr', {}, [h('th', { scope: 'col' }, keyName)].concat(
+        columns.map(([title]) => h('th', { scope: 'col' }, title))))),
+      h('tbody', {}, rows.map(([key, b]) => h('tr', { ['data-' + keyName.toLowerCase()]: key }, [
+        h('th', { scope: 'row' }, key)].concat(columns.map(([, id, show]) => h('td', { 'data-figure': id }, show(b))))))),
+    ]));
+  }
 
   async function renderDashboard(days) {
     state.detail = null;
@@ -715,64 +812,85 @@
     }
     const range = h('select', { 'aria-label': 'Period', onchange: (e) => renderDashboard(Number(e.target.value)) },
       [7, 30, 90].map((n) => h('option', { value: n, selected: n === days }, 'Last ' + n + ' days')));
-    const kpi = (label, value, id) => h('div', { class: 'ac-kpi', 'data-kpi': id }, [h('b', {}, value), h('span', {}, label)]);
+    const targets = m.targets || {};
+    const kpi = (label, value, id, target) => h('div', { class: 'ac-kpi', 'data-kpi': id }, [
+      h('b', {}, value), h('span', {}, label), target ? targetLine(target, targets[target]) : null]);
     const csat = m.csat;
     const categories = Object.entries(m.by_category || {});
     const daysList = Object.entries(m.by_day || {});
+    const count = (n) => (n == null ? '–' : String(n));
     main().replaceChildren(h('section', { id: 'ac-dashboard' }, [
       h('div', { class: 'ac-filters' }, [range]),
       h('div', { class: 'ac-kpis' }, [
-        kpi('Avg resolution time', duration(m.resolution.average_seconds), 'resolution-avg'),
+        kpi('Avg resolution time (' + m.resolution.count + ' resolved)', duration(m.resolution.average_seconds), 'resolution-avg', 'resolution'),
         kpi('Median resolution time', duration(m.resolution.median_seconds), 'resolution-median'),
-        kpi('Avg first response', duration(m.first_response.average_seconds), 'first-response-avg'),
+        kpi('Avg first response (' + m.first_response.count + ')', duration(m.first_response.average_seconds), 'first-response-avg'),
         kpi('Median first response', duration(m.first_response.median_seconds), 'first-response-median'),
-        kpi('CSAT (' + csat.count + ' ratings)', csat.average == null ? '–' : csat.average.toFixed(2) + ' / 5', 'csat'),
-        kpi('Self-service rate', pct(m.self_service_rate), 'self-service'),
-        kpi('Handoff rate', pct(m.handoff_rate), 'handoff'),
-        kpi('Conversations', String(m.conversations), 'conversations'),
+        kpi('CSAT (' + csat.count + ' ratings)', csatText(csat), 'csat', 'csat'),
+        kpi('Self-service rate (' + m.self_served + ' of ' + m.conversations + ')', pct(m.self_service_rate), 'self-service', 'self_service'),
+        kpi('Handoff rate (' + m.handoffs + ')', pct(m.handoff_rate), 'handoff'),
+        kpi('Questions (chat sessions)', String(m.conversations), 'conversations'),
       ]),
+      h('section', { class: 'ac-card' }, [h('h3', {}, 'By category'),
+        categories.length ? figureTable('Figures by category', 'Category', categories, [
+          ['Tickets', 'tickets', (b) => count(b.tickets)],
+          ['Handoffs', 'handoffs', (b) => count(b.handoffs)],
+          ['Avg resolution', 'resolution-avg', (b) => duration(b.resolution.average_seconds)],
+          ['Median resolution', 'resolution-median', (b) => duration(b.resolution.median_seconds)],
+          ['Avg first response', 'first-response-avg', (b) => duration(b.first_response.average_seconds)],
+          ['CSAT', 'csat', (b) => (b.csat.average == null ? '–' : b.csat.average.toFixed(2) + ' (' + b.csat.count + ')')],
+        ]) : h('p', { class: 'ac-small' }, 'No tickets yet.')]),
+      h('section', { class: 'ac-card' }, [h('h3', {}, 'By day (UTC)'),
+        daysList.length ? figureTable('Figures by day', 'Day', daysList, [
+          ['Questions', 'conversations', (b) => count(b.conversations)],
+          ['Self-service', 'self-service', (b) => pct(b.self_service_rate)],
+          ['Handoffs', 'handoffs', (b) => count(b.handoffs)],
+          ['Avg resolution', 'resolution-avg', (b) => duration(b.resolution.average_seconds)],
+          ['CSAT', 'csat', (b) => (b.csat.average == null ? '–' : b.csat.average.toFixed(2) + ' (' + b.csat.count + ')')],
+        ]) : h('p', { class: 'ac-small' }, 'No data yet.')]),
       h('section', { class: 'ac-card' }, [h('h3', {}, 'Rating distribution'),
         barChart([1, 2, 3, 4, 5].map((n) => [n + '★', csat.distribution[String(n)] || 0]), (v) => String(v))]),
       h('section', { class: 'ac-card' }, [h('h3', {}, 'Resolution time by category (average)'),
-        categories.length ? barChart(categories.map(([c, b]) => [c, b.resolution.average_seconds || 0]), duration)
+        categories.length ? barChart(categories.map(([c, b]) => [c, b.resolution.average_seconds]), duration)
           : h('p', { class: 'ac-small' }, 'No tickets yet.')]),
       h('section', { class: 'ac-card' }, [h('h3', {}, 'CSAT by category'),
-        categories.length ? barChart(categories.map(([c, b]) => [c, b.csat.average || 0]), (v) => v.toFixed(1))
+        categories.length ? barChart(categories.map(([c, b]) => [c, b.csat.average]), (v) => (v == null ? '–' : v.toFixed(2)))
           : h('p', { class: 'ac-small' }, 'No ratings yet.')]),
-      h('section', { class: 'ac-card' }, [h('h3', {}, 'Conversations and handoffs by day'),
+      h('section', { class: 'ac-card' }, [h('h3', {}, 'Questions and handoffs by day'),
         daysList.length ? dayChart(daysList) : h('p', { class: 'ac-small' }, 'No conversations yet.')]),
       h('section', { class: 'ac-card' }, [h('h3', {}, 'Self-service rate by day'),
         daysList.length ? lineChart(daysList.map(([d, b]) => [d.slice(5), b.self_service_rate])) : null]),
     ]));
   }
 
+  // rows: [label, value or null]; null draws no bar and the label "–"
   function barChart(rows, format) {
     const width = 340;
     const rowH = 26;
-    const max = Math.max(1e-9, ...rows.map(([, v]) => v));
+    const max = Math.max(1e-9, ...rows.map(([, v]) => v || 0));
     const svg = s('svg', { class: 'ac-chart', viewBox: '0 0 ' + width + ' ' + (rows.length * rowH + 4), role: 'img' });
     rows.forEach(([label, value], i) => {
       const y = i * rowH + 2;
-      const w = Math.max(1, (value / max) * (width - 150));
+      const w = value == null ? 0 : Math.max(1, (value / max) * (width - 150));
       svg.appendChild(s('text', { x: 0, y: y + 15 }, String(label)));
-      svg.appendChild(s('rect', { class: 'ac-bar-a', x: 90, y: y + 3, width: w, height: rowH - 10, rx: 3 }));
-      svg.appendChild(s('text', { x: 95 + w, y: y + 15 }, format(value)));
+      if (value != null) svg.appendChild(s('rect', { class: 'ac-bar-a', x: 90, y: y + 3, width: w, height: rowH - 10, rx: 3 }));
+      svg.appendChild(s('text', { x: 95 + w, y: y + 15 }, value == null ? '–' : format(value)));
     });
-    svg.setAttribute('aria-label', rows.map(([l, v]) => l + ': ' + format(v)).join(', '));
+    svg.setAttribute('aria-label', rows.map(([l, v]) => l + ': ' + (v == null ? '–' : format(v))).join(', '));
     return svg;
   }
 
   function dayChart(daysList) {
     const width = 340; const height = 140; const pad = 20;
-    const max = Math.max(1, ...daysList.map(([, b]) => b.conversations + b.handoffs));
+    const max = Math.max(1, ...daysList.map(([, b]) => b.conversations || 0));
     const slot = (width - pad) / daysList.length;
     const svg = s('svg', { class: 'ac-chart', viewBox: '0 0 ' + width + ' ' + (height + 18), role: 'img',
-      'aria-label': daysList.map(([d, b]) => d + ': ' + b.conversations + ' conversations, ' + b.handoffs + ' handoffs').join('; ') });
+      'aria-label': daysList.map(([d, b]) => d + ': ' + b.conversations + ' questions, ' + b.handoffs + ' handed off').join('; ') });
     daysList.forEach(([day, b], i) => {
       const x = pad + i * slot;
       const w = Math.max(2, slot / 2 - 2);
-      const hc = (b.conversations / max) * height;
-      const hh = (b.handoffs / max) * height;
+      const hc = ((b.conversations || 0) / max) * height;
+      const hh = ((b.handoffs || 0) / max) * height;
       svg.appendChild(s('rect', { class: 'ac-bar-a', x, y: height - hc, width: w, height: hc }));
       svg.appendChild(s('rect', { class: 'ac-bar-b', x: x + w + 1, y: height - hh, width: w, height: hh }));
       if (daysList.length <= 10 || i % Math.ceil(daysList.length / 8) === 0) {
@@ -780,7 +898,7 @@
       }
     });
     svg.appendChild(s('text', { x: 0, y: 10 }, String(max)));
-    return h('div', {}, [svg, h('p', { class: 'ac-small' }, 'Blue: conversations · orange: handed to a person')]);
+    return h('div', {}, [svg, h('p', { class: 'ac-small' }, 'Blue: questions · orange: handed to a person')]);
   }
 
   function lineChart(points) {

@@ -1,0 +1,207 @@
+"""The base of every form's validation action: what the customer said is never asked again.
+
+Three rules, the same in every guided flow (``data/forms.yml`` tunes them):
+
+1. A slot is validated only when the customer gave a value for it. Starting a flow resets
+   its slots (``action_route``); those empty values are not "answers", so starting or
+   restarting a flow never produces a validation message.
+2. When a flow starts, every slot it can fill from what the customer already said is
+   filled: the order number (from the message, or an order used a few turns ago), the
+   reason, the change, the ticket text (from the message that started the flow, or a
+   message just before it that the bot did not understand), a call time and an email
+   address from the message. The flow then confirms instead of asking.
+3. A question the bot asked is answered by any plain reply, unless the reply is a
+   question about something else, a request to stop or for a person, or (for an order
+   number, phone, time or email) clearly another request: then the form lets the dialogue
+   rules answer it and asks again afterwards.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Dict, List, Mapping, Optional, Text, Tuple
+
+from rasa_sdk import FormValidationAction, Tracker, utils
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.common import typed_text
+from bot.prefill import FormConfig, detail, is_digression, load_form_config
+
+#: Slots whose answer has a recognisable shape: a reply that the NLU confidently
+#: understood as another request is not taken as the answer.
+STRUCTURED_SLOTS = ("order_number", "phone", "callback_time", "contact_email")
+#: Intents that are no other request (an answer may be classified as one of them).
+ANSWER_INTENTS = ("inform", "nlu_fallback", "out_of_scope", "affirm")
+#: Slot names the bot filled from earlier messages when the flow started.
+PREFILLED_SLOT = "prefilled"
+#: The last order the customer's messages named and the bot found in their account.
+RECENT_ORDER_SLOT = "recent_order"
+
+
+def flow_starting(tracker: Tracker) -> bool:
+    """Whether the form runs for the message that started it (it has asked nothing yet)."""
+    return tracker.get_slot("requested_slot") is None
+
+
+def _user_turns_since(tracker: Tracker, slot: str) -> Optional[int]:
+    """How many customer messages came after ``slot`` was last set (None: never set).
+
+    Counting stops at a session start: a new session never reuses an older one's order.
+    """
+    count = 0
+    for event in reversed(tracker.events):
+        kind = event.get("event")
+        if kind == "user":
+            count += 1
+        elif kind == "session_started":
+            return None
+        elif kind == "slot" and event.get("name") == slot:
+            return count if event.get("value") else None
+    return None
+
+
+def _entity(message: Mapping[str, Any], name: str) -> Optional[str]:
+    for entity in message.get("entities") or []:
+        if entity.get("entity") == name and entity.get("value") not in (None, ""):
+            return str(entity["value"])
+    return None
+
+
+def _previous_not_understood(tracker: Tracker) -> Optional[str]:
+    """The customer's message before the latest one, if the bot did not understand it."""
+    seen_latest = False
+    routed_clarify = False
+    for event in reversed(tracker.events):
+        kind = event.get("event")
+        if kind == "session_started":
+            return None
+        if kind == "slot" and event.get("name") == "route" and seen_latest:
+            routed_clarify = routed_clarify or event.get("value") == "clarify"
+        if kind == "user":
+            if not seen_latest:
+                seen_latest = True
+                continue
+            return typed_text(event) if routed_clarify else None
+    return None
+
+
+class SupportForm(FormValidationAction, ABC):
+    """Validation for one form with the three rules of this module."""
+
+    #: Intents that, as the reply to this form's confirmation question, mean "yes": the
+    #: request itself again ("yes cancel it", "please cancel it" when asked to confirm a
+    #: cancellation). A "yes"/"no" comes from the intent mappings of ``domain.yml``.
+    confirm_intents: Tuple[str, ...] = ()
+
+    @abstractmethod
+    def name(self) -> Text:
+        """The validation action's name, ``validate_<form>``."""
+
+    async def get_extraction_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """The ``extract_<slot>`` methods' values plus prefilled slots or a plain answer."""
+        events = await super().get_extraction_events(dispatcher, tracker, domain)
+        found: Dict[str, Any] = {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
+        given = {k for k, v in tracker.slots_to_validate().items() if v is not None}
+        required = await self.required_slots(self.domain_slots(domain), dispatcher, tracker, domain)
+        config = load_form_config()
+        if flow_starting(tracker):
+            prefilled: List[str] = []
+            for slot in required:
+                if slot in found or slot in given or tracker.get_slot(slot) is not None:
+                    continue
+                value = self.prefill(slot, tracker, config)
+                if value is not None:
+                    found[slot] = value
+                    prefilled.append(slot)
+            if prefilled:
+                found[PREFILLED_SLOT] = prefilled
+        else:
+            requested = tracker.get_slot("requested_slot")
+            if requested in required and requested not in found and requested not in given:
+                value = self.answer(requested, tracker, config)
+                if value is not None:
+                    found[requested] = value
+        return [SlotSet(name, value) for name, value in found.items()]
+
+    def prefill(self, slot: str, tracker: Tracker, config: FormConfig) -> Optional[Any]:
+        """A value for ``slot`` from what the customer said before the flow asked anything."""
+        message = tracker.latest_message or {}
+        if slot == "order_number":
+            turns = _user_turns_since(tracker, RECENT_ORDER_SLOT)
+            recent = tracker.get_slot(RECENT_ORDER_SLOT)
+            if turns is not None and turns <= config.recent_order_turns and recent:
+                return str(recent)
+            return None
+        if slot == "callback_time":
+            return _entity(message, "time")
+        if slot == "contact_email":
+            return _entity(message, "email")
+        if slot == "phone":
+            return _entity(message, "phone")
+        rule = config.rule(slot)
+        if rule is None:
+            return None
+        found = detail(typed_text(message), rule, config)
+        if found is None:
+            earlier = _previous_not_understood(tracker)
+            found = detail(earlier, rule, config) if earlier else None
+        return found
+
+    def answer(self, slot: str, tracker: Tracker, config: FormConfig) -> Optional[Any]:
+        """The customer's reply to the question for ``slot``, unless it is about something else."""
+        message = tracker.latest_message or {}
+        if str(message.get("text") or "").startswith("/"):
+            return None  # a quick reply's payload: its entities fill the slots
+        text = typed_text(message).strip()
+        if not text or is_digression(message, slot, config):
+            return None
+        if slot == "confirm":
+            intent = message.get("intent") or {}
+            # ...without new details ("call me at 11 instead" is not a yes)
+            again = str(intent.get("name") or "") in self.confirm_intents \
+                and not message.get("entities")
+            return True if again and float(intent.get("confidence") or 0.0) >= 0.5 else None
+        if slot in STRUCTURED_SLOTS:
+            intent = message.get("intent") or {}
+            other = str(intent.get("name") or "") not in ANSWER_INTENTS
+            if other and float(intent.get("confidence") or 0.0) >= config.question_confidence \
+                    and not self.looks_like(slot, message):
+                return None
+        return text
+
+    @staticmethod
+    def looks_like(slot: str, message: Mapping[str, Any]) -> bool:
+        """Whether ``message`` has the shape of an answer for a structured ``slot``."""
+        text = str(message.get("text") or "")
+        if slot == "contact_email":
+            return "@" in text
+        if slot == "phone":
+            return sum(c.isdigit() for c in text) >= 6
+        if slot == "callback_time":
+            return _entity(message, "time") is not None
+        return any(c.isdigit() for c in text)
+
+    async def get_validation_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Validate the slots the customer gave a value for; an empty value is not validated."""
+        required = await self.required_slots(self.domain_slots(domain), dispatcher, tracker, domain)
+        candidates = tracker.slots_to_validate()
+        result: Dict[Text, Any] = {}
+        for name, value in candidates.items():
+            if name not in required:
+                if name == PREFILLED_SLOT:
+                    result[name] = value
+                continue
+            method = getattr(self, f"validate_{name.replace('-', '_')}", None)
+            if value is None or method is None:
+                result[name] = value
+                continue
+            output = await utils.call_potential_coroutine(method(value, dispatcher, tracker, domain))
+            if isinstance(output, dict):
+                result.update(output)
+                tracker.slots.update(output)
+        return [SlotSet(name, value) for name, value in result.items()]

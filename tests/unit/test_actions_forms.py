@@ -1,0 +1,287 @@
+"""The forms' common rules (actions/forms.py): exact events and messages.
+
+1. An empty value (a flow's reset) is never validated: no message.
+2. A flow takes what the first message (or a recent order) already says, and confirms.
+3. A plain answer to the question just asked is taken; a question about something else,
+   or a request to stop, is not.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
+
+import pytest
+from rasa_sdk.events import SlotSet
+
+from actions.callbacks import ValidateCallbackForm
+from actions.orders import ValidateCancelOrderForm, ValidateOrderStatusForm, ValidateRefundRequestForm
+from actions.tickets import ValidateTicketForm
+from tests.unit.actions_helpers import (
+    T0,
+    action_env,
+    action_event,
+    dispatcher,
+    domain,
+    entity,
+    form_tracker,
+    installed_services,
+    make_tracker,
+    slot_event,
+    user_event,
+)
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with action_env(monkeypatch):
+        yield
+
+
+@pytest.fixture
+async def svc(sqlite_url: str) -> AsyncIterator[Any]:
+    async with installed_services(sqlite_url) as services:
+        yield services
+
+
+async def run(action: Any, tracker: Any) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    collector = dispatcher()
+    events = await action.run(collector, tracker, domain())
+    return events, collector.messages
+
+
+def starting(form: str, text: str, intent: str, resets: Dict[str, Any],
+             entities: Tuple[Dict[str, Any], ...] = (), customer: str = "cust-anna",
+             earlier: Tuple[Dict[str, Any], ...] = ()) -> Any:
+    """The tracker a form's validation gets when the form starts: ``action_route`` reset
+    the flow's slots after the message (``resets``), nothing was asked yet."""
+    events = [
+        *earlier,
+        action_event("action_listen", T0),
+        user_event(text, intent, 0.97, entities, timestamp=T0 + 1),
+        *(slot_event(name, value, T0 + 1) for name, value in resets.items()),
+    ]
+    return make_tracker(slots=dict(resets), text=text, intent=intent, confidence=0.97,
+                        entities=entities, events=events, customer=customer)
+
+
+# ------------------------------------------------------------ 1. no false error
+
+@pytest.mark.parametrize(
+    ("action", "form", "resets"),
+    [
+        (ValidateOrderStatusForm, "order_status_form", {"order_number": None}),
+        (ValidateRefundRequestForm, "refund_request_form",
+         {"order_number": None, "refund_reason": None, "confirm": None}),
+        (ValidateTicketForm, "ticket_form", {"ticket_summary": None}),
+        (ValidateCallbackForm, "callback_form", {"callback_time": None, "confirm": None}),
+    ],
+    ids=["track", "refund", "ticket", "callback"],
+)
+async def test_starting_a_flow_validates_nothing_and_says_nothing(
+    svc: Any, action: Any, form: str, resets: Dict[str, Any]
+) -> None:
+    intents = {"order_status_form": ("where is my order", "track_order"),
+               "refund_request_form": ("I'd like a refund", "get_refund"),
+               "ticket_form": ("I want to report a problem", "open_ticket"),
+               "callback_form": ("can someone call me back?", "request_callback")}
+    text, intent = intents[form]
+    events, messages = await run(action(), starting(form, text, intent, resets))
+
+    assert messages == []
+    assert all(e["value"] is None for e in events if e["name"] in resets), events
+
+
+# ------------------------------------------------------------ 2. prefilled from the message
+
+async def test_refund_reason_and_order_come_from_the_first_message(svc: Any) -> None:
+    text = "the jacket from order 104190 is too small, I want my money back"
+    tracker = starting(
+        "refund_request_form", text, "get_refund",
+        {"refund_reason": None, "confirm": None},
+        entities=(entity("order_number", "104190"),), customer="cust-anna")
+    tracker.slots["order_number"] = "104190"
+    tracker.events.append(slot_event("order_number", "104190", T0 + 1))
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert events == [
+        SlotSet("refund_reason", "The jacket is too small"),
+        SlotSet("confirm", None),
+        SlotSet("order_number", "104190"),
+        SlotSet("order_attempts", 0),
+        SlotSet("order_status", "delivered"),
+        SlotSet("order_eligible", True),
+        SlotSet("recent_order", "104190"),
+        SlotSet("prefilled", ["refund_reason"]),
+    ]
+    assert messages == []
+
+
+async def test_a_ticket_text_given_up_front_is_confirmed_not_asked(svc: Any) -> None:
+    text = "I want to open a ticket: the app crashes when I open my cart"
+    tracker = starting("ticket_form", text, "open_ticket", {"ticket_summary": None},
+                       customer="cust-ben")
+
+    events, messages = await run(ValidateTicketForm(), tracker)
+
+    assert events == [
+        SlotSet("ticket_summary", "The app crashes when I open my cart"),
+        SlotSet("contact_email", "ben@example.com"),
+        SlotSet("prefilled", ["ticket_summary"]),
+    ]  # every slot of the form is needed: Rasa asks the next one of domain.yml, `confirm`
+    assert messages == []
+    tracker.slots.update({e["name"]: e["value"] for e in events})
+    assert await ValidateTicketForm().required_slots(
+        ["ticket_summary", "contact_email", "confirm"], dispatcher(), tracker, domain()
+    ) == ["ticket_summary", "contact_email", "confirm"]
+
+
+async def test_a_request_without_details_asks_for_them(svc: Any) -> None:
+    tracker = starting("ticket_form", "I want to report a problem", "open_ticket",
+                       {"ticket_summary": None}, customer="cust-ben")
+
+    events, messages = await run(ValidateTicketForm(), tracker)
+
+    assert events == [
+        SlotSet("ticket_summary", None),
+        SlotSet("contact_email", "ben@example.com"),
+        SlotSet("requested_slot", "ticket_summary"),  # no confirmation: typed when asked
+    ]
+    assert messages == []
+
+
+async def test_the_ticket_text_can_come_from_the_message_the_bot_did_not_understand(
+    svc: Any
+) -> None:
+    earlier = (
+        action_event("action_listen", T0 - 20),
+        user_event("the checkout button does nothing on my phone", "nlu_fallback", 0.3,
+                   timestamp=T0 - 19),
+        action_event("action_route", T0 - 18),
+        slot_event("route", "clarify", T0 - 18),
+    )
+    tracker = starting("ticket_form", "I want to report a problem", "open_ticket",
+                       {"ticket_summary": None}, customer="cust-ben", earlier=earlier)
+
+    events, _ = await run(ValidateTicketForm(), tracker)
+
+    assert SlotSet("ticket_summary", "The checkout button does nothing on my phone") in events
+    assert SlotSet("prefilled", ["ticket_summary"]) in events
+
+
+async def test_an_order_from_the_last_turns_is_taken_for_the_next_flow(svc: Any) -> None:
+    earlier = (
+        action_event("action_listen", T0 - 30),
+        user_event("where is order 104301", "track_order", 0.99,
+                   (entity("order_number", "104301"),), timestamp=T0 - 29),
+        slot_event("recent_order", "104301", T0 - 28),
+    )
+    tracker = starting("cancel_order_form", "/cancel_order", "cancel_order",
+                       {"order_number": None, "confirm": None}, earlier=earlier)
+    tracker.slots["recent_order"] = "104301"
+
+    events, messages = await run(ValidateCancelOrderForm(), tracker)
+
+    assert events[:6] == [
+        SlotSet("order_number", "104301"),
+        SlotSet("order_attempts", 0),
+        SlotSet("order_status", "processing"),
+        SlotSet("order_eligible", True),
+        SlotSet("recent_order", "104301"),
+        SlotSet("confirm", None),
+    ]
+    assert messages == []
+
+
+async def test_an_order_from_an_earlier_session_is_not_taken(svc: Any) -> None:
+    earlier = (
+        user_event("where is order 104301", "track_order", 0.99, timestamp=T0 - 90),
+        slot_event("recent_order", "104301", T0 - 89),
+        {"event": "session_started", "timestamp": T0 - 60},
+    )
+    tracker = starting("cancel_order_form", "cancel my order", "cancel_order",
+                       {"order_number": None, "confirm": None}, earlier=earlier)
+    tracker.slots["recent_order"] = "104301"
+
+    events, messages = await run(ValidateCancelOrderForm(), tracker)
+
+    assert SlotSet("order_number", None) in events
+    assert messages == []
+
+
+# ------------------------------------------------------------ 3. plain answers
+
+async def test_a_plain_answer_is_taken_whatever_intent_the_nlu_saw(svc: Any) -> None:
+    tracker = form_tracker(
+        "refund_request_form", {}, requested_slot="refund_reason",
+        text="the zip broke after two days", intent="complaint",
+        slots={"order_number": "104190"}, customer="cust-anna")
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert events == [SlotSet("refund_reason", "the zip broke after two days")]
+    assert messages == []
+
+
+async def test_a_question_about_something_else_is_not_an_answer(svc: Any) -> None:
+    tracker = form_tracker(
+        "refund_request_form", {}, requested_slot="refund_reason",
+        text="how long does a refund take?", intent="check_refund_policy",
+        slots={"order_number": "104190"}, customer="cust-anna")
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert events == []  # the form rejects: the rules answer the question, then ask again
+    assert messages == []
+
+
+async def test_stop_and_person_requests_are_not_answers(svc: Any) -> None:
+    for text, intent in (("no", "deny"), ("let me talk to a person", "contact_human_agent")):
+        tracker = form_tracker("ticket_form", {}, requested_slot="ticket_summary",
+                               text=text, intent=intent, customer="cust-ben")
+        events, messages = await run(ValidateTicketForm(), tracker)
+        assert SlotSet("ticket_summary", text) not in events
+        assert messages == []
+
+
+async def test_another_request_is_not_taken_as_an_order_number(svc: Any) -> None:
+    tracker = form_tracker("order_status_form", {}, requested_slot="order_number",
+                           text="actually I want a refund", intent="get_refund",
+                           customer="cust-anna")
+
+    events, messages = await run(ValidateOrderStatusForm(), tracker)
+
+    assert events == []
+    assert messages == []
+
+
+async def test_a_wrong_plain_answer_gets_its_validation_message(svc: Any) -> None:
+    tracker = form_tracker("order_status_form", {}, requested_slot="order_number",
+                           text="the blue one", intent="nlu_fallback", customer="cust-anna")
+
+    events, messages = await run(ValidateOrderStatusForm(), tracker)
+
+    assert SlotSet("order_number", None) in events
+    assert [m["text"] for m in messages] == [
+        '"the blue one" doesn\'t look like an order number. Order numbers have 6 digits, like '
+        "#104233: you'll find yours under Orders in the app and in your confirmation email."]
+
+
+async def test_typed_slash_text_is_quoted_as_typed(svc: Any) -> None:
+    tracker = form_tracker("order_status_form", {}, requested_slot="order_number",
+                           text="\u2060/restart", intent="nlu_fallback", customer="cust-anna")
+
+    _, messages = await run(ValidateOrderStatusForm(), tracker)
+
+    assert messages[0]["text"].startswith('"/restart" doesn\'t look like an order number.')
+
+
+async def test_repeating_the_request_at_the_confirmation_means_yes(svc: Any) -> None:
+    tracker = form_tracker("cancel_order_form", {}, requested_slot="confirm",
+                           text="yes cancel it", intent="cancel_order",
+                           slots={"order_number": "104301", "order_eligible": True},
+                           customer="cust-anna")
+
+    events, messages = await run(ValidateCancelOrderForm(), tracker)
+
+    assert events == [SlotSet("confirm", True)]
+    assert messages == []

@@ -1,0 +1,79 @@
+"""bot/prefill.py: details found in a customer's message, with the project's forms.yml."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.prefill import FormConfigError, detail, is_digression, load_form_config, parse_config
+
+CONFIG = load_form_config(Path(__file__).resolve().parents[2] / "data" / "forms.yml")
+
+
+@pytest.mark.parametrize(
+    ("slot", "text", "expected"),
+    [
+        ("refund_reason", "the jacket from order 104190 is too small, I want my money back",
+         "The jacket is too small"),
+        ("refund_reason", "I'd like a refund", None),
+        ("refund_reason", "I want a refund for order 104190", None),
+        ("refund_reason", "I want my money back because the zip broke", "The zip broke"),
+        ("refund_reason", "refund please, the item arrived damaged", "The item arrived damaged"),
+        ("refund_reason", "I want my money back. It arrived broken.", "It arrived broken."),
+        ("change_request", "can I change the colour on order 104275 to blue?",
+         "Change the colour to blue"),
+        ("change_request", "I need to change my delivery address for order 104301", None),
+        ("change_request", "change my delivery address to Hauptstr. 5, 10115 Berlin",
+         "Change my delivery address to Hauptstr. 5, 10115 Berlin"),
+        ("change_request", "i want to change order 104301", None),
+        ("ticket_summary", "I want to open a ticket: the app crashes when I open my cart",
+         "The app crashes when I open my cart"),
+        ("ticket_summary", "I want to report a problem", None),
+        ("ticket_summary", "something is wrong with my payment", None),
+        ("ticket_summary", "Hi, I want to report a problem. The app crashes when I open my cart!",
+         "The app crashes when I open my cart!"),
+        ("ticket_summary", "open a ticket", None),
+        ("ticket_summary", "", None),
+    ],
+)
+def test_detail(slot: str, text: str, expected: str) -> None:
+    assert detail(text, CONFIG.rule(slot), CONFIG) == expected
+
+
+def test_a_detail_is_cut_at_max_chars() -> None:
+    rule = CONFIG.rule("refund_reason")
+    assert len(detail("it broke " * 400, rule, CONFIG)) == rule.max_chars
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "confidence", "slot", "expected"),
+    [
+        ("how long does delivery take?", "delivery_period", 0.97, "order_number", True),
+        ("what is your refund policy", "check_refund_policy", 0.95, "refund_reason", True),
+        ("what is your refund policy", "check_refund_policy", 0.5, "refund_reason", False),
+        ("why does the app crash when I pay?", "payment_issue", 0.95, "ticket_summary", False),
+        ("no", "deny", 0.99, "ticket_summary", True),
+        ("talk to a person", "contact_human_agent", 0.99, "refund_reason", True),
+        ("it arrived damaged", "complaint", 0.97, "refund_reason", False),
+        ("104233?", "inform", 0.99, "order_number", False),
+    ],
+)
+def test_is_digression(text: str, intent: str, confidence: float, slot: str,
+                       expected: bool) -> None:
+    message = {"text": text, "intent": {"name": intent, "confidence": confidence}}
+    assert is_digression(message, slot, CONFIG) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], "expected a mapping with a 'slots' section"),
+        ({"slots": {"x": []}}, "slots.x: expected a mapping"),
+        ({"slots": {"x": {"min_words": 0}}}, "min_words must be >= 1"),
+        ({"slots": {"x": {"request_words": [True]}}}, "quote yes, no, on and off"),
+        ({"slots": {}, "recent_order_turns": "three"}, "must be numbers"),
+    ],
+)
+def test_config_errors_name_the_entry(raw: object, message: str) -> None:
+    with pytest.raises(FormConfigError, match=message):
+        parse_config(raw, "forms.yml")
