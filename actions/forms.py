@@ -21,11 +21,11 @@ from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Mapping, Optional, Text, Tuple
 
 from rasa_sdk import FormValidationAction, Tracker, utils
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import ActionExecutionRejected, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import typed_text
+from actions.common import triage_rules, typed_text
 from bot.prefill import FormConfig, detail, is_digression, load_form_config
 
 #: Slots whose answer has a recognisable shape: a reply that the NLU confidently
@@ -33,15 +33,45 @@ from bot.prefill import FormConfig, detail, is_digression, load_form_config
 STRUCTURED_SLOTS = ("order_number", "phone", "callback_time", "contact_email")
 #: Intents that are no other request (an answer may be classified as one of them).
 ANSWER_INTENTS = ("inform", "nlu_fallback", "out_of_scope", "affirm")
+#: The flow (``data/triage.yml``) each form serves.
+FORM_FLOWS: Mapping[str, str] = {
+    "order_status_form": "track_order",
+    "cancel_order_form": "cancel_order",
+    "change_order_form": "change_order",
+    "refund_status_form": "track_refund",
+    "refund_request_form": "request_refund",
+    "ticket_form": "create_ticket",
+    "callback_form": "schedule_callback",
+    "reschedule_callback_form": "reschedule_callback",
+}
+#: Flows a free-text reply (a refund reason, a change) may look like without being a new
+#: request: a problem description often reads like a complaint (the ticket flow).
+DESCRIPTION_FLOWS = ("create_ticket",)
 #: Slot names the bot filled from earlier messages when the flow started.
 PREFILLED_SLOT = "prefilled"
 #: The last order the customer's messages named and the bot found in their account.
 RECENT_ORDER_SLOT = "recent_order"
 
 
-def flow_starting(tracker: Tracker) -> bool:
-    """Whether the form runs for the message that started it (it has asked nothing yet)."""
-    return tracker.get_slot("requested_slot") is None
+def flow_starting(tracker: Tracker, form: str) -> bool:
+    """Whether ``form`` runs for the message that started it (it has asked nothing yet).
+
+    True when it asked nothing (``requested_slot`` empty), when another form is still the
+    active one (Rasa validates before switching), and when the form was activated after the
+    latest customer message (Rasa activates it on a copy of the tracker, where the
+    ``requested_slot`` of a form the customer left is still set).
+    """
+    if tracker.get_slot("requested_slot") is None:
+        return True
+    if (tracker.active_loop or {}).get("name") != form:
+        return True
+    for event in reversed(tracker.events):
+        kind = event.get("event")
+        if kind == "user":
+            return False
+        if kind == "active_loop" and event.get("name") == form:
+            return True
+    return False
 
 
 def _user_turns_since(tracker: Tracker, slot: str) -> Optional[int]:
@@ -98,6 +128,44 @@ class SupportForm(FormValidationAction, ABC):
     def name(self) -> Text:
         """The validation action's name, ``validate_<form>``."""
 
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Reject the turn when the customer asked for another flow, else validate."""
+        if not flow_starting(tracker, self.form_name()) and self.other_request(tracker):
+            # the rules run action_route, which starts the flow asked for
+            return [ActionExecutionRejected(self.form_name())]
+        return await super().run(dispatcher, tracker, domain)
+
+    def other_request(self, tracker: Tracker) -> bool:
+        """Whether the latest message confidently asks for another guided flow.
+
+        "wait, I want to cancel 104301 instead" while tracking is a new request, not an
+        order number for the tracking; "it arrived damaged" while asked for a refund
+        reason is the reason (it reads like a complaint, but descriptions do). A ticket's
+        text is never taken for another request.
+        """
+        message = tracker.latest_message or {}
+        intent = message.get("intent") or {}
+        name = str(intent.get("name") or "")
+        requested = tracker.get_slot("requested_slot")
+        if name in ANSWER_INTENTS or name in ("deny", "") or requested == "ticket_summary":
+            return False
+        if requested == "confirm" and name in self.confirm_intents:
+            return False
+        if requested in ("phone", "callback_time", "contact_email") and \
+                self.looks_like(str(requested), message):
+            return False  # "friday at 3" is the time asked for, whatever the intent
+        result = triage_rules().classify(
+            typed_text(message), name, float(intent.get("confidence") or 0.0),
+            [str(e.get("entity")) for e in message.get("entities") or []], failed_before=0)
+        if not result.understood or result.route != "guided" or result.flow is None:
+            return False
+        if result.flow == FORM_FLOWS.get(self.form_name()):
+            return False
+        free_text = requested not in STRUCTURED_SLOTS and requested != "confirm"
+        return not (free_text and result.flow in DESCRIPTION_FLOWS)
+
     async def get_extraction_events(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[EventType]:
@@ -107,7 +175,7 @@ class SupportForm(FormValidationAction, ABC):
         given = {k for k, v in tracker.slots_to_validate().items() if v is not None}
         required = await self.required_slots(self.domain_slots(domain), dispatcher, tracker, domain)
         config = load_form_config()
-        if flow_starting(tracker):
+        if flow_starting(tracker, self.form_name()):
             prefilled: List[str] = []
             for slot in required:
                 if slot in found or slot in given or tracker.get_slot(slot) is not None:

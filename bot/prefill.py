@@ -213,8 +213,9 @@ def is_digression(message: Mapping[str, Any], slot: str, config: FormConfig) -> 
     """Whether the customer's ``message`` is not an answer to the question for ``slot``.
 
     A request to stop or for a person (``stop_intents``) never is an answer; a question
-    that the NLU confidently understood as another intent is not either, except for
-    slots whose answer may be a question (``questions_answer``, a ticket's text).
+    that the NLU confidently understood as another intent is not either, nor any question
+    in reply to a free-text question (a refund reason, a change), except for slots whose
+    answer may be a question (``questions_answer``, a ticket's text).
     """
     intent = message.get("intent") or {}
     name = str(intent.get("name") or "")
@@ -223,6 +224,9 @@ def is_digression(message: Mapping[str, Any], slot: str, config: FormConfig) -> 
     rule = config.rule(slot)
     if rule is not None and rule.questions_answer:
         return False
+    text = str(message.get("text") or "").strip()
+    if rule is not None and text.endswith("?"):
+        return True  # a reason or a change is not asked as a question
     confident = float(intent.get("confidence") or 0.0) >= config.question_confidence
     understood = name not in ("", "inform", "nlu_fallback", "out_of_scope")
-    return understood and confident and looks_like_question(str(message.get("text") or ""), config)
+    return understood and confident and looks_like_question(text, config)

@@ -55,6 +55,9 @@ class IntentRule:
     priority: str
     flow: Optional[str] = None
     requires_entity: Optional[str] = None
+    #: entity → flow: a message with that entity runs the flow instead ("change the
+    #: delivery address of order 104301" is a change to that order, not the FAQ answer).
+    with_entity: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class Escalation:
     exclamations: int
     shouting_min_letters: int
     entity_fallback: Optional["EntityFallback"] = None
+    #: (intent, phrase patterns): a message the NLU was unsure about that says one of the
+    #: phrases is taken as that intent (``escalation.phrase_intents``).
+    phrase_intents: Tuple[Tuple[str, Tuple[re.Pattern, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,8 +191,26 @@ class Triage:
             exclamations=exclamations,
             shouting_min_letters=shouting,
             entity_fallback=cls._parse_entity_fallback(source, esc.get("entity_fallback"), rules),
+            phrase_intents=cls._parse_phrase_intents(source, esc.get("phrase_intents"), rules),
         )
         return cls(rules, escalation)
+
+    @staticmethod
+    def _parse_phrase_intents(source: str, raw: Any, rules: Mapping[str, IntentRule]
+                              ) -> Tuple[Tuple[str, Tuple[re.Pattern, ...]], ...]:
+        if raw is None:
+            return ()
+        where = f"{source}: escalation.phrase_intents"
+        if not isinstance(raw, dict):
+            raise TriageConfigError(f"{where}: expected intent: [phrases]")
+        parsed = []
+        for intent, phrases in raw.items():
+            if intent not in rules:
+                raise TriageConfigError(f"{where}: unknown intent {intent!r}")
+            if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+                raise TriageConfigError(f"{where}.{intent}: expected a list of phrases")
+            parsed.append((str(intent), tuple(_word_pattern(p) for p in phrases)))
+        return tuple(parsed)
 
     @staticmethod
     def _parse_entity_fallback(source: str, raw: Any,
@@ -212,7 +236,8 @@ class Triage:
         where = f"{source}: intents.{intent}"
         if not isinstance(entry, dict):
             raise TriageConfigError(f"{where}: expected a mapping")
-        unknown = set(entry) - {"category", "route", "priority", "flow", "requires_entity"}
+        unknown = set(entry) - {"category", "route", "priority", "flow", "requires_entity",
+                                "with_entity"}
         if unknown:
             raise TriageConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
         route = entry.get("route")
@@ -230,6 +255,9 @@ class Triage:
             raise TriageConfigError(f"{where}: only guided routes take a flow")
         if not entry.get("category"):
             raise TriageConfigError(f"{where}: category is required")
+        with_entity = entry.get("with_entity") or {}
+        if not isinstance(with_entity, dict) or any(f not in FLOWS for f in with_entity.values()):
+            raise TriageConfigError(f"{where}: with_entity maps entities to flows of {list(FLOWS)}")
         return IntentRule(
             intent=intent,
             category=str(entry["category"]),
@@ -237,6 +265,7 @@ class Triage:
             priority=priority,
             flow=flow,
             requires_entity=entry.get("requires_entity"),
+            with_entity=tuple((str(k), str(v)) for k, v in with_entity.items()),
         )
 
     # ------------------------------------------------------------------ analysis
@@ -294,10 +323,22 @@ class Triage:
             if understood:
                 reasons.append(f"{fallback.entity}_named")
         angry = self.is_angry(text)
+        if not understood:
+            # "..., I want to speak to someone" after some context; "I want to report a
+            # problem: ..." with words the NLU has not seen
+            for phrase_intent, patterns in esc.phrase_intents:
+                if any(p.search(text) for p in patterns):
+                    intent, rule, understood = phrase_intent, self.rules[phrase_intent], True
+                    reasons.append("phrase")
+                    break
         if understood:
             assert rule is not None
             category, route, priority = rule.category, rule.route, rule.priority
             flow = rule.flow
+            for entity, entity_flow in rule.with_entity:
+                if entity in entities:
+                    route, flow = "guided", entity_flow
+                    break
             if intent in esc.human_request_intents:
                 reasons.append("human_requested")
         else:

@@ -23,8 +23,8 @@ The file format (see ``README.md`` in this folder)::
 A turn sends ``say`` (typed text) or ``click`` (the title, or the start of the title, of a
 quick reply the bot offered in its previous turn: the widget sends the title with the
 button's payload). ``expect``:
-texts that must all appear in the bot's replies of that turn; ``not_expect``: texts that
-must not; ``buttons``: quick-reply titles that must be offered; ``wrong: true`` marks a turn
+texts that must all appear in the bot's replies of that turn; ``expect_any``: at least one
+of these must; ``not_expect``: texts that must not; ``buttons``: quick-reply titles that must be offered; ``wrong: true`` marks a turn
 whose input is wrong on purpose (only then may validation or apology texts appear).
 Texts are compared case-insensitively with whitespace collapsed.
 
@@ -82,7 +82,7 @@ VALIDATION_KEYS = (
     "login_required",
 )
 
-TURN_KEYS = {"say", "click", "expect", "not_expect", "buttons", "wrong", "note"}
+TURN_KEYS = {"say", "click", "expect", "expect_any", "not_expect", "buttons", "wrong", "note"}
 CONVERSATION_KEYS = {"name", "customer", "turns", "effects", "profile", "context", "tags"}
 EFFECT_KEYS = {"orders", "tickets", "callbacks", "handoff"}
 
@@ -100,6 +100,7 @@ class Turn:
     say: Optional[str] = None
     click: Optional[str] = None
     expect: List[str] = field(default_factory=list)
+    expect_any: List[str] = field(default_factory=list)
     not_expect: List[str] = field(default_factory=list)
     buttons: List[str] = field(default_factory=list)
     wrong: bool = False
@@ -152,6 +153,7 @@ def load_conversations(directory: Path = HERE) -> List[Conversation]:
                 turns.append(Turn(
                     say=step.get("say"), click=step.get("click"),
                     expect=_as_list(step.get("expect")),
+                    expect_any=_as_list(step.get("expect_any")),
                     not_expect=_as_list(step.get("not_expect")),
                     buttons=_as_list(step.get("buttons")), wrong=bool(step.get("wrong")),
                 ))
@@ -295,6 +297,8 @@ def _check_turn(number: int, turn: Turn, result: TurnResult, results: Sequence[T
     for wanted in turn.expect:
         if normalize(wanted) not in said:
             problems.append(f"missing {wanted!r}")
+    if turn.expect_any and not any(normalize(w) in said for w in turn.expect_any):
+        problems.append(f"none of {turn.expect_any!r}")
     for unwanted in turn.not_expect:
         if normalize(unwanted) in said:
             problems.append(f"should not say {unwanted!r}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
 
 import pytest
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import ActionExecutionRejected, SlotSet
 
-from actions.callbacks import ValidateCallbackForm
+from actions.callbacks import ValidateCallbackForm, ValidateRescheduleCallbackForm
 from actions.orders import ValidateCancelOrderForm, ValidateOrderStatusForm, ValidateRefundRequestForm
 from actions.tickets import ValidateTicketForm
 from tests.unit.actions_helpers import (
@@ -250,8 +250,40 @@ async def test_another_request_is_not_taken_as_an_order_number(svc: Any) -> None
 
     events, messages = await run(ValidateOrderStatusForm(), tracker)
 
-    assert events == []
+    # the form rejects the turn: action_route starts the refund flow
+    assert events == [ActionExecutionRejected("order_status_form")]
     assert messages == []
+
+
+async def test_another_flow_with_an_order_number_rejects_the_turn(svc: Any) -> None:
+    """Rasa filled order_number from the entity, but the customer asked to cancel."""
+    tracker = form_tracker("order_status_form", {"order_number": "104301"},
+                           requested_slot="order_number",
+                           text="wait no, i want to cancel 104301 instead", intent="cancel_order",
+                           customer="cust-anna")
+
+    events, messages = await run(ValidateOrderStatusForm(), tracker)
+
+    assert events == [ActionExecutionRejected("order_status_form")]
+    assert messages == []
+
+
+async def test_a_description_that_reads_like_a_complaint_is_the_refund_reason(svc: Any) -> None:
+    tracker = form_tracker("refund_request_form", {}, requested_slot="refund_reason",
+                           text="it arrived damaged", intent="complaint",
+                           slots={"order_number": "104190"}, customer="cust-anna")
+
+    events, _ = await run(ValidateRefundRequestForm(), tracker)
+
+    assert events == [SlotSet("refund_reason", "it arrived damaged")]
+
+
+async def test_a_time_is_the_answer_whatever_flow_the_nlu_saw(svc: Any) -> None:
+    tracker = form_tracker("reschedule_callback_form", {}, requested_slot="callback_time",
+                           text="friday at 3", intent="request_callback",
+                           entities=(entity("time", "friday at 3"),), customer="cust-anna")
+
+    assert ValidateRescheduleCallbackForm().other_request(tracker) is False
 
 
 async def test_a_wrong_plain_answer_gets_its_validation_message(svc: Any) -> None:

@@ -77,3 +77,9 @@ def test_is_digression(text: str, intent: str, confidence: float, slot: str,
 def test_config_errors_name_the_entry(raw: object, message: str) -> None:
     with pytest.raises(FormConfigError, match=message):
         parse_config(raw, "forms.yml")
+
+
+def test_an_item_alone_is_no_refund_reason() -> None:
+    rule = CONFIG.rule("refund_reason")
+    assert detail("i want to return the rain jacket from 104190 for a refund", rule, CONFIG) is None
+    assert detail("I changed my mind", rule, CONFIG) == "I changed my mind"

@@ -120,3 +120,79 @@ def test_load_triage_reloads_after_an_edit(tmp_path: Path) -> None:
     path.write_text("intents:\n  greet: {category: GENERAL, route: self_service, priority: low}\n")
     os.utime(path, (1, 1))
     assert load_triage(path).rules["greet"].priority == "low"
+
+
+# ------------------------------------------------- issue 12: real phrasings
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "confidence", "route", "flow", "taken_as"),
+    [
+        # an order number in a message the NLU was unsure about: show that order
+        ("wher is my oder 104218", "nlu_fallback", 0.25, "guided", "track_order", "inform"),
+        # ...keeping an order intent it predicted with some confidence
+        ("cancle 104301 pls", "cancel_order", 0.5, "guided", "cancel_order", "cancel_order"),
+        ("cancle 104301 pls", "cancel_order", 0.2, "guided", "track_order", "inform"),
+    ],
+)
+def test_an_order_number_makes_an_unsure_message_about_that_order(
+    triage: Triage, text: str, intent: str, confidence: float, route: str, flow: str,
+    taken_as: str
+) -> None:
+    result = triage.classify(text, intent, confidence, ["order_number"], failed_before=0)
+    assert (result.route, result.flow, result.intent, result.understood) == (
+        route, flow, taken_as, True)
+    assert "order_number_named" in result.reasons
+
+
+def test_without_an_order_number_an_unsure_message_is_not_understood(triage: Triage) -> None:
+    result = triage.classify("wher is my oder", "nlu_fallback", 0.25, [], failed_before=0)
+    assert (result.route, result.understood) == (CLARIFY, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "route", "flow", "intent"),
+    [
+        ("it was supposed to be here yesterday. i want to speak to someone", "agent", None,
+         "contact_human_agent"),
+        ("i want to report a problem: push notifications arrive twice", "guided", "create_ticket",
+         "open_ticket"),
+        ("Something's wrong with the checkout", "guided", "create_ticket", "open_ticket"),
+    ],
+)
+def test_phrases_decide_an_unsure_message(triage: Triage, text: str, route: str,
+                                          flow: str, intent: str) -> None:
+    result = triage.classify(text, "registration_problems", 0.5, [], failed_before=0)
+    assert (result.route, result.flow, result.intent) == (route, flow, intent)
+    assert "phrase" in result.reasons
+
+
+def test_a_confident_intent_wins_over_phrases(triage: Triage) -> None:
+    result = triage.classify("how do i talk to someone about delivery times",
+                             "delivery_period", 0.97, [], failed_before=0)
+    assert (result.route, result.intent) == ("self_service", "delivery_period")
+
+
+def test_a_new_address_for_an_order_is_a_change_to_that_order(triage: Triage) -> None:
+    with_order = triage.classify("new address for 104301: Hauptstr. 5", "change_shipping_address",
+                                 0.98, ["order_number"], failed_before=0)
+    without = triage.classify("how do I change my address", "change_shipping_address", 0.98, [],
+                              failed_before=0)
+    assert (with_order.route, with_order.flow) == ("guided", "change_order")
+    assert (without.route, without.flow) == ("self_service", None)
+
+
+@pytest.mark.parametrize(
+    ("escalation", "message"),
+    [
+        ({"entity_fallback": {"entity": "order_number"}}, "needs 'entity' and 'intent'"),
+        ({"entity_fallback": {"entity": "order_number", "intent": "nope"}}, "unknown intent"),
+        ({"phrase_intents": {"nope": ["x"]}}, "unknown intent"),
+        ({"phrase_intents": {"greet": "hello"}}, "expected a list of phrases"),
+    ],
+)
+def test_bad_escalation_entries_are_refused(escalation: dict, message: str) -> None:
+    raw = {"intents": {"greet": {"category": "GENERAL", "route": "self_service"}},
+           "escalation": escalation}
+    with pytest.raises(TriageConfigError, match=message):
+        Triage.from_dict(raw)
