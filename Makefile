@@ -35,15 +35,15 @@ $(VENV)/.installed: requirements.lock requirements-nodeps.lock
 
 var/.seeded: $(VENV)/.installed bot/orders.py scripts/seed_orders.py
 	@mkdir -p var
-	$(PY) scripts/seed_orders.py
+	scripts/with_env.sh $(PY) scripts/seed_orders.py
 	@touch $@
 
 $(EMBEDDINGS): $(VENV)/.installed scripts/fetch_embedding_model.py
 	$(PY) scripts/fetch_embedding_model.py
 	@touch $@
 
-seed: $(VENV)/.installed ## Create the databases and (re)seed the demo orders
-	$(PY) scripts/seed_orders.py
+seed: $(VENV)/.installed ## Create the databases and (re)seed the demo orders (reads .env)
+	scripts/with_env.sh $(PY) scripts/seed_orders.py
 
 data: $(VENV)/.installed ## Regenerate data/nlu/bitext from ../shared/datasets (and the hold-out set)
 	$(PY) scripts/convert_bitext.py
@@ -52,7 +52,7 @@ train: $(MODEL) ## Train the model into models/ (only when data/, domain.yml or 
 
 $(MODEL): $(VENV)/.installed $(MODEL_INPUTS)
 	@mkdir -p models
-	$(RASA) train --fixed-model-name support --out models
+	scripts/with_env.sh $(RASA) train --fixed-model-name support --out models
 	@touch $@
 
 run: setup train ## Start the demo shop app, the Rasa server (with the widget channel) and the action server
@@ -62,7 +62,7 @@ shell: setup train ## Chat in the terminal (starts both servers on loopback; CHA
 	@scripts/run.sh shell $(CHAT_ARGS)
 
 triage: setup train ## Triage messages from stdin, one JSON object per line (make triage < msgs.txt)
-	@$(PY) -m bot.triage --model $(MODEL)
+	@scripts/with_env.sh $(PY) -m bot.triage --model $(MODEL)
 
 test: setup train ## Run every test (unit, stores on SQLite+PostgreSQL, dialogue, NLU, widget channel, browser)
 	@scripts/ensure_chromium.sh

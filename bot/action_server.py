@@ -224,7 +224,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from bot.production import enforce_production
 
+    from bot.startup import exit_on_bad_configuration
+
     args = _parser().parse_args(argv)
+    exit_on_bad_configuration("action server")
     settings = get_settings()
     token = settings.action_server_token
     if not token:

@@ -132,7 +132,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     from bot.production import enforce_production, rasa_token
 
+    from bot.startup import exit_on_bad_configuration
+
     args = _parser().parse_args(argv)
+    exit_on_bad_configuration("Rasa server")
     settings = get_settings()
     token = rasa_token(settings)
     if not token:

@@ -305,8 +305,11 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s  %(message)s"
     )
-    settings = get_settings()
     from bot.production import refuse_in_production
+    from bot.startup import exit_on_bad_configuration
+
+    exit_on_bad_configuration("demo shop")
+    settings = get_settings()
 
     refuse_in_production(settings, "the demo shop (python -m bot.demo)")
     if not settings.widget_jwt_secret:
