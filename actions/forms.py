@@ -26,7 +26,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import triage_rules, typed_text
-from bot.prefill import FormConfig, detail, is_digression, load_form_config
+from bot.prefill import FormConfig, detail, is_digression, load_form_config, looks_like_question
 
 #: Slots whose answer has a recognisable shape: a reply that the NLU confidently
 #: understood as another request is not taken as the answer.
@@ -45,8 +45,9 @@ FORM_FLOWS: Mapping[str, str] = {
     "reschedule_callback_form": "reschedule_callback",
 }
 #: Flows a free-text reply (a refund reason, a change) may look like without being a new
-#: request: a problem description often reads like a complaint (the ticket flow).
-DESCRIPTION_FLOWS = ("create_ticket",)
+#: request: a problem description often reads like a complaint (the ticket flow) or a
+#: delivery status ("it never arrived, the tracking is stuck").
+DESCRIPTION_FLOWS = ("create_ticket", "track_order", "track_refund")
 #: Slot names the bot filled from earlier messages when the flow started.
 PREFILLED_SLOT = "prefilled"
 #: The last order the customer's messages named and the bot found in their account.
@@ -226,6 +227,9 @@ class SupportForm(FormValidationAction, ABC):
         text = typed_text(message).strip()
         if not text or is_digression(message, slot, config):
             return None
+        rule = config.rule(slot)
+        if rule is not None and rule.questions_answer and self.faq_question(message, config):
+            return None  # "wait, how do I reset my password?" is not the ticket's text
         if slot == "confirm":
             intent = message.get("intent") or {}
             # ...without new details ("call me at 11 instead" is not a yes)
@@ -239,6 +243,18 @@ class SupportForm(FormValidationAction, ABC):
                     and not self.looks_like(slot, message):
                 return None
         return text
+
+    @staticmethod
+    def faq_question(message: Mapping[str, Any], config: FormConfig) -> bool:
+        """Whether ``message`` is a question the FAQ answers, confidently understood."""
+        intent = message.get("intent") or {}
+        confidence = float(intent.get("confidence") or 0.0)
+        text = typed_text(dict(message))
+        if confidence < config.question_confidence or not looks_like_question(text, config):
+            return False
+        result = triage_rules().classify(text, str(intent.get("name") or ""), confidence, [],
+                                         failed_before=0)
+        return result.understood and result.route == "self_service"
 
     @staticmethod
     def looks_like(slot: str, message: Mapping[str, Any]) -> bool:

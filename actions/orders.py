@@ -12,6 +12,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import actor, customer_id, customer_tz, say, services, text, yes_no_buttons
 from actions.forms import RECENT_ORDER_SLOT, SupportForm
 from bot.orders import OrderStateError, OrderView, normalize_order_number
+from bot.prefill import has_detail, load_form_config
 
 #: Statuses in which an order can still be cancelled or changed.
 OPEN_STATUSES = ("processing", "packed")
@@ -131,7 +132,8 @@ class ValidateChangeOrderForm(OrderFormValidation):
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
         text = str(slot_value or "").strip()
-        if len(text) < 3:
+        config = load_form_config()
+        if len(text) < 3 or not has_detail(text, config.slots["change_request"], config):
             say(dispatcher, "change_request_too_short")
             return {"change_request": None}
         return {"change_request": text[:1000]}
@@ -148,7 +150,8 @@ class ValidateRefundRequestForm(OrderFormValidation):
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
         text = str(slot_value or "").strip()
-        if len(text) < 3:
+        config = load_form_config()
+        if len(text) < 3 or not has_detail(text, config.slots["refund_reason"], config):
             say(dispatcher, "refund_reason_too_short")
             return {"refund_reason": None}
         return {"refund_reason": text[:1000]}

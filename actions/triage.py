@@ -87,7 +87,7 @@ class ActionRoute(Action):
 
     @staticmethod
     def _answer(dispatcher: CollectingDispatcher, result: TriageResult) -> None:
-        article = faq_index().for_intent(result.intent or "")
+        article = faq_index().for_intent(result.intent or "", result.text)
         if article is None:
             hits = faq_index().search(result.text, limit=1)
             article = hits[0].article if hits else None

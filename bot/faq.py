@@ -35,7 +35,7 @@ MAX_QUERY_CHARS = 500
 MAX_SNIPPET_CHARS = 160
 
 REQUIRED_FIELDS = ("id", "title", "intents", "keywords", "summary")
-OPTIONAL_FIELDS = ("buttons",)
+OPTIONAL_FIELDS = ("buttons", "answers_when")
 
 # BM25 parameters and per-field weights (a term in the title counts 3 times).
 FIELD_WEIGHTS: Mapping[str, float] = {"title": 3.0, "keywords": 2.0, "summary": 1.0, "body": 1.0}
@@ -85,6 +85,10 @@ class Article:
         summary: Plain-text chat answer (at most 320 characters).
         body: Full article in Markdown, shown by FAQ search.
         buttons: Buttons sent with the chat answer.
+        answers_when: ``(intent, phrases)`` pairs: this article answers ``intent`` instead
+            of the article that lists it when the customer's message contains one of the
+            phrases ("how do I send something back" is the returns how-to, though the NLU
+            reads it as the refund-policy question).
     """
 
     id: str
@@ -94,6 +98,15 @@ class Article:
     summary: str
     body: str
     buttons: tuple[Button, ...] = ()
+    answers_when: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def answers(self, intent: str, text: str) -> bool:
+        """Whether ``answers_when`` makes this article the answer to ``intent`` for ``text``."""
+        lowered = " ".join(text.lower().split())
+        return any(
+            name == intent and any(phrase in lowered for phrase in phrases)
+            for name, phrases in self.answers_when
+        )
 
     def __hash__(self) -> int:
         # Buttons are dicts, so the generated hash would fail; ids are unique.
@@ -231,8 +244,16 @@ class FaqIndex:
         """Return the article with this id, or None."""
         return self._by_id.get(article_id)
 
-    def for_intent(self, intent: str) -> Article | None:
-        """Return the article that answers this NLU intent, or None."""
+    def for_intent(self, intent: str, text: str = "") -> Article | None:
+        """Return the article that answers this NLU intent, or None.
+
+        An article whose ``answers_when`` phrases for the intent occur in ``text`` (the
+        customer's message) wins over the article that lists the intent.
+        """
+        if text:
+            for article in self._articles:
+                if article.answers(intent, text):
+                    return article
         return self._by_intent.get(intent)
 
     def search(self, query: str, limit: int = 5) -> list[SearchHit]:
@@ -471,6 +492,23 @@ def _parse_article(path: Path) -> Article:
         summary=summary,
         body=body,
         buttons=_parse_buttons(name, fields.get("buttons")),
+        answers_when=_parse_answers_when(name, fields.get("answers_when")),
+    )
+
+
+def _parse_answers_when(name: str, value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Validate the optional ``answers_when`` mapping: intent → list of phrases."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not all(
+        isinstance(intent, str) and isinstance(phrases, list) and phrases
+        and all(isinstance(p, str) and p.strip() for p in phrases)
+        for intent, phrases in value.items()
+    ):
+        raise FaqError(f"{name}: field 'answers_when' must map intents to lists of phrases")
+    return tuple(
+        (intent, tuple(" ".join(p.lower().split()) for p in phrases))
+        for intent, phrases in value.items()
     )
 
 

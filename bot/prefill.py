@@ -146,6 +146,15 @@ def content_words(text: str, rule: DetailRule, config: FormConfig) -> List[str]:
     return [w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in ignored]
 
 
+def has_detail(text: str, rule: DetailRule, config: FormConfig) -> bool:
+    """Whether a typed answer says anything beyond filler, the request and its markers.
+
+    "because" or "it" is no refund reason; "it's too big" is.
+    """
+    markers = {m.strip().lower() for m in rule.split_after if m.strip().isalpha()}
+    return any(word not in markers for word in content_words(text, rule, config))
+
+
 def _split(text: str, markers: Tuple[str, ...]) -> str:
     lowered = text.lower()
     best: Optional[Tuple[int, int]] = None

@@ -317,3 +317,37 @@ async def test_repeating_the_request_at_the_confirmation_means_yes(svc: Any) -> 
 
     assert events == [SlotSet("confirm", True)]
     assert messages == []
+
+
+async def test_a_marker_alone_is_no_refund_reason(svc: Any) -> None:
+    tracker = form_tracker("refund_request_form", {}, requested_slot="refund_reason",
+                           text="because", intent="out_of_scope",
+                           slots={"order_number": "104205"}, customer="cust-ben")
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert SlotSet("refund_reason", None) in events
+    assert [m["text"] for m in messages] == ["Please tell me briefly why you'd like a refund."]
+
+
+async def test_a_delivery_complaint_is_the_refund_reason_not_a_tracking_request(svc: Any) -> None:
+    tracker = form_tracker("refund_request_form", {}, requested_slot="refund_reason",
+                           text="it never arrived, the tracking has been stuck for days",
+                           intent="track_order", slots={"order_number": "104205"},
+                           customer="cust-ben")
+
+    events, _ = await run(ValidateRefundRequestForm(), tracker)
+
+    assert events == [SlotSet("refund_reason",
+                              "it never arrived, the tracking has been stuck for days")]
+
+
+async def test_an_faq_question_is_not_the_ticket_text(svc: Any) -> None:
+    tracker = form_tracker("ticket_form", {}, requested_slot="ticket_summary",
+                           text="wait, how do I reset my password?", intent="recover_password",
+                           customer="cust-ben")
+
+    events, messages = await run(ValidateTicketForm(), tracker)
+
+    assert SlotSet("ticket_summary", "wait, how do I reset my password?") not in events
+    assert messages == []

@@ -388,3 +388,29 @@ def test_default_index_uses_real_content(monkeypatch: pytest.MonkeyPatch, clean_
     monkeypatch.delenv("FAQ_DIR", raising=False)
     monkeypatch.delenv("SUPPORT_DATA_DIR", raising=False)
     assert load_default_index().for_intent("delivery_period") is not None
+
+
+# --- answers_when (issue 12: "how do I send something back" gets the how-to) --------
+
+
+@pytest.mark.parametrize(
+    ("text", "article"),
+    [
+        ("how do I send something back?", "returns"),
+        ("can i return an item", "returns"),
+        ("whats your return policy", "refund-policy"),
+        ("how long does a refund take", "refund-policy"),
+        ("", "refund-policy"),
+    ],
+)
+def test_answers_when_phrases_pick_the_article_for_an_intent(
+    index: FaqIndex, text: str, article: str
+) -> None:
+    assert index.for_intent("check_refund_policy", text).id == article
+
+
+def test_answers_when_must_map_intents_to_phrases(tmp_path: Path) -> None:
+    path = write_article(tmp_path, "refunds.md")
+    path.write_text(path.read_text().replace("summary:", "answers_when: [oops]\nsummary:", 1))
+    with pytest.raises(FaqError, match="answers_when' must map intents to lists of phrases"):
+        FaqIndex.load(tmp_path)
