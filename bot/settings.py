@@ -92,6 +92,14 @@ class Settings:
     twilio_webhook_filters: Tuple[str, ...] = (
         "onMessageAdded", "onConversationUpdated", "onConversationStateUpdated")
     twilio_handoff_delay: float = 1.0
+    # --- Twilio webhook inbox and Retry-After (bot/twilio/inbox.py, docs/twilio.md) ---
+    twilio_inbox_max_attempts: int = 8
+    twilio_inbox_backoff_base: float = 1.0
+    twilio_inbox_backoff_max: float = 300.0
+    twilio_inbox_lease: float = 60.0
+    twilio_inbox_poll: float = 1.0
+    twilio_inbox_drain_timeout: float = 10.0
+    twilio_retry_after_max: float = 60.0
     # --- Twilio Voice call-backs (bot/twilio/voice.py, docs/twilio.md "Voice") ---
     twilio_voice_from: Optional[str] = None
     support_line_number: Optional[str] = None
@@ -112,6 +120,13 @@ class Settings:
     widget_preauth_per_ip: int = 10
     widget_frame_rate: float = 5.0
     widget_frame_burst: int = 30
+    # --- widget turns and sockets (issue 13, docs/widget-protocol.md#delivery-guarantees) ---
+    widget_drain_seconds: float = 20.0
+    widget_turn_lease: float = 30.0
+    widget_turn_attempts: int = 3
+    widget_turn_backoff: float = 2.0
+    widget_send_queue: int = 256
+    widget_send_timeout: float = 10.0
     callback_countries: Tuple[str, ...] = ("DE", "AT", "CH", "FR", "GB")
     callback_max_open_per_customer: int = 2
     callback_max_per_customer_day: int = 3
@@ -340,6 +355,13 @@ def get_settings() -> Settings:
                 "onMessageAdded,onConversationUpdated,onConversationStateUpdated").split(",")
             if name.strip()),
         twilio_handoff_delay=_float("TWILIO_HANDOFF_DELAY", 1.0),
+        twilio_inbox_max_attempts=_int("TWILIO_INBOX_MAX_ATTEMPTS", 8, minimum=1),
+        twilio_inbox_backoff_base=_float("TWILIO_INBOX_BACKOFF_BASE", 1.0, minimum=0.01),
+        twilio_inbox_backoff_max=_float("TWILIO_INBOX_BACKOFF_MAX", 300.0, minimum=0.01),
+        twilio_inbox_lease=_float("TWILIO_INBOX_LEASE", 60.0, minimum=1.0),
+        twilio_inbox_poll=_float("TWILIO_INBOX_POLL", 1.0, minimum=0.05),
+        twilio_inbox_drain_timeout=_float("TWILIO_INBOX_DRAIN_TIMEOUT", 10.0, minimum=0.0),
+        twilio_retry_after_max=_float("TWILIO_RETRY_AFTER_MAX", 60.0, minimum=0.0),
         twilio_voice_from=os.environ.get("TWILIO_VOICE_FROM", "").strip() or None,
         support_line_number=os.environ.get("SUPPORT_LINE_NUMBER", "").strip() or None,
         twilio_callback_poll=_float("TWILIO_CALLBACK_POLL", 5.0, minimum=0.05),
@@ -359,6 +381,12 @@ def get_settings() -> Settings:
         widget_preauth_per_ip=_int("WIDGET_MAX_PREAUTH_PER_IP", 10),
         widget_frame_rate=_float("WIDGET_FRAME_RATE", 5.0, minimum=0.1),
         widget_frame_burst=_int("WIDGET_FRAME_BURST", 30),
+        widget_drain_seconds=_bounded_float("WIDGET_DRAIN_SECONDS", 20.0, 0.0, 600.0),
+        widget_turn_lease=_bounded_float("WIDGET_TURN_LEASE", 30.0, 2.0, 3600.0),
+        widget_turn_attempts=_int("WIDGET_TURN_ATTEMPTS", 3),
+        widget_turn_backoff=_bounded_float("WIDGET_TURN_BACKOFF", 2.0, 0.0, 300.0),
+        widget_send_queue=_int("WIDGET_SEND_QUEUE", 256, minimum=8),
+        widget_send_timeout=_bounded_float("WIDGET_SEND_TIMEOUT", 10.0, 0.1, 300.0),
         callback_countries=tuple(c.upper() for c in _list("CALLBACK_COUNTRIES", "DE,AT,CH,FR,GB")),
         callback_max_open_per_customer=_int("CALLBACK_MAX_OPEN_PER_CUSTOMER", 2),
         callback_max_per_customer_day=_int("CALLBACK_MAX_PER_CUSTOMER_DAY", 3),

@@ -10,7 +10,10 @@ routes live under ``/webhooks/agent/`` (docs/agent-console.md):
 
 It runs in the Rasa server process next to the widget channel and talks to it over
 :func:`bot.live.bus`. Handoffs happen in the action server process, so new and changed
-tickets are found by tailing the ``audit_log`` table. Stores are opened on first use.
+tickets are read from the change feed (:func:`bot.live.change_feed`, one reader per process,
+gap-free). Each agent socket has a bounded send queue and a send timeout
+(:class:`AgentConnection`): a stuck socket is closed, the others keep their latency. Stores
+are opened on first use.
 
 Logins are throttled in memory (:class:`LoginThrottle`): ``AGENT_LOGIN_RATE`` attempts per
 client IP per minute, and per account a back-off after ``AGENT_LOGIN_ACCOUNT_FAILURES``
@@ -62,6 +65,10 @@ AUDIT_ACTIONS = ("handoff.recorded", "ticket.claimed", "ticket.transferred", "ti
 CUSTOMER_TOPICS = ("customer.message", "customer.typing", "customer.read",
                    "conversation.ended", "rating.created")
 HELLO_TIMEOUT = 10.0
+SEND_QUEUE = 256
+"""Frames an agent socket may fall behind before it is closed."""
+SEND_TIMEOUT = 5.0
+"""Seconds a socket may take to accept one frame before it is closed."""
 MAX_BODY_BYTES = 64 * 1024
 REAUTH_SECONDS = 30.0
 TYPING_INTERVAL = 1.5
@@ -282,24 +289,101 @@ class ConsoleConfig:
     login_backoff_max: float = 900.0
     trusted_proxies: Tuple[str, ...] = ()
     limiter_max_keys: int = 10000
+    send_queue: int = SEND_QUEUE
+    send_timeout: float = SEND_TIMEOUT
 
 
 @dataclass(eq=False)
 class AgentConnection:
-    """One open console WebSocket."""
+    """One open console WebSocket, written only by its own task.
+
+    :meth:`send` queues a frame and returns at once: a socket that is slow or stuck (the
+    client stopped reading) never holds up the sender (the bus, the change feed, another
+    agent). Its queue holds at most ``queue_size`` frames; a frame that does not fit, or one
+    the socket does not take within ``send_timeout`` seconds, closes the socket (the
+    console reconnects and reloads its inbox).
+    """
 
     ws: Any
     agent: AgentView
     token: str
     checked_at: float = field(default_factory=time.monotonic)
     typing_sent: Dict[str, float] = field(default_factory=dict)
+    queue_size: int = SEND_QUEUE
+    send_timeout: float = SEND_TIMEOUT
+    closed: bool = False
+    _closing: bool = False
+    _queue: Optional["asyncio.Queue[Any]"] = None
+    _writer: Optional[asyncio.Task] = None
 
     async def send(self, frame: Dict[str, Any]) -> bool:
-        try:
-            await self.ws.send(json.dumps(frame, default=_json_default))
-            return True
-        except Exception:  # noqa: BLE001 - the client is gone
+        """Queue ``frame``; False when the socket is closed (or was just closed: full)."""
+        return self._put(json.dumps(frame, default=_json_default))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued (bounded by the send timeout)."""
+        self._closing = self._put(("close", code, reason)) or self._closing
+
+    def _put(self, item: Any) -> bool:
+        if self.closed:
             return False
+        if self._queue is None:
+            self._queue = asyncio.Queue(self.queue_size)
+            self._writer = asyncio.create_task(self._write(), name="agent-socket-writer")
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            logger.warning("Agent %s's console socket is %d frames behind: closing it",
+                           self.agent.username, self._queue.qsize())
+            self.abort()
+            return False
+        return True
+
+    async def _write(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = await self._queue.get()
+            try:
+                if isinstance(item, tuple):
+                    await asyncio.wait_for(self.ws.close(code=item[1], reason=item[2]),
+                                           self.send_timeout)
+                    self.closed = True
+                    return
+                await asyncio.wait_for(self.ws.send(item), self.send_timeout)
+            except asyncio.TimeoutError:
+                logger.warning("Agent %s's console socket took no frame for %.1f s: closing it",
+                               self.agent.username, self.send_timeout)
+                self.abort()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the client is gone
+                self.closed = True
+                return
+
+    def abort(self) -> None:
+        """Drop the connection now (no closing handshake: the peer does not read)."""
+        self.closed = True
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
+        transport = getattr(getattr(self.ws, "io_proto", None), "transport", None)
+        try:
+            if transport is not None:
+                transport.abort()
+            elif hasattr(self.ws, "fail_connection"):
+                self.ws.fail_connection(1011, "too_slow")
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    async def finish(self) -> None:
+        """The socket's handler ends: let a queued close go out (bounded), stop the writer."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            if self._closing:
+                await asyncio.wait([writer], timeout=self.send_timeout)
+            if not writer.done():
+                writer.cancel()
+        self.closed = True
 
 
 @dataclass
@@ -419,8 +503,7 @@ class AgentConsoleInput(InputChannel):
         self._lock: Optional[asyncio.Lock] = None
         self._connections: Set[AgentConnection] = set()
         self._tickets: Dict[str, _TicketState] = {}  # conversation_id -> open ticket
-        self._tail_task: Optional[asyncio.Task] = None
-        self._last_audit_id: Optional[int] = None
+        self._feed: Any = None  # bot.live.ChangeFeedConsumer while subscribed
         self._subscribed = False
         self._callbacks: Dict[str, Callable[[Dict[str, Any]], Awaitable[None]]] = {}
         self._trusted_proxies = parse_networks(config.trusted_proxies)
@@ -477,7 +560,7 @@ class AgentConsoleInput(InputChannel):
         for topic in CUSTOMER_TOPICS:
             callback = self._topic_callback(topic)
             self._callbacks[topic] = callback
-            bus().subscribe(topic, callback)
+            bus().subscribe(topic, callback, group=self)  # one queue: events keep their order
         self._subscribed = True
 
     def _topic_callback(self, topic: str) -> Callable[[Dict[str, Any]], Awaitable[None]]:
@@ -549,14 +632,14 @@ class AgentConsoleInput(InputChannel):
         return route
 
     async def close(self) -> None:
-        """Close sockets, stop the audit tail, dispose the stores (server shutdown)."""
-        for connection in list(self._connections):
-            try:
-                await connection.ws.close(code=1001, reason="server_going_away")
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        if self._tail_task is not None:
-            self._tail_task.cancel()
+        """Close sockets, leave the change feed, dispose the stores (server shutdown)."""
+        connections = list(self._connections)
+        for connection in connections:
+            await connection.close(1001, "server_going_away")
+        await asyncio.gather(*(c.finish() for c in connections), return_exceptions=True)
+        if self._feed is not None:
+            feed, self._feed = self._feed, None
+            await feed.unsubscribe(self._on_changes)
         if self._subscribed:
             from bot.live import bus
 
@@ -646,7 +729,7 @@ class AgentConsoleInput(InputChannel):
         await agents.do_logout(token)
         for connection in [c for c in self._connections if c.token == token]:
             await connection.send({"type": "logged_out"})
-            await _close(connection.ws, 4001, "logged_out")
+            await connection.close(4001, "logged_out")
         return {"ok": True}
 
     async def _me(self, _request: Request, agent: AgentView) -> Dict[str, Any]:
@@ -920,7 +1003,8 @@ class AgentConsoleInput(InputChannel):
             await _send(ws, {"type": "error", "code": error.code, "message": str(error)})
             await _close(ws, 4002 if error.code == "expired" else 4001, error.code)
             return
-        connection = AgentConnection(ws, agent, token or "")
+        connection = AgentConnection(ws, agent, token or "", queue_size=self.config.send_queue,
+                                     send_timeout=self.config.send_timeout)
         self._connections.add(connection)
         await agents.do_touch(agent.id)  # online: handoffs tell customers someone is there
         self._ensure_tail()
@@ -932,7 +1016,7 @@ class AgentConsoleInput(InputChannel):
                     raw = await ws.recv(timeout=REAUTH_SECONDS)
                 except asyncio.TimeoutError:
                     raw = None
-                if raw is None and getattr(ws, "closed", False):
+                if connection.closed or (raw is None and getattr(ws, "closed", False)):
                     break
                 if not await self._still_valid(connection):
                     break
@@ -944,6 +1028,7 @@ class AgentConsoleInput(InputChannel):
                 logger.exception("Agent console socket failed")
         finally:
             self._connections.discard(connection)
+            await connection.finish()
 
     async def _still_valid(self, connection: AgentConnection) -> bool:
         if time.monotonic() - connection.checked_at < REAUTH_SECONDS:
@@ -956,7 +1041,7 @@ class AgentConsoleInput(InputChannel):
             return True
         except AuthFailed as error:
             await connection.send({"type": "error", "code": error.code, "message": str(error)})
-            await _close(connection.ws, 4002 if error.code == "expired" else 4001, error.code)
+            await connection.close(4002 if error.code == "expired" else 4001, error.code)
             return False
 
     async def _on_frame(self, connection: AgentConnection, frame: Any) -> None:
@@ -1053,83 +1138,59 @@ class AgentConsoleInput(InputChannel):
         frame = {**event, "type": topic, "ticket": ticket.reference}
         await self._push_conversation(conversation_id, frame)
 
-    # ------------------------------------------------------------ audit tail
+    # ------------------------------------------------------------ change feed
 
     def _ensure_tail(self) -> None:
-        if self._tail_task is None or self._tail_task.done():
-            self._tail_task = asyncio.create_task(self._tail_audit(), name="agent-audit-tail")
+        """Follow the change feed (from "now"; the console loads its inbox itself)."""
+        if self._feed is None:
+            from bot.live import change_feed
 
-    async def _tail_audit(self) -> None:
-        """Poll ``audit_log`` for new ticket rows; push ``ticket`` frames to online agents."""
-        while self._connections or self._last_audit_id is None:
-            try:
-                await self._poll_audit_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keep polling
-                logger.exception("Agent console audit poll failed")
-            await asyncio.sleep(self.config.poll_interval)
-        self._tail_task = None
-        self._last_audit_id = None  # the next console starts from "now" (it loads its inbox)
+            self._feed = change_feed(self.config.support_db_url)
+            self._feed.subscribe(self._on_changes, self.config.poll_interval)
 
-    async def _poll_audit_once(self) -> int:
-        from sqlalchemy import func, select
+    async def _on_changes(self, changes: Sequence[Any]) -> int:
+        """Ticket changes from the feed: ``ticket`` frames to the agents who may see them."""
+        from sqlalchemy import select
 
         from bot import db
-        from bot.support.models import AuditLog, Ticket
+        from bot.support.models import Ticket
 
+        events = [c for c in changes if c.topic in AUDIT_ACTIONS and c.ticket]
+        if not events or not self._connections:
+            return 0
         agents, _ = await self.stores()
-        sessions = db.session_factory(agents.engine)
-        async with db.read_session(sessions) as session:
-            if self._last_audit_id is None:
-                self._last_audit_id = int((await session.execute(
-                    select(func.max(AuditLog.id)))).scalar_one() or 0)
-                return 0
-            rows = (await session.execute(
-                select(AuditLog).where(AuditLog.id > self._last_audit_id,
-                                       AuditLog.action.in_(AUDIT_ACTIONS))
-                .order_by(AuditLog.id).limit(200))).scalars().all()
-            newest = (await session.execute(select(func.max(AuditLog.id)))).scalar_one() or 0
-            events = []
-            references = set()
-            for row in rows:
-                data = dict(row.data or {})
-                reference = data.get("ticket") if row.action == "handoff.recorded" \
-                    else row.object_id
-                if reference:
-                    references.add(str(reference))
-                    events.append((row.id, row.action, str(reference), data, row.actor))
-            tickets = {}
-            if references:
-                for ticket in (await session.execute(select(Ticket).where(
-                        Ticket.reference.in_(references)))).scalars().all():
-                    tickets[ticket.reference] = TicketView.from_row(ticket)
-        self._last_audit_id = max(int(newest), self._last_audit_id)
-        for audit_id, action, reference, data, actor in events:
-            ticket = tickets.get(reference)
+        tickets: Dict[str, TicketView] = {}
+        async with db.read_session(db.session_factory(agents.engine)) as session:
+            for row in (await session.execute(select(Ticket).where(
+                    Ticket.reference.in_({c.ticket for c in events})))).scalars().all():
+                tickets[row.reference] = TicketView.from_row(row)
+        sent = 0
+        for change in events:
+            ticket = tickets.get(change.ticket)
             if ticket is None:
                 continue
             self._remember(ticket)
             state = self._tickets[ticket.conversation_id]
-            previous = data.get("from")
+            previous = change.data.get("from")
             also = (int(previous),) if isinstance(previous, int) else ()
-            frame = {"type": "ticket", "action": action, "audit_id": audit_id,
-                     "actor": actor, "ticket": ticket_json(ticket)}
+            frame = {"type": "ticket", "action": change.topic, "audit_id": change.audit_id,
+                     "feed_id": change.id, "actor": change.actor, "ticket": ticket_json(ticket)}
             for connection in list(self._connections):
                 if self._may_see(connection.agent, state, also):
-                    await connection.send(frame)
-        return len(events)
+                    await connection.send(frame)  # queued: never waits for a socket
+                    sent += 1
+        return sent
 
 
 async def _send(ws: Any, frame: Dict[str, Any]) -> None:
     try:
-        await ws.send(json.dumps(frame, default=_json_default))
-    except Exception:  # noqa: BLE001 - the client is gone
+        await asyncio.wait_for(ws.send(json.dumps(frame, default=_json_default)), SEND_TIMEOUT)
+    except Exception:  # noqa: BLE001 - the client is gone (or stuck)
         pass
 
 
 async def _close(ws: Any, code: int, reason: str) -> None:
     try:
-        await ws.close(code=code, reason=reason)
-    except Exception:  # noqa: BLE001 - the client is gone
+        await asyncio.wait_for(ws.close(code=code, reason=reason), SEND_TIMEOUT)
+    except Exception:  # noqa: BLE001 - the client is gone (or stuck)
         pass

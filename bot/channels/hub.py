@@ -181,9 +181,28 @@ class PreAuthGate:
             self._pending.pop(key, None)
 
 
+DEFAULT_SEND_QUEUE = 256
+"""Frames a connection's send queue holds (``WIDGET_SEND_QUEUE``)."""
+DEFAULT_SEND_TIMEOUT = 10.0
+"""Seconds one frame may take to be written to a socket (``WIDGET_SEND_TIMEOUT``)."""
+SLOW_CONSUMER_CLOSE = 4009
+"""Close code of a socket that does not keep up: its send queue overflowed, or writing
+one frame took longer than the send timeout (``docs/widget-protocol.md``)."""
+
+_CLOSE = object()  # the writer's "close after what is queued" marker
+
+
 @dataclass(eq=False)
 class Connection:
-    """One open WebSocket of a verified customer."""
+    """One open WebSocket of a verified customer.
+
+    Frames go through a bounded queue and one writer task per socket
+    (:meth:`send` never waits on the network): pushing a frame to a customer's sockets
+    never waits on a slow one. A socket whose queue overflows, or whose write of one
+    frame takes longer than ``send_timeout``, is closed with
+    :data:`SLOW_CONSUMER_CLOSE` (4009); the frames it missed are in the chat store and
+    come back with ``hello.after`` when the client reconnects.
+    """
 
     ws: Any
     user_id: str
@@ -195,28 +214,153 @@ class Connection:
     id: int = field(default_factory=lambda: next(_ids))
     last_typing: float = 0.0
     closed: bool = False
-    _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queue_size: int = DEFAULT_SEND_QUEUE
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    close_reason: Optional[str] = None
+    """Why the server closed the socket (``slow_consumer``, a close reason), if it did."""
+    _queue: Optional["asyncio.Queue[Any]"] = field(default=None, repr=False)
+    _writer: Optional["asyncio.Task[None]"] = field(default=None, repr=False)
+    _aborted: bool = field(default=False, repr=False)
 
-    async def send(self, frame: Dict[str, Any]) -> bool:
-        """Send one JSON frame; False (and the connection marked closed) on failure."""
+    def _ensure_writer(self) -> "asyncio.Queue[Any]":
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=max(1, int(self.queue_size)))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        return self._queue
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the send queue."""
+        return 0 if self._queue is None else self._queue.qsize()
+
+    async def send(self, frame: Dict[str, Any], wait: bool = False) -> bool:
+        """Queue one JSON frame for the socket's writer.
+
+        Args:
+            frame: The frame.
+            wait: Wait (up to the send timeout) for room in the queue instead of closing
+                the socket when it is full: for the connection's own answers (welcome, the
+                replay), where waiting delays only this socket.
+
+        Returns:
+            False when the connection is closed (or was closed because the queue is full).
+        """
         if self.closed:
             return False
         data = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        queue = self._ensure_writer()
         try:
-            async with self._send_lock:
-                await self.ws.send(data)
+            if wait:
+                await asyncio.wait_for(queue.put(data), self.send_timeout)
+            else:
+                queue.put_nowait(data)
             return True
-        except Exception:  # noqa: BLE001 - a dead socket is normal; the store keeps it
-            self.closed = True
+        except (asyncio.QueueFull, asyncio.TimeoutError):
+            logger.warning(
+                "Widget connection %s (%s) does not keep up: %d frames queued; closed (%d).",
+                self.id, self.conversation_id, queue.qsize(), SLOW_CONSUMER_CLOSE,
+            )
+            self.abort(SLOW_CONSUMER_CLOSE, "slow_consumer")
             return False
 
+    async def _write_loop(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            if item is _CLOSE:
+                return
+            if self._aborted:
+                return  # dropped: what is left is in the store
+            # A watchdog instead of wait_for (which would run each send in a task of its
+            # own): a socket that is written at once is written in this very step.
+            watchdog = asyncio.get_running_loop().call_later(
+                self.send_timeout, self._send_timed_out
+            )
+            try:
+                await self.ws.send(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a dead socket is normal; the store keeps it
+                self.closed = True
+                return
+            finally:
+                watchdog.cancel()
+
+    def _send_timed_out(self) -> None:
+        logger.warning(
+            "Widget connection %s (%s): a frame took over %g s to send; closed (%d).",
+            self.id, self.conversation_id, self.send_timeout, SLOW_CONSUMER_CLOSE,
+        )
+        self.abort(SLOW_CONSUMER_CLOSE, "slow_consumer")
+
     async def close(self, code: int, reason: str) -> None:
-        """Close the socket with a close code (idempotent)."""
+        """Send what is queued (within the send timeout), then close the socket with a
+        close code (idempotent)."""
+        if self.closed:
+            self.stop()
+            return
         self.closed = True
+        self.close_reason = self.close_reason or reason
+        writer = self._writer
+        if writer is not None and not writer.done() and self._queue is not None:
+            try:
+                self._queue.put_nowait(_CLOSE)
+                await asyncio.wait_for(asyncio.shield(writer), self.send_timeout)
+            except (asyncio.QueueFull, asyncio.TimeoutError):
+                self.abort(code, reason)
+                return
+            except Exception:  # noqa: BLE001 - the writer ended on a dead socket
+                pass
         try:
-            await self.ws.close(code=code, reason=reason[:120])
-        except Exception:  # noqa: BLE001 - already gone
+            await asyncio.wait_for(self.ws.close(code=code, reason=reason[:120]),
+                                   self.send_timeout)
+        except Exception:  # noqa: BLE001 - already gone, or stuck: drop it
             logger.debug("closing connection %s failed", self.id, exc_info=True)
+            _fail(self.ws, code, reason)
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close the socket now, without waiting on it (its queue is dropped)."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._aborted = True
+        self.stop()
+        _fail(self.ws, code, reason)
+
+    def stop(self) -> None:
+        """Stop the writer task (the connection is gone)."""
+        self.closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()
+
+
+def _fail(ws: Any, code: int, reason: str) -> None:
+    """Close a socket at once: Sanic's ``fail_connection`` (synchronous: writes the close
+    frame into the transport's buffer, then drops the connection), else a background
+    ``close``."""
+    fail = getattr(ws, "fail_connection", None)
+    if callable(fail):
+        try:
+            fail(code, reason[:120])
+        except Exception:  # noqa: BLE001 - already gone
+            logger.debug("fail_connection failed", exc_info=True)
+        transport = getattr(getattr(ws, "io_proto", None), "transport", None)
+        if transport is not None:
+            # a client that never reads never takes the close frame: drop it after a moment
+            try:
+                asyncio.get_running_loop().call_later(2.0, transport.abort)
+            except RuntimeError:
+                transport.abort()
+        return
+    close = getattr(ws, "close", None)
+    if callable(close):
+        try:
+            task = asyncio.get_running_loop().create_task(close(code=code, reason=reason[:120]))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        except Exception:  # noqa: BLE001 - no loop / already gone
+            pass
 
 
 class Hub:
@@ -236,8 +380,12 @@ class Hub:
         rate_window: float,
         preauth_per_ip: int = 10,
         max_keys: int = DEFAULT_MAX_KEYS,
+        send_queue: int = DEFAULT_SEND_QUEUE,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
     ) -> None:
         self._max_connections = max_connections
+        self.send_queue = max(1, int(send_queue))
+        self.send_timeout = float(send_timeout)
         self._connections: Dict[str, Set[Connection]] = {}
         self._turn_locks: Dict[str, asyncio.Lock] = {}
         self._turn_waiters: Dict[str, int] = collections.Counter()
@@ -248,11 +396,13 @@ class Hub:
     # --------------------------------------------------------- connections
 
     def register(self, connection: Connection) -> None:
-        """Add a connection.
+        """Add a connection (it gets the hub's send queue size and timeout).
 
         Raises:
             TooManyConnections: If the user is at the limit.
         """
+        connection.queue_size = self.send_queue
+        connection.send_timeout = self.send_timeout
         open_ = self._connections.setdefault(connection.conversation_id, set())
         live = {c for c in open_ if not c.closed}
         if len(live) >= self._max_connections:
@@ -264,8 +414,8 @@ class Hub:
         self._connections[connection.conversation_id] = live
 
     def unregister(self, connection: Connection) -> None:
-        """Remove a connection (idempotent)."""
-        connection.closed = True
+        """Remove a connection (idempotent); its writer stops."""
+        connection.stop()
         open_ = self._connections.get(connection.conversation_id)
         if open_ is not None:
             open_.discard(connection)
@@ -288,16 +438,22 @@ class Hub:
         frame: Dict[str, Any],
         exclude: Optional[Connection] = None,
     ) -> int:
-        """Send a frame to every open connection of a conversation.
+        """Queue a frame for every open connection of a conversation.
+
+        Never waits on a socket: each connection has its own bounded queue and writer
+        (:class:`Connection`); one that does not keep up is closed (4009).
 
         Returns:
-            How many connections received it.
+            How many connections took it: queued, and not found dead by their writers in
+            the one loop iteration they get before this returns (a socket that is merely
+            slow counts; its writer keeps going in the background).
         """
         targets = [c for c in self.connections(conversation_id) if c is not exclude]
         if not targets:
             return 0
-        results = await asyncio.gather(*(c.send(frame) for c in targets))
-        return sum(1 for ok in results if ok)
+        queued = [c for c in targets if await c.send(frame)]
+        await asyncio.sleep(0)  # let the writers start (a fast socket is written now)
+        return sum(1 for c in queued if not c.closed)
 
     # ---------------------------------------------------------------- turns
 

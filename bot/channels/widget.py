@@ -32,8 +32,12 @@ import asyncio
 import collections
 import json
 import logging
+import os
 import re
+import socket
 import time
+import uuid
+from datetime import timedelta
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Text, Tuple
@@ -46,12 +50,17 @@ from sanic.response import HTTPResponse
 from bot.channels.agent_bridge import AgentBridge
 from bot.channels.auth import AuthError, Customer, TokenVerifier, verifier_from_settings
 from bot.channels.frames import decode_frame
-from bot.channels.hub import Connection, Hub, RateLimiter, TokenBucket, TooManyConnections
+from bot.channels.hub import (
+    SLOW_CONSUMER_CLOSE, Connection, Hub, RateLimiter, TokenBucket, TooManyConnections,
+)
 from bot.channels.text import (
     INTENT_PREFIX, RESERVED_INTENTS, as_free_text, payload_allowed, payload_intent,
 )
 from bot.faq import current_index
-from bot.support.chat import OUTGOING_SENDERS, ChatStore, MessageView, clean_context
+from bot import db
+from bot.support.chat import (
+    OUTGOING_SENDERS, TURN_PENDING, ChatStore, MessageView, TurnClaim, clean_context,
+)
 
 __all__ = ["WidgetInput", "WidgetOutput", "CLOSE_CODES"]
 
@@ -63,6 +72,8 @@ REPLAY_LIMIT = 500
 MAX_CLIENT_ID = 64
 MAX_PAYLOAD_CHARS = 500
 FAQ_RATE_PER_MINUTE = 120
+NOT_STORED_RETRY = 2.0
+"""``retry_after`` of a ``not_stored`` error (the database refused the write)."""
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _ASSETS = {"widget.js": "application/javascript", "widget.css": "text/css"}
 
@@ -77,6 +88,8 @@ CLOSE_CODES: Dict[str, int] = {
     "too_many_pending": 4029,
     "rate_limited": 1008,
     "frame_too_large": 1009,
+    "slow_consumer": SLOW_CONSUMER_CLOSE,
+    "server_going_away": 1001,
 }
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
@@ -99,6 +112,12 @@ class WidgetConfig:
     frame_rate: float = 5.0
     frame_burst: int = 30
     max_keys: int = 10000
+    drain_seconds: float = 20.0
+    turn_lease: float = 30.0
+    turn_attempts: int = 3
+    turn_backoff: float = 2.0
+    send_queue: int = 256
+    send_timeout: float = 10.0
 
     def limits(self) -> Dict[str, Any]:
         """The limits a client is told about."""
@@ -179,8 +198,9 @@ class WidgetOutput(OutputChannel):
         channel: The widget channel (its store and hub).
     """
 
-    def __init__(self, channel: "WidgetInput") -> None:
+    def __init__(self, channel: "WidgetInput", reply_to: Optional[int] = None) -> None:
         self._channel = channel
+        self._reply_to = reply_to
         self.sent: List[MessageView] = []
 
     @classmethod
@@ -206,7 +226,8 @@ class WidgetOutput(OutputChannel):
         chat = await self._channel.chat()
         try:
             view = await chat.do_store_outgoing(
-                recipient_id, "bot", text, buttons=buttons, extra=extra or None
+                recipient_id, "bot", text, buttons=buttons, extra=extra or None,
+                reply_to=self._reply_to,
             )
         except LookupError:
             logger.warning("No widget conversation %s; bot message dropped.", recipient_id)
@@ -236,9 +257,18 @@ class WidgetInput(InputChannel):
             config.rate_window,
             preauth_per_ip=config.preauth_per_ip,
             max_keys=config.max_keys,
+            send_queue=config.send_queue,
+            send_timeout=config.send_timeout,
         )
         self._faq_limiter = RateLimiter(FAQ_RATE_PER_MINUTE, 60.0, max_keys=config.max_keys)
         self._inflight: set = set()
+        """Customer message ids with a turn task in this process (queued or running)."""
+        self._turn_tasks: set = set()
+        self._draining = False
+        self._drain_event: Optional[asyncio.Event] = None
+        self._sweeper: Optional[asyncio.Task] = None
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """Who this process is in turn claims (``chat_messages.claimed_by``)."""
         self.bridge = AgentBridge(self)
         self.typing_events: Deque[Tuple[str, str, float]] = collections.deque(maxlen=1000)
         """Customer typing events that passed the rate limit: (conversation, state, time)."""
@@ -281,6 +311,12 @@ class WidgetInput(InputChannel):
             frame_rate=settings.widget_frame_rate,
             frame_burst=settings.widget_frame_burst,
             max_keys=settings.limiter_max_keys,
+            drain_seconds=settings.widget_drain_seconds,
+            turn_lease=settings.widget_turn_lease,
+            turn_attempts=settings.widget_turn_attempts,
+            turn_backoff=settings.widget_turn_backoff,
+            send_queue=settings.widget_send_queue,
+            send_timeout=settings.widget_send_timeout,
         )
         return cls(verifier, config, settings.support_db_url)
 
@@ -331,8 +367,16 @@ class WidgetInput(InputChannel):
                 float(app.config.get("GRACEFUL_SHUTDOWN_TIMEOUT", 15.0)), 3.0
             )
 
+        @bp.listener("after_server_start")
+        async def _start_turns(_app: Any, _loop: Any) -> None:
+            # Turns of messages acknowledged before this start (a crash, a stop that did
+            # not finish them, another process that died): claimed and run again.
+            self._draining = False
+            self._sweeper = self.hub.spawn(self._sweep())
+
         @bp.listener("before_server_stop")
         async def _shutdown(_app: Any, _loop: Any) -> None:
+            await self.drain()
             for connection in list(self.hub.all_connections()):
                 await connection.close(1001, "server_going_away")
             for task in list(self.hub.tasks):
@@ -553,8 +597,10 @@ class WidgetInput(InputChannel):
                 }
             )
             for message in replay:
-                await connection.send({"type": "message", "message": message.to_wire()})
+                await connection.send({"type": "message", "message": message.to_wire()},
+                                      wait=True)
             await self._send_call_state(connection)
+            await self._requeue(customer.conversation_id, customer)
             while not connection.closed:
                 raw = await ws.recv()
                 if raw is None:
@@ -736,9 +782,20 @@ class WidgetInput(InputChannel):
                 client_id=client_id,
                 retry_after=retry,
             )
-        result = await chat.do_store_customer_message(
-            connection.conversation_id, client_id, text, payload
-        )
+        try:
+            result = await chat.do_store_customer_message(
+                connection.conversation_id, client_id, text, payload
+            )
+        except LookupError:
+            raise
+        except Exception:  # noqa: BLE001 - not stored, so not acknowledged: the widget resends
+            logger.exception("Could not store message %s of %s", client_id,
+                             connection.conversation_id)
+            raise _ClientError(
+                "not_stored",
+                "The message could not be saved just now; it will be sent again.",
+                503, client_id=client_id, retry_after=NOT_STORED_RETRY,
+            ) from None
         message = result.message
         await connection.send(
             {
@@ -749,8 +806,8 @@ class WidgetInput(InputChannel):
             }
         )
         if result.duplicate:
-            if message.status != "received" or message.id in self._inflight:
-                return  # already handed to the bot (or on its way): answered once
+            if message.status not in TURN_PENDING:
+                return  # already handed to the bot: answered once
         else:
             await self.hub.push(
                 connection.conversation_id,
@@ -761,9 +818,7 @@ class WidgetInput(InputChannel):
                 "customer.message",
                 {"conversation_id": connection.conversation_id, "message": message.to_wire()},
             )
-        self._inflight.add(message.id)
-        customer = connection.customer
-        self.hub.spawn(self._turn(customer, message))
+        self._queue_turn(connection.customer, message)
 
     async def _check_payload(self, connection: Connection, payload: str, client_id: str) -> None:
         """Refuse a quick-reply payload the bot's latest message did not offer.
@@ -785,50 +840,244 @@ class WidgetInput(InputChannel):
                 client_id=client_id,
             )
 
-    async def _turn(self, customer: Customer, message: MessageView) -> None:
-        """Hand one stored customer message to the bot, in order, and deliver the replies."""
+    # ------------------------------------------------------------ bot turns
+    #
+    # Every acknowledged customer message gets its turn exactly once (docs/widget-protocol.md,
+    # "Delivery guarantees"): the turn is claimed in the database (ChatStore.do_claim_turn:
+    # received -> processing with a lease, one winner over every process), the lease is
+    # renewed while it runs, a failed attempt is handed back with a back-off and tried again,
+    # the last failure marks it failed with a notice. Unfinished turns are found again at
+    # start-up, periodically (a process that died), and at each hello.
+
+    def _queue_turn(self, customer: Any, message: MessageView) -> None:
+        """Run the turn of a stored customer message (once per message in this process)."""
+        if self._draining or message.id in self._inflight:
+            return
+        self._inflight.add(message.id)
+        task = self.hub.spawn(self._turn(customer, message))
+        self._turn_tasks.add(task)
+        task.add_done_callback(self._turn_tasks.discard)
+
+    async def _requeue(self, conversation_id: Optional[str] = None,
+                       customer: Optional[Customer] = None) -> int:
+        """Queue the turns still to run (of one conversation, or all); returns how many."""
+        if self._draining or self._on_new_message is None:
+            return 0
+        try:
+            pending = await (await self.chat()).pending_turns(conversation_id, limit=200)
+        except Exception:  # noqa: BLE001 - the next sweep tries again
+            logger.exception("Could not read the unfinished widget turns")
+            return 0
+        queued = 0
+        for message, conversation in pending:
+            if conversation.channel != "widget" or message.id in self._inflight:
+                continue
+            who = customer if customer is not None else Customer(
+                user_id=conversation.customer_id, profile=dict(conversation.profile))
+            self._queue_turn(who, message)
+            queued += 1
+        if queued:
+            logger.info("Re-queued %d unfinished widget turn(s)%s.", queued,
+                        f" of {conversation_id}" if conversation_id else "")
+        return queued
+
+    def _sweep_interval(self) -> float:
+        return max(1.0, min(self.config.turn_lease / 2.0, 15.0))
+
+    async def _sweep(self) -> None:
+        """At start-up, then every few seconds: queue unfinished turns nobody holds."""
+        while not self._draining and not self._agent_ready():
+            await asyncio.sleep(0.2)
+        while not self._draining:
+            await self._requeue()
+            await asyncio.sleep(self._sweep_interval())
+
+    def _agent_ready(self) -> bool:
+        agent = getattr(getattr(self._app, "ctx", None), "agent", None)
+        try:
+            return agent is not None and bool(agent.is_ready())
+        except Exception:  # noqa: BLE001 - not loaded yet
+            return False
+
+    async def drain(self, seconds: Optional[float] = None) -> int:
+        """Stop starting turns; wait up to ``seconds`` (``WIDGET_DRAIN_SECONDS``) for the
+        running ones, cancel the rest and hand their claims back (the next start runs them).
+
+        Returns:
+            How many turns were handed back unfinished.
+        """
+        self._draining = True
+        if self._drain_event is not None:
+            self._drain_event.set()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        seconds = self.config.drain_seconds if seconds is None else seconds
+        running = [task for task in self._turn_tasks if not task.done()]
+        if running:
+            logger.info("Shutting down: waiting up to %g s for %d widget turn(s).",
+                        seconds, len(running))
+            _done, pending = await asyncio.wait(running, timeout=max(0.0, seconds))
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+        released = 0
+        if self._chat is not None:
+            try:
+                released = await self._chat.do_release_claims(self.owner)
+            except Exception:  # noqa: BLE001 - their leases run out instead
+                logger.exception("Could not hand back the unfinished widget turns")
+        if released:
+            logger.warning("Shutting down: %d widget turn(s) not finished in %g s are "
+                           "handed back; the next start answers them.", released, seconds)
+        return released
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up when the process starts draining."""
+        if self._drain_event is None:
+            self._drain_event = asyncio.Event()
+            if self._draining:
+                self._drain_event.set()
+        try:
+            await asyncio.wait_for(self._drain_event.wait(), max(0.0, seconds))
+        except asyncio.TimeoutError:
+            pass
+
+    async def _turn(self, customer: Any, message: MessageView) -> None:
+        """Claim, run (and retry) the bot turn of one stored customer message, in order."""
         conversation_id = customer.conversation_id
         try:
             async with self.hub.turn_lock(conversation_id):
                 chat = await self.chat()
-                conversation = await chat.get_conversation(conversation_id)
-                # Handed to the bot (or the agent's queue) now. The row is written once at the
-                # end of the turn: "read" when the bot answered (delivered_at set too), else
-                # "delivered".
-                await self.hub.push(
-                    conversation_id,
-                    {"type": "receipt", "ids": [message.id], "status": "delivered"},
-                )
-                if conversation.with_person:  # the bot is silent; the agent gets it
-                    await chat.do_mark(conversation_id, "delivered", ids=[message.id])
+                while not self._draining:
+                    claim = await chat.do_claim_turn(message.id, self.owner,
+                                                     self.config.turn_lease)
+                    if claim is None:  # done, failed, someone else's, or backing off
+                        return
+                    if claim.answered:  # ran before its process died: never twice
+                        await self._finish(claim, "read")
+                        return
+                    error = await self._run_claimed(customer, claim)
+                    if error is None:
+                        return
+                    if claim.attempt < self.config.turn_attempts and not self._draining:
+                        delay = self.config.turn_backoff * 2 ** (claim.attempt - 1)
+                        logger.warning(
+                            "Turn of message %s failed (attempt %d of %d: %s); retrying in "
+                            "%g s.", message.id, claim.attempt, self.config.turn_attempts,
+                            error, delay)
+                        await chat.do_release_turn(
+                            message.id, self.owner,
+                            retry_at=db.utcnow() + timedelta(seconds=delay), error=error)
+                        await self._pause(delay)
+                        continue
+                    if self._draining:  # handed back by drain(); the next start retries
+                        await chat.do_release_turn(message.id, self.owner, error=error)
+                        return
+                    await self._turn_failed(claim, error)
                     return
-                output = WidgetOutput(self)
-                await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
-                                                      "state": "start"})
-                failed = False
-                try:
-                    # An (offered) quick reply goes as its /intent; typed text always as text.
-                    await self._handle(
-                        customer, message.payload or as_free_text(message.text), output,
-                        message_id=f"widget-{message.id}", context=conversation.context,
-                    )
-                except Exception:  # noqa: BLE001 - logged; the customer is told below
-                    logger.exception("The bot failed on message %s", message.id)
-                    failed = True
-                await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
-                                                      "state": "stop"})
-                if output.sent:
-                    read = await chat.do_mark(conversation_id, "read", ids=[message.id])
-                    if read:
-                        await self.hub.push(
-                            conversation_id, {"type": "receipt", "ids": read, "status": "read"}
-                        )
-                    return
-                await chat.do_mark(conversation_id, "delivered", ids=[message.id])
-                if failed or not await self._paused(conversation_id):
-                    await self._bot_unavailable(conversation_id, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the claim's lease runs out; the sweeper retries
+            logger.exception("The turn of message %s could not run; it will be retried.",
+                             message.id)
         finally:
             self._inflight.discard(message.id)
+
+    async def _keep_claim(self, message_id: int) -> None:
+        """Renew the claim's lease while the turn runs."""
+        chat = await self.chat()
+        while True:
+            await asyncio.sleep(max(0.5, self.config.turn_lease / 3.0))
+            try:
+                if not await chat.do_renew_claim(message_id, self.owner, self.config.turn_lease):
+                    logger.warning("Lost the claim of message %s's turn.", message_id)
+                    return
+            except Exception:  # noqa: BLE001 - try again at the next beat
+                logger.exception("Could not renew the claim of message %s", message_id)
+
+    async def _run_claimed(self, customer: Any, claim: TurnClaim) -> Optional[str]:
+        """Run one attempt of a claimed turn.
+
+        Returns:
+            None when the turn is finished (answered, or handed to a person), else why it
+            failed (the claim is still held).
+        """
+        message, conversation_id = claim.message, claim.conversation.conversation_id
+        chat = await self.chat()
+        heartbeat = asyncio.get_running_loop().create_task(self._keep_claim(message.id))
+        try:
+            # Handed to the bot (or the agent's queue) now. The row is written once at the
+            # end of the turn: "read" when the bot answered (delivered_at set too), else
+            # "delivered".
+            await self.hub.push(
+                conversation_id, {"type": "receipt", "ids": [message.id], "status": "delivered"}
+            )
+            if claim.conversation.with_person:  # the bot is silent; the agent gets it
+                await self._finish(claim, "delivered")
+                return None
+            output = WidgetOutput(self, reply_to=message.id)
+            await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
+                                                  "state": "start"})
+            error: Optional[str] = None
+            try:
+                # An (offered) quick reply goes as its /intent; typed text always as text.
+                await self._handle(
+                    customer, message.payload or as_free_text(message.text), output,
+                    message_id=f"widget-{message.id}", context=claim.conversation.context,
+                )
+            except Exception as failure:  # noqa: BLE001 - retried, then the customer is told
+                logger.exception("The bot failed on message %s", message.id)
+                error = f"{type(failure).__name__}: {failure}"
+            await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
+                                                  "state": "stop"})
+            if output.sent:
+                await self._finish(claim, "read")
+                return None
+            if error is None:
+                if await self._paused(conversation_id):  # handed over during the turn
+                    await self._finish(claim, "delivered")
+                    return None
+                error = "no reply (is the action server reachable?)"
+            return error
+        finally:
+            heartbeat.cancel()
+
+    async def _finish(self, claim: TurnClaim, status: str) -> None:
+        chat = await self.chat()
+        message_id = claim.message.id
+        if not await chat.do_finish_turn(message_id, self.owner, status):
+            logger.warning("Turn of message %s finished without its claim.", message_id)
+            return
+        if status == "read":
+            await self.hub.push(
+                claim.conversation.conversation_id,
+                {"type": "receipt", "ids": [message_id], "status": "read"},
+            )
+
+    async def _turn_failed(self, claim: TurnClaim, error: str) -> None:
+        """The last attempt failed: ``failed``, a stored notice, an ``error`` frame."""
+        message, conversation_id = claim.message, claim.conversation.conversation_id
+        logger.error("Turn of message %s failed %d times (%s): marked failed.",
+                     message.id, claim.attempt, error)
+        stored = await (await self.chat()).do_fail_turn(
+            message.id, self.owner, error, notice("widget_bot_unavailable"))
+        if stored is None:
+            return
+        await self.hub.push(conversation_id, {"type": "message", "message": stored.to_wire()})
+        await self.hub.push(
+            conversation_id,
+            _ClientError(
+                "bot_unavailable",
+                "The assistant could not answer this message.",
+                client_id=message.client_id,
+            ).frame(),
+        )
+        # agents see the notice in the conversation (a system message)
+        await self.bridge.publish(
+            "customer.message",
+            {"conversation_id": conversation_id, "message": stored.to_wire()},
+        )
 
     async def _handle(
         self, customer: Customer, text: str, output: OutputChannel,
@@ -868,21 +1117,6 @@ class WidgetInput(InputChannel):
             logger.exception("Could not read the tracker of %s", conversation_id)
             return False
         return bool(tracker is not None and tracker.is_paused())
-
-    async def _bot_unavailable(self, conversation_id: str, message: MessageView) -> None:
-        chat = await self.chat()
-        stored = await chat.do_store_outgoing(
-            conversation_id, "system", notice("widget_bot_unavailable")
-        )
-        await self.hub.push(conversation_id, {"type": "message", "message": stored.to_wire()})
-        await self.hub.push(
-            conversation_id,
-            _ClientError(
-                "bot_unavailable",
-                "The assistant could not answer this message.",
-                client_id=message.client_id,
-            ).frame(),
-        )
 
     async def _on_typing(self, connection: Connection, frame: Dict[str, Any]) -> None:
         state = frame.get("state")

@@ -2,7 +2,10 @@
 
 State changes are ``do_*`` coroutines of :class:`AgentStore`; each runs in ONE new
 transaction, writes an audit row, and notifies listeners only after the commit (as
-:mod:`bot.support.ops`). Views are frozen dataclasses; no ORM object escapes.
+:mod:`bot.support.ops`). Claim, transfer and resolve also get their ``change_feed`` row in
+that transaction (the audit hook in :mod:`bot.support.models`), which consoles and the
+Twilio bridge of every process read (:mod:`bot.live`). Views are frozen dataclasses; no
+ORM object escapes.
 
 Ticket and conversation states::
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import and_, exists, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,7 +41,9 @@ __all__ = [
     "ConversationView",
     "MessageView",
     "StoredMessage",
+    "TurnClaim",
     "MAX_CONTEXT_KEYS",
+    "TURN_PENDING",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,11 @@ MAX_CONTEXT_KEYS = 20
 MAX_CONTEXT_VALUE_CHARS = 200
 MAX_BUTTONS = 12
 OUTGOING_SENDERS: Tuple[str, ...] = ("bot", "agent", "system")
-_RANK = {"received": 0, "sent": 0, "delivered": 1, "read": 2}
+_RANK = {"received": 0, "processing": 0, "sent": 0, "delivered": 1, "read": 2}
+TURN_PENDING: Tuple[str, ...] = ("received", "processing")
+"""Customer message statuses whose bot turn has not finished (claimable when the lease,
+``claimed_until``, is unset or past)."""
+MAX_TURN_ERROR = 255
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,25 @@ class MessageView:
         if extra:
             wire["extra"] = extra
         return wire
+
+
+@dataclass(frozen=True)
+class TurnClaim:
+    """A customer message whose bot turn this process now owns (:meth:`ChatStore.do_claim_turn`).
+
+    Attributes:
+        message: The customer message (status ``processing``).
+        conversation: Its conversation.
+        attempt: Which attempt this is (1 for the first).
+        answered: Bot/system messages of this turn are stored already (``reply_to``): an
+            earlier attempt ran and its process died before it marked the message. The
+            turn must not run again; finish it.
+    """
+
+    message: MessageView
+    conversation: ConversationView
+    attempt: int
+    answered: bool
 
 
 @dataclass(frozen=True)
@@ -418,8 +443,12 @@ class ChatStore(StoreBase):
         sender_name: Optional[str] = None,
         buttons: Any = None,
         extra: Optional[Mapping[str, Any]] = None,
+        reply_to: Optional[int] = None,
     ) -> MessageView:
-        """Store a bot, agent or system message (status ``sent``)."""
+        """Store a bot, agent or system message (status ``sent``).
+
+        ``reply_to``: the customer message whose bot turn sends it (see :meth:`do_claim_turn`).
+        """
         if sender not in OUTGOING_SENDERS:
             raise ValueError(f"sender must be one of {OUTGOING_SENDERS}, got {sender!r}.")
         now = db.utcnow()
@@ -431,7 +460,7 @@ class ChatStore(StoreBase):
                 insert(_MESSAGES).values(
                     conversation_pk=pk, session=number, sender=sender, sender_name=sender_name,
                     text=text or "", buttons=clean or None, extra=extra_ or None,
-                    status="sent", created_at=now,
+                    status="sent", created_at=now, reply_to=reply_to,
                 )
             )
             await session.execute(
@@ -506,6 +535,257 @@ class ChatStore(StoreBase):
                 .execution_options(synchronize_session=False)
             )
         return sorted(changed)
+
+    # ------------------------------------------------------------ bot turns
+
+    async def do_claim_turn(
+        self, message_id: int, owner: str, lease: float
+    ) -> Optional[TurnClaim]:
+        """Claim the bot turn of a customer message for ``owner`` (atomic, one winner).
+
+        One ``UPDATE``: a customer message that is ``received`` or ``processing``, whose
+        ``claimed_until`` is unset or past (no live claim, no retry back-off pending),
+        becomes ``processing`` for ``owner`` until ``now + lease`` and counts one more
+        attempt. Two processes (or a ``hello`` racing the start-up re-queue) claiming the
+        same message: exactly one gets it (SQLite: the write lock; PostgreSQL: the row lock,
+        and the second ``UPDATE`` re-checks its condition on the committed row).
+
+        Returns:
+            The claim, or None when the message is not claimable (done, failed, owned by a
+            live claim, waiting for its back-off, not a customer message, or unknown).
+        """
+        now = db.utcnow()
+        until = now + timedelta(seconds=float(lease))
+        m = _MESSAGES.c
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(_MESSAGES)
+                .where(
+                    m.id == int(message_id),
+                    m.sender == "customer",
+                    m.status.in_(TURN_PENDING),
+                    or_(m.claimed_until.is_(None), m.claimed_until <= now),
+                )
+                .values(status="processing", attempts=m.attempts + 1, claimed_by=owner[:64],
+                        claimed_until=until)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                return None
+            row = (await session.execute(
+                select(ChatMessage).where(ChatMessage.id == int(message_id))
+            )).scalar_one()
+            await session.refresh(row)
+            conversation = (await session.execute(
+                select(Conversation).where(Conversation.id == row.conversation_pk)
+            )).scalar_one()
+            answered = bool((await session.execute(
+                select(exists().where(m.reply_to == int(message_id)))
+            )).scalar())
+            return TurnClaim(
+                message=MessageView.from_row(row, conversation.conversation_id),
+                conversation=ConversationView.from_row(conversation),
+                attempt=int(row.attempts),
+                answered=answered,
+            )
+
+    async def do_renew_claim(self, message_id: int, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s claim to ``now + lease`` (the turn is still running).
+
+        Returns:
+            False when ``owner`` no longer holds the claim.
+        """
+        until = db.utcnow() + timedelta(seconds=float(lease))
+        m = _MESSAGES.c
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(_MESSAGES)
+                .where(m.id == int(message_id), m.claimed_by == owner[:64],
+                       m.status == "processing")
+                .values(claimed_until=until)
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+    async def do_finish_turn(self, message_id: int, owner: str, status: str) -> bool:
+        """End ``owner``'s claimed turn: ``read`` (the bot answered) or ``delivered``.
+
+        Returns:
+            False when ``owner`` did not hold the claim (nothing changed).
+        """
+        if status not in ("delivered", "read"):
+            raise ValueError(f"status must be delivered or read, got {status!r}.")
+        now = db.utcnow()
+        m = _MESSAGES.c
+        values: Dict[str, Any] = {
+            "status": status, "claimed_by": None, "claimed_until": None, "turn_error": None,
+            "delivered_at": func.coalesce(m.delivered_at, literal(now, type_=db.UTCDateTime())),
+        }
+        if status == "read":
+            values["read_at"] = now
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(_MESSAGES)
+                .where(m.id == int(message_id), m.claimed_by == owner[:64],
+                       m.status == "processing")
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+    async def do_release_turn(
+        self, message_id: int, owner: str, retry_at: Optional[datetime] = None,
+        error: Optional[str] = None,
+    ) -> bool:
+        """Give a claimed turn back: ``received`` again, claimable from ``retry_at`` on
+        (None: at once), with the last attempt's ``error``.
+
+        Returns:
+            False when ``owner`` did not hold the claim.
+        """
+        m = _MESSAGES.c
+        values: Dict[str, Any] = {"status": "received", "claimed_by": None,
+                                  "claimed_until": retry_at}
+        if error is not None:
+            values["turn_error"] = error[:MAX_TURN_ERROR]
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(_MESSAGES)
+                .where(m.id == int(message_id), m.claimed_by == owner[:64],
+                       m.status == "processing")
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+    async def do_release_claims(self, owner: str) -> int:
+        """Give back every turn ``owner`` still holds (a process shutting down).
+
+        Returns:
+            How many were released (claimable at once by the next process).
+        """
+        m = _MESSAGES.c
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(_MESSAGES)
+                .where(m.claimed_by == owner[:64], m.status == "processing")
+                .values(status="received", claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)
+
+    async def do_fail_turn(
+        self, message_id: int, owner: str, error: str, notice: str
+    ) -> Optional[MessageView]:
+        """Mark ``owner``'s claimed turn ``failed`` and store the system ``notice`` for it.
+
+        One transaction: the message's status and ``turn_error``, a system message
+        (``reply_to`` the customer message) that the customer and agents see in the
+        conversation, and an audit row ``message.turn_failed``.
+
+        Returns:
+            The stored notice, or None when ``owner`` did not hold the claim.
+        """
+        now = db.utcnow()
+        m = _MESSAGES.c
+        async with db.write_session(self._sessions) as session:
+            result = await session.execute(
+                update(_MESSAGES)
+                .where(m.id == int(message_id), m.claimed_by == owner[:64],
+                       m.status == "processing")
+                .values(status="failed", claimed_by=None, claimed_until=None,
+                        turn_error=(error or "failed")[:MAX_TURN_ERROR])
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                return None
+            row = (await session.execute(
+                select(_MESSAGES.c.conversation_pk, _MESSAGES.c.attempts)
+                .where(m.id == int(message_id))
+            )).first()
+            conversation = (await session.execute(
+                select(_CONVERSATIONS.c.conversation_id, _CONVERSATIONS.c.session)
+                .where(_CONVERSATIONS.c.id == row[0])
+            )).first()
+            inserted = await session.execute(
+                insert(_MESSAGES).values(
+                    conversation_pk=row[0], session=conversation[1], sender="system",
+                    text=notice, status="sent", created_at=now, reply_to=int(message_id),
+                )
+            )
+            await session.execute(
+                update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == row[0])
+                .values(last_message_at=now)
+            )
+            session.add(AuditLog(
+                at=now, actor="bot", action="message.turn_failed",
+                object_type="conversation", object_id=conversation[0][:64],
+                data={"message_id": int(message_id), "attempts": int(row[1]),
+                      "error": (error or "failed")[:MAX_TURN_ERROR]},
+            ))
+            view = MessageView(
+                id=inserted.inserted_primary_key[0], conversation_id=conversation[0],
+                session=conversation[1], client_id=None, sender="system", sender_name=None,
+                text=notice, payload=None, buttons=[], extra={}, status="sent",
+                created_at=now, delivered_at=None, read_at=None,
+            )
+        await self._notify("message.stored", {"message": view})
+        return view
+
+    async def pending_turns(
+        self, conversation_id: Optional[str] = None, limit: int = 100,
+        claimable_only: bool = True,
+    ) -> List[Tuple[MessageView, ConversationView]]:
+        """Customer messages whose bot turn has not finished, oldest first.
+
+        Args:
+            conversation_id: Only this conversation's (None: every conversation's).
+            limit: At most this many.
+            claimable_only: Only those :meth:`do_claim_turn` would claim now.
+
+        Returns:
+            ``(message, conversation)`` pairs.
+        """
+        now = db.utcnow()
+        conditions = [ChatMessage.sender == "customer", ChatMessage.status.in_(TURN_PENDING)]
+        if claimable_only:
+            conditions.append(or_(ChatMessage.claimed_until.is_(None),
+                                  ChatMessage.claimed_until <= now))
+        async with db.read_session(self._sessions) as session:
+            query = (
+                select(ChatMessage, Conversation)
+                .join(Conversation, Conversation.id == ChatMessage.conversation_pk)
+                .where(and_(*conditions))
+            )
+            if conversation_id is not None:
+                query = query.where(Conversation.conversation_id == conversation_id)
+            rows = (await session.execute(
+                query.order_by(ChatMessage.id.asc()).limit(max(1, int(limit)))
+            )).all()
+            return [
+                (MessageView.from_row(message, conversation.conversation_id),
+                 ConversationView.from_row(conversation))
+                for message, conversation in rows
+            ]
+
+    async def next_claimable_at(self) -> Optional[datetime]:
+        """When the earliest unfinished turn that is not claimable now becomes claimable."""
+        now = db.utcnow()
+        async with db.read_session(self._sessions) as session:
+            return (await session.execute(
+                select(func.min(ChatMessage.claimed_until)).where(
+                    ChatMessage.sender == "customer",
+                    ChatMessage.status.in_(TURN_PENDING),
+                    ChatMessage.claimed_until > now,
+                )
+            )).scalar()
+
+    async def has_replies(self, message_id: int) -> bool:
+        """Whether bot/system messages of this customer message's turn are stored."""
+        async with db.read_session(self._sessions) as session:
+            return bool((await session.execute(
+                select(exists().where(_MESSAGES.c.reply_to == int(message_id)))
+            )).scalar())
 
     async def history(
         self, conversation_id: str, before: Optional[int] = None, limit: int = 50

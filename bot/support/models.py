@@ -17,6 +17,7 @@ from typing import Any, Dict, Tuple
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -27,6 +28,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    cast,
+    event,
+    func,
 )
 from sqlalchemy.orm import declarative_base
 
@@ -37,6 +41,10 @@ __all__ = [
     "Agent",
     "AgentSession",
     "AuditLog",
+    "ChangeFeed",
+    "ChangeFeedClaim",
+    "FEED_TOPICS",
+    "stage_change",
     "CONVERSATION_STATES",
     "Customer",
     "Rating",
@@ -77,8 +85,13 @@ CONVERSATION_STATES: Tuple[str, ...] = ("bot", "queued", "assigned", "resolved",
 resolved: the agent is done (the bot asks for a rating); closed: the customer ended the chat."""
 AGENT_ROLES: Tuple[str, ...] = ("agent", "admin")
 MESSAGE_SENDERS: Tuple[str, ...] = ("customer", "bot", "agent", "system")
-MESSAGE_STATUSES: Tuple[str, ...] = ("received", "sent", "delivered", "read")
-"""Customer messages go received → delivered → read; outgoing ones sent → delivered → read."""
+MESSAGE_STATUSES: Tuple[str, ...] = (
+    "received", "processing", "sent", "delivered", "read", "failed",
+)
+"""Customer messages go received → processing (a process claimed its bot turn) → delivered →
+read, or end ``failed`` (the turn failed every attempt; a system notice says so); outgoing
+ones sent → delivered → read. A ``processing`` message whose claim lease ran out (its process
+died) is claimable again, like a ``received`` one (``docs/widget-protocol.md``)."""
 
 NAMING_CONVENTION: Dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -252,6 +265,13 @@ class ChatMessage(Base):
     conversation: a resent message is stored once). ``payload`` is what the bot
     received instead of ``text`` (a quick reply's ``/intent``). ``buttons`` and
     ``extra`` (image, attachment, custom) come from bot responses.
+
+    The bot turn of a customer message is claimed in the database
+    (:meth:`bot.support.chat.ChatStore.do_claim_turn`): ``status`` ``processing``,
+    ``claimed_by`` (the process), ``claimed_until`` (the lease, renewed while the turn
+    runs; for a ``received`` message waiting for a retry: not before then), ``attempts``
+    (turns started) and ``turn_error`` (why the last attempt failed). ``reply_to`` on a bot
+    or system message is the customer message whose turn stored it.
     """
 
     __tablename__ = "chat_messages"
@@ -273,6 +293,12 @@ class ChatMessage(Base):
     created_at = Column(UTCDateTime, nullable=False)
     delivered_at = Column(UTCDateTime, nullable=True)
     read_at = Column(UTCDateTime, nullable=True)
+    # bot turn claims (revision 0007)
+    attempts = Column(Integer, nullable=False, default=0, server_default="0")
+    claimed_by = Column(String(64), nullable=True)
+    claimed_until = Column(UTCDateTime, nullable=True)
+    turn_error = Column(String(255), nullable=True)
+    reply_to = Column(Integer, nullable=True)
 
     __table_args__ = (
         CheckConstraint(_in("sender", MESSAGE_SENDERS), name="sender"),
@@ -281,6 +307,9 @@ class ChatMessage(Base):
         Index("ix_chat_messages_conversation_id", "conversation_pk", "id"),
         # questions per period (bot/support/metrics.py): customer messages by time
         Index("ix_chat_messages_sender_created_at", "sender", "created_at"),
+        # turns still to run (start-up and hello re-queue), replies of a turn
+        Index("ix_chat_messages_status_id", "status", "id"),
+        Index("ix_chat_messages_reply_to", "reply_to"),
     )
 
 
@@ -349,3 +378,87 @@ class Rating(Base):
         CheckConstraint("score BETWEEN 1 AND 5", name="score"),
         UniqueConstraint("conversation_pk", "session", name="uq_ratings_conversation_session"),
     )
+
+
+# ------------------------------------------------------------------ change feed
+# (migration 0009; read by bot.live.ChangeFeedConsumer, docs/agent-console.md "Live updates")
+
+FEED_TOPICS: Tuple[str, ...] = (
+    "handoff.recorded", "ticket.claimed", "ticket.transferred", "ticket.resolved",
+)
+"""Audit actions that also go to the change feed (what consoles and the Twilio bridge follow)."""
+
+
+class ChangeFeed(Base):
+    """The transactional outbox: one row per change other processes follow.
+
+    Written in the SAME transaction as the state change (every :class:`AuditLog` row whose
+    action is in :data:`FEED_TOPICS` gets one, see :func:`stage_change`), so a change is in
+    the feed if and only if it committed. ``txid`` is the writing transaction's id on
+    PostgreSQL (``pg_current_xact_id()``): readers only take rows of transactions older than
+    every running one, in ``(txid, id)`` order, so rows that commit out of id order are never
+    skipped (bot/live.py). NULL on SQLite (one writer at a time: id order is commit order).
+    """
+
+    __tablename__ = "change_feed"
+
+    id = Column(Integer, primary_key=True)
+    txid = Column(BigInteger, nullable=True)
+    topic = Column(String(64), nullable=False)
+    object_type = Column(String(32), nullable=False)
+    object_id = Column(String(64), nullable=False)
+    ticket = Column(String(48), nullable=True)
+    conversation_id = Column(String(255), nullable=True)
+    payload = Column(JSON, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, index=True)
+
+    __table_args__ = (Index("ix_change_feed_txid_id", "txid", "id"),
+                      Index("ix_change_feed_topic_created_at", "topic", "created_at"))
+
+
+class ChangeFeedClaim(Base):
+    """A consumer's durable claim of one feed row (e.g. the Twilio bridge's handoffs).
+
+    ``done_at`` NULL: being handled by ``owner`` (a process), taken over when ``claimed_at``
+    (refreshed while it works) is older than the consumer's stale limit.
+    """
+
+    __tablename__ = "change_feed_claims"
+
+    consumer = Column(String(64), primary_key=True)
+    change_id = Column(Integer, ForeignKey("change_feed.id", ondelete="CASCADE"),
+                       primary_key=True, index=True)
+    owner = Column(String(64), nullable=False)
+    attempts = Column(Integer, nullable=False, default=1)
+    claimed_at = Column(UTCDateTime, nullable=False)
+    done_at = Column(UTCDateTime, nullable=True)
+
+
+def stage_change(connection: Any, *, topic: str, object_type: str, object_id: str,
+                 payload: Dict[str, Any], at: Any, ticket: Any = None,
+                 conversation_id: Any = None) -> None:
+    """Insert a feed row on ``connection``, inside the caller's (open) transaction."""
+    values: Dict[str, Any] = {
+        "topic": topic[:64], "object_type": object_type[:32], "object_id": str(object_id)[:64],
+        "ticket": str(ticket)[:48] if ticket else None,
+        "conversation_id": str(conversation_id)[:255] if conversation_id else None,
+        "payload": payload, "created_at": at,
+    }
+    if connection.dialect.name == "postgresql":
+        # the top-level transaction id (xid8, epoch-extended, fits a bigint)
+        values["txid"] = cast(cast(func.pg_current_xact_id(), Text), BigInteger)
+    connection.execute(ChangeFeed.__table__.insert().values(**values))
+
+
+@event.listens_for(AuditLog, "after_insert")
+def _audit_to_feed(_mapper: Any, connection: Any, row: AuditLog) -> None:
+    """Every feed-worthy audit row gets its feed row in the same transaction (all writers:
+    SupportStore, AgentStore, the Twilio store)."""
+    if row.action not in FEED_TOPICS:
+        return
+    data = dict(row.data or {})
+    ticket = data.get("ticket") if row.object_type != "ticket" else row.object_id
+    stage_change(
+        connection, topic=row.action, object_type=row.object_type, object_id=row.object_id,
+        ticket=ticket, conversation_id=data.get("conversation_id"), at=row.at,
+        payload={"audit_id": row.id, "actor": row.actor, "data": data})

@@ -5,7 +5,9 @@ coroutine of :class:`SupportStore` that
 
 1. validates its arguments (:class:`ValueError` on bad input),
 2. opens a NEW session and runs everything in ONE transaction, including one
-   :class:`~bot.support.models.AuditLog` row describing the change,
+   :class:`~bot.support.models.AuditLog` row describing the change (audit rows of
+   :data:`~bot.support.models.FEED_TOPICS`, e.g. ``handoff.recorded``, also write their
+   ``change_feed`` row in this transaction: the outbox other processes read, bot/live.py),
 3. only after the commit succeeded, awaits the registered listeners with
    ``(event, payload)``, where ``event`` equals the audit ``action``
    (``"ticket.created"``) and ``payload`` holds ``"actor"``, ``"audit"``

@@ -2,8 +2,10 @@
 
 Flow (docs/twilio.md):
 
-1. **Handoff** (found by tailing ``audit_log`` for ``handoff.recorded``; the action server
-   writes it): for a widget conversation whose ticket is still ``queued``, the operation
+1. **Handoff** (``handoff.recorded`` from the change feed, :func:`bot.live.change_feed`;
+   the action server writes it; each one is claimed durably in ``change_feed_claims``, so
+   it is bridged once across processes and restarts, and a sweep picks up what was missed
+   while no process ran): for a widget conversation whose ticket is still ``queued``, the operation
    ``handoff:<ticket>`` creates a Conversation (unique name = our conversation id;
    attributes = customer, context, ticket, triage), adds the customer as a participant,
    imports the transcript (original authors and times) and attaches a
@@ -11,9 +13,11 @@ Flow (docs/twilio.md):
    or replay continues where it stopped. Then the ticket is ``assigned`` to Twilio.
 2. **Customer messages** (bus topic ``customer.message``) are posted as the customer with
    ``X-Twilio-Webhook-Enabled: false`` and ``attributes.origin = "support-bot"``.
-3. **Webhooks** (:meth:`TwilioBridge.accept_webhook`, after the signature check): a
-   duplicate (idempotency token or message SID seen before) is dropped; the rest is done
-   in the background. ``onMessageAdded`` by an agent → stored as an ``agent`` message and
+3. **Webhooks** (:meth:`TwilioBridge.accept_webhook`, after the signature check): stored
+   in the inbox (``twilio_inbox``) with its dedupe keys in one transaction, so Twilio's 200
+   means "stored"; a duplicate (idempotency token or message SID seen before) adds nothing.
+   The inbox processor (:mod:`bot.twilio.inbox`) then runs :meth:`TwilioBridge.handle_webhook`
+   per row, in order per Conversation, with retries and dead letters. ``onMessageAdded`` by an agent → stored as an ``agent`` message and
    published as ``agent.message`` (the widget delivers it); the Conversation ``closed``
    → the ticket is resolved and ``ticket.resolved`` published (the widget resumes the bot
    and asks for a rating). Our own posts are ignored (author or attributes).
@@ -37,6 +41,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import RetriesExhausted, RetryPolicy, TwilioApi, describe, with_retries
+from bot.twilio.inbox import InboxConfig, InboxProcessor, InboxStore
 from bot.twilio.store import DeadLetterView, HandoffMaterial, LinkView, TwilioStore
 
 __all__ = ["ORIGIN", "TwilioBridge", "TwilioConfig", "parse_time"]
@@ -51,6 +56,11 @@ MAX_BODY_CHARS = 1600
 MAX_ATTRIBUTES_CHARS = 16000
 HEALTH_TIMEOUT = 3.0
 KEEP_WEBHOOK_KEYS_DAYS = 7  # Twilio retries webhooks for minutes, not days
+CLAIM_CONSUMER = "twilio.handoff"
+CLAIM_STALE_SECONDS = 60.0  # an unfinished claim not refreshed this long: its process died
+SWEEP_SECONDS = 30.0  # how often handoffs nobody holds are looked for
+WEBHOOK_KIND = "conversations"
+"""``twilio_inbox.kind`` of Conversations webhooks (Voice: ``voice``)."""
 
 Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
 
@@ -88,6 +98,7 @@ class TwilioConfig:
                                         "onConversationStateUpdated")
     support_db_url: str = ""
     handoff_delay: float = 1.0
+    inbox: InboxConfig = field(default_factory=InboxConfig)
 
     @property
     def configured(self) -> bool:
@@ -111,10 +122,10 @@ class TwilioConfig:
             api_base=s.twilio_api_base, bot_identity=s.twilio_bot_identity,
             timeout=s.twilio_timeout,
             policy=RetryPolicy(s.twilio_max_attempts, s.twilio_backoff_base,
-                               s.twilio_backoff_max),
+                               s.twilio_backoff_max, s.twilio_retry_after_max),
             poll_interval=s.twilio_poll_interval, catchup_seconds=s.twilio_catchup_seconds,
             webhook_filters=s.twilio_webhook_filters, support_db_url=s.support_db_url,
-            handoff_delay=s.twilio_handoff_delay,
+            handoff_delay=s.twilio_handoff_delay, inbox=InboxConfig.from_settings(),
         )
 
 
@@ -144,7 +155,12 @@ class TwilioBridge(BackgroundWork):
         self._locks: Dict[str, asyncio.Lock] = {}
         self._tasks: Set[asyncio.Task] = set()
         self._tail: Optional[asyncio.Task] = None
+        self._feed: Any = None
+        self._feed_claims: Any = None
+        self._bridging: Set[int] = set()
         self._health: Optional[Tuple[float, bool]] = None
+        self.inbox = InboxProcessor(InboxStore(store.engine), config.inbox)
+        self.inbox.register(WEBHOOK_KIND, self.handle_webhook)
 
     # ------------------------------------------------------------ plumbing
 
@@ -155,7 +171,9 @@ class TwilioBridge(BackgroundWork):
         return lock
 
     async def close(self) -> None:
-        """Stop the tail and background work, close the HTTP session."""
+        """Stop the inbox (the current row may finish), the tail and background work, close
+        the HTTP session."""
+        await self.inbox.stop()
         if self._tail is not None:
             self._tail.cancel()
         for task in list(self._tasks):
@@ -165,6 +183,12 @@ class TwilioBridge(BackgroundWork):
             await asyncio.wait(pending, timeout=5)
         self._tail = None
         await self.api.close()
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no background work runs and the due inbox rows are processed (tests)."""
+        await super().idle(timeout)
+        await self.inbox.drain()
+        await super().idle(timeout)
 
     async def _call(self, what: str, make: Callable[[], Awaitable[Any]]) -> Any:
         return await with_retries(make, self.config.policy, what)
@@ -443,21 +467,24 @@ class TwilioBridge(BackgroundWork):
 
     async def accept_webhook(self, params: Mapping[str, str],
                              idempotency_token: Optional[str]) -> bool:
-        """Record a (signature-checked) webhook and handle it in the background.
+        """Store a (signature-checked) webhook in the inbox; it is processed from there.
+
+        The row and its dedupe keys are written in one transaction: when this returns,
+        the webhook survives a crash and Twilio may get its 200.
 
         Returns:
-            False for a duplicate (same idempotency token or message SID): ignored.
+            False for a duplicate (same idempotency token or message SID): nothing stored.
         """
         keys = []
-        if idempotency_token:
-            keys.append(f"webhook:{idempotency_token}")
         event = params.get("EventType") or ""
         if params.get("MessageSid"):
             keys.append(f"sid:{event}:{params['MessageSid']}")
-        if not await self.store.do_claim_keys(keys):
+        if idempotency_token:
+            keys.append(f"webhook:{idempotency_token}")
+        order_key = f"conversation:{params.get('ConversationSid') or ''}"
+        if not await self.inbox.accept(WEBHOOK_KIND, keys, order_key, dict(params)):
             logger.info("Duplicate Twilio webhook %s ignored", keys)
             return False
-        self.spawn(self.handle_webhook(dict(params)), name=f"twilio-webhook-{event}")
         return True
 
     async def handle_webhook(self, params: Dict[str, str]) -> str:
@@ -512,41 +539,107 @@ class TwilioBridge(BackgroundWork):
             "agent_name": fresh.last_agent or "our support team"})
         return "resolved"
 
-    # ------------------------------------------------------------- audit tail
+    # ------------------------------------------------------------ change feed
+
+    def _claims(self) -> Any:
+        if self._feed_claims is None:
+            from bot.live import PROCESS_ID, FeedClaims
+
+            self._feed_claims = FeedClaims(self.store.engine, CLAIM_CONSUMER,
+                                           stale_after=CLAIM_STALE_SECONDS,
+                                           owner=f"{PROCESS_ID}:{id(self):x}"[:64])
+        return self._feed_claims
 
     def start(self) -> None:
-        """Start tailing ``audit_log`` for handoffs (idempotent)."""
+        """Start the webhook inbox processor, follow the change feed for handoffs and sweep
+        for missed ones (idempotent)."""
+        self.inbox.start()
         if self._tail is None or self._tail.done():
-            self._tail = asyncio.create_task(self._run_tail(), name="twilio-audit-tail")
+            from bot.live import change_feed
+
+            url = self.config.support_db_url or self.store.engine.url.render_as_string(
+                hide_password=False)
+            self._feed = change_feed(url)
+            self._feed.subscribe(self.on_changes, self.config.poll_interval)
+            self._tail = asyncio.create_task(self._run_tail(), name="twilio-handoff-sweep")
 
     async def _run_tail(self) -> None:
-        last = await self.store.newest_audit_id()
-        since = datetime.now(timezone.utc) - timedelta(seconds=self.config.catchup_seconds)
-        if self.config.catchup_seconds:
-            for _audit_id, conversation_id, reference in await self.store.handoffs_since(since):
-                self.spawn(self.on_handoff(conversation_id, reference), name="twilio-catch-up")
-        pruned_at = 0.0
+        pruned_at, sweep_at = 0.0, float("-inf")  # sweep at once: what was missed
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                last = await self.poll_once(last)
-                if loop.time() - pruned_at > 3600:
-                    pruned_at = loop.time()
-                    await self.store.do_prune_keys(timedelta(days=KEEP_WEBHOOK_KEYS_DAYS))
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keep tailing
-                logger.exception("Twilio audit tail failed")
-            await asyncio.sleep(self.config.poll_interval)
+        try:
+            while True:
+                try:
+                    if loop.time() - sweep_at >= SWEEP_SECONDS:
+                        sweep_at = loop.time()
+                        await self.sweep()
+                    if loop.time() - pruned_at > 3600:
+                        pruned_at = loop.time()
+                        await self.store.do_prune_keys(timedelta(days=KEEP_WEBHOOK_KEYS_DAYS))
+                        await self.inbox.store.do_prune(timedelta(days=KEEP_WEBHOOK_KEYS_DAYS))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - keep sweeping
+                    logger.exception("Twilio handoff sweep failed")
+                await asyncio.sleep(min(self.config.poll_interval, SWEEP_SECONDS))
+        finally:
+            feed, self._feed = self._feed, None
+            if feed is not None:
+                await feed.unsubscribe(self.on_changes)
 
-    async def poll_once(self, after: int) -> int:
-        """Start the set-up of handoffs recorded after audit id ``after``; returns the
-        newest audit id seen."""
-        newest, handoffs = await self.store.handoffs_after(after)
-        for _audit_id, conversation_id, reference in handoffs:
-            self.spawn(self.on_handoff(conversation_id, reference),
-                       name=f"twilio-handoff-{reference}")
-        return max(newest, after)
+    async def on_changes(self, changes: List[Any]) -> None:
+        """Change feed batch: bridge each new handoff (in the background)."""
+        for change in changes:
+            if change.topic == "handoff.recorded":
+                self.spawn(self.bridge_change(change), name=f"twilio-handoff-{change.ticket}")
+
+    async def sweep(self) -> int:
+        """Bridge the handoffs of the last ``catchup_seconds`` nobody finished or holds
+        (recorded while no bridge ran, or left by a process that died); returns how many."""
+        if not self.config.catchup_seconds:
+            return 0
+        from bot.live import ChangeFeedReader
+
+        since = datetime.now(timezone.utc) - timedelta(seconds=self.config.catchup_seconds)
+        changes = await ChangeFeedReader(self.store.engine).recent("handoff.recorded", since)
+        open_ids = set(await self._claims().open_ids([c.id for c in changes]))
+        started = 0
+        for change in changes:
+            if change.id in open_ids and change.id not in self._bridging:
+                self.spawn(self.bridge_change(change), name=f"twilio-catch-up-{change.ticket}")
+                started += 1
+        return started
+
+    async def bridge_change(self, change: Any) -> Optional[bool]:
+        """Bridge one ``handoff.recorded`` change if this process wins its durable claim.
+
+        Returns:
+            None when another process has (or had) it or it is not for Twilio; else whether
+            the set-up was delivered (False: it is a dead letter now, replayed by an operator).
+        """
+        if change.id in self._bridging:
+            return None
+        self._bridging.add(change.id)
+        claims = self._claims()
+        try:
+            if not await claims.claim(change.id):
+                return None
+            heartbeat = asyncio.create_task(self._keep_claim(change.id))
+            try:
+                result = await self.on_handoff(change.conversation_id or "", change.ticket or "")
+            except BaseException:
+                heartbeat.cancel()
+                await asyncio.shield(claims.release(change.id))  # the next sweep retries
+                raise
+            heartbeat.cancel()
+            await claims.finish(change.id)
+            return result
+        finally:
+            self._bridging.discard(change.id)
+
+    async def _keep_claim(self, change_id: int) -> None:
+        while True:
+            await asyncio.sleep(CLAIM_STALE_SECONDS / 3)
+            await self._claims().refresh(change_id)
 
     # ------------------------------------------------------------------ health
 

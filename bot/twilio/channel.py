@@ -5,18 +5,21 @@ routes under ``/webhooks/twilio_conversations/``:
 
 * ``POST /events``: conversation-scoped webhooks. ``X-Twilio-Signature`` is checked
   against ``TWILIO_PUBLIC_URL`` + the request path (403 otherwise); duplicates (same
-  ``I-Twilio-Idempotency-Token`` or message SID) are acknowledged and ignored; the work
-  is done in the background, so Twilio gets its 200 well inside its 5 s limit.
+  ``I-Twilio-Idempotency-Token`` or message SID) are acknowledged and ignored; the others
+  are stored in the inbox (``twilio_inbox``, :mod:`bot.twilio.inbox`) before the 200 (a
+  database failure answers 500), then processed from there with retries, so Twilio gets
+  its 200 well inside its 5 s limit and a 200 means "stored".
 * ``POST /voice/status``: call status callbacks of call-backs placed with Twilio Voice
-  (same signature check; deduplicated per ``CallSid`` + ``CallStatus``), see
-  :mod:`bot.twilio.voice`.
+  (same signature check; deduplicated per ``CallSid`` + ``CallStatus``; stored in the same
+  inbox), see :mod:`bot.twilio.voice`.
 * ``GET /health``: ``{"configured", "reachable", "dead_letters"}``.
 
 Without ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN`` the channel is inert: every route
 answers 503 ``not_configured`` and nothing runs in the background.
 
-When configured, the channel (in the Rasa server process) tails ``audit_log`` for
-``handoff.recorded`` rows (handoffs happen in the action server) and subscribes to the
+When configured, the channel (in the Rasa server process) reads the change feed
+(:func:`bot.live.change_feed`) for ``handoff.recorded`` rows and claims each one durably
+(handoffs happen in the action server) and subscribes to the
 live bus (``customer.message``, ``conversation.ended``), see :mod:`bot.twilio.bridge`.
 With ``TWILIO_VOICE_FROM`` and ``SUPPORT_LINE_NUMBER`` also set, it runs the call-back
 scheduler (:class:`bot.twilio.voice.VoiceService`).
@@ -165,11 +168,15 @@ class TwilioConversationsInput(InputChannel):
             if self.voice is None:
                 self.voice = VoiceService(self.voice_config, VoiceStore(bridge.store.engine),
                                           bridge.api, publish=bus().publish,
-                                          claim_keys=bridge.store.do_claim_keys)
+                                          claim_keys=bridge.store.do_claim_keys,
+                                          inbox=bridge.inbox)
         return self.voice
 
     async def close(self) -> None:
-        """Unsubscribe, stop background work, dispose the store (server shutdown)."""
+        """Stop the inbox (the current row may finish), unsubscribe, stop background work,
+        dispose the store (server shutdown)."""
+        if self.bridge is not None:
+            await self.bridge.inbox.stop()
         voice, self.voice = self.voice, None
         if voice is not None:
             await voice.close()
@@ -197,14 +204,18 @@ class TwilioConversationsInput(InputChannel):
                 return
             try:
                 bridge = await self.ensure_bridge()
-                bridge.start()
-                logger.info("Twilio Conversations bridge started; webhooks at %s",
-                            self.config.webhook_url)
             except Exception:  # noqa: BLE001 - the bot still serves customers
                 logger.exception("Could not start the Twilio Conversations bridge")
                 return
             try:
-                voice = await self.ensure_voice()
+                voice = await self.ensure_voice()  # before the inbox runs: its handler
+            except Exception:  # noqa: BLE001 - the bot still serves customers
+                logger.exception("Could not start the call-back scheduler")
+                voice = None
+            bridge.start()  # the inbox processor (pending rows of before) and the tail
+            logger.info("Twilio Conversations bridge started; webhooks at %s",
+                        self.config.webhook_url)
+            try:
                 if voice is None:
                     logger.info("Twilio Voice call-backs not configured (TWILIO_VOICE_FROM, "
                                 "SUPPORT_LINE_NUMBER): call-backs are not placed.")

@@ -7,14 +7,21 @@ a total timeout per request, repeated form fields for list parameters, and, when
 to that base — tests point it at the local fake in ``tests/twilio/fake_twilio.py``.
 
 :func:`with_retries` runs one REST call with exponential backoff and full jitter on
-429, 5xx, timeouts and connection errors (:func:`is_retryable`). Nothing blocks the loop.
+429, 5xx, timeouts and connection errors (:func:`is_retryable`). A 429 or 503 with a
+``Retry-After`` header (seconds or an HTTP date, :func:`parse_retry_after`) waits that long
+instead, at most ``RetryPolicy.retry_after_max`` (``TWILIO_RETRY_AFTER_MAX``): the transport
+records the header of the try's answer in a context variable that only that try sees
+(concurrent calls share the transport). Nothing blocks the loop.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,11 +31,50 @@ from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-__all__ = ["RedirectingHttpClient", "RetryPolicy", "TwilioApi", "is_retryable", "with_retries"]
+__all__ = ["RedirectingHttpClient", "RetryPolicy", "TwilioApi", "is_retryable",
+           "parse_retry_after", "with_retries"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+RETRY_AFTER_STATUSES = (429, 503)
+_RETRY_AFTER: "contextvars.ContextVar[Optional[Dict[str, Optional[str]]]]" = \
+    contextvars.ContextVar("twilio_retry_after", default=None)
+"""Set by :func:`with_retries` for one try; the transport stores ``Retry-After`` in it."""
+
+
+def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delta seconds (``"120"``) or an HTTP
+    date (``"Wed, 21 Oct 2026 07:28:00 GMT"``; a past date is 0). None when absent or
+    unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment is None:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def _record_retry_after(status: int, headers: Any) -> None:
+    holder = _RETRY_AFTER.get()
+    if holder is not None:
+        value = headers.get("Retry-After") if status in RETRY_AFTER_STATUSES else None
+        holder["retry_after"] = value
 
 
 class RedirectingHttpClient(AsyncHttpClient):
@@ -88,6 +134,7 @@ class RedirectingHttpClient(AsyncHttpClient):
             timeout=aiohttp.ClientTimeout(total=total), allow_redirects=allow_redirects,
         ) as response:
             text = await response.text()
+            _record_retry_after(response.status, response.headers)
             return Response(response.status, text, dict(response.headers))
 
     async def close(self) -> None:
@@ -99,22 +146,24 @@ class RedirectingHttpClient(AsyncHttpClient):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently to retry (``TWILIO_MAX_ATTEMPTS``, ``TWILIO_BACKOFF_*``)."""
+    """How often and how patiently to retry (``TWILIO_MAX_ATTEMPTS``, ``TWILIO_BACKOFF_*``,
+    ``TWILIO_RETRY_AFTER_MAX``)."""
 
     attempts: int = 5
     base: float = 0.5
     cap: float = 30.0
+    retry_after_max: float = 60.0
 
     def delay(self, attempt: int, retry_after: Optional[float] = None) -> float:
         """Seconds before try ``attempt + 1``: full jitter over ``min(cap, base·2^attempt)``.
 
-        A ``Retry-After`` from Twilio (429) is a lower bound, still capped.
+        A ``Retry-After`` from Twilio (429/503, in seconds) replaces it: the call waits what
+        Twilio asked for, but never more than ``retry_after_max``.
         """
-        ceiling = min(self.cap, self.base * (2 ** attempt))
-        delay = random.uniform(0, ceiling)
         if retry_after is not None:
-            delay = max(delay, min(self.cap, retry_after))
-        return delay
+            return max(0.0, min(self.retry_after_max, retry_after))
+        ceiling = min(self.cap, self.base * (2 ** attempt))
+        return random.uniform(0, ceiling)
 
 
 class RetriesExhausted(Exception):
@@ -133,6 +182,22 @@ def http_status(error: BaseException) -> Optional[int]:
     if isinstance(error, TwilioException) and len(error.args) > 1:
         return getattr(error.args[1], "status_code", None)
     return None
+
+
+def retry_after_of(error: BaseException, recorded: Optional[str] = None) -> Optional[float]:
+    """The ``Retry-After`` seconds of a failed try (429/503 only), else None.
+
+    Args:
+        error: The failure.
+        recorded: The header the transport saw for this try (the twilio library drops the
+            headers of REST errors; page fetches keep their response in ``args[1]``).
+    """
+    if http_status(error) not in RETRY_AFTER_STATUSES:
+        return None
+    if recorded is None and isinstance(error, TwilioException) and len(error.args) > 1:
+        headers = getattr(error.args[1], "headers", None) or {}
+        recorded = headers.get("Retry-After") if hasattr(headers, "get") else None
+    return parse_retry_after(recorded)
 
 
 def describe(error: BaseException) -> str:
@@ -159,11 +224,16 @@ async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy,
                        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> T:
     """Run ``call()`` until it succeeds, retrying retryable failures per ``policy``.
 
+    A 429/503 answer with ``Retry-After`` waits that long (at most
+    ``policy.retry_after_max``) instead of the jittered backoff.
+
     Raises:
         RetriesExhausted: The last try failed (or a failure was not retryable).
     """
     attempt = 0
     while True:
+        holder: Dict[str, Optional[str]] = {}
+        token = _RETRY_AFTER.set(holder)
         try:
             return await call()
         except asyncio.CancelledError:
@@ -172,10 +242,15 @@ async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy,
             attempt += 1
             if not is_retryable(error) or attempt >= policy.attempts:
                 raise RetriesExhausted(attempt, error) from error
-            delay = policy.delay(attempt - 1)
-            logger.warning("%s failed (%s), try %d/%d; retrying in %.2f s", what,
-                           describe(error), attempt, policy.attempts, delay)
-            await sleep(delay)
+            retry_after = retry_after_of(error, holder.get("retry_after"))
+            delay = policy.delay(attempt - 1, retry_after)
+            logger.warning("%s failed (%s), try %d/%d; retrying in %.2f s%s", what,
+                           describe(error), attempt, policy.attempts, delay,
+                           "" if retry_after is None else
+                           f" (Retry-After {retry_after:.0f} s)")
+        finally:
+            _RETRY_AFTER.reset(token)
+        await sleep(delay)
 
 
 class TwilioApi:

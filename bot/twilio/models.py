@@ -9,6 +9,9 @@ sees them as soon as this module is imported (the ``0004`` migration imports it)
 * :class:`TwilioProcessed`: idempotency keys: webhooks already handled (idempotency
   token, message SID) and outbound operations already delivered.
 * :class:`TwilioCall` (migration ``0005``): the Voice call placed for a call-back.
+* :class:`TwilioInbox` (migration ``0008``): every verified webhook (Conversations events,
+  Voice status callbacks), stored with its dedupe key before Twilio gets its 200 and
+  processed from the table (:mod:`bot.twilio.inbox`).
 """
 from __future__ import annotations
 
@@ -19,13 +22,16 @@ from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, Integer
 from bot.db import UTCDateTime
 from bot.support.models import Base
 
-__all__ = ["DEAD_LETTER_STATUSES", "LINK_STATES", "TwilioCall", "TwilioDeadLetter",
-           "TwilioLink", "TwilioProcessed"]
+__all__ = ["DEAD_LETTER_STATUSES", "INBOX_STATUSES", "LINK_STATES", "TwilioCall",
+           "TwilioDeadLetter", "TwilioInbox", "TwilioLink", "TwilioProcessed"]
 
 LINK_STATES: Tuple[str, ...] = ("setup", "active", "closed")
 """setup: the Conversation exists but is not fully prepared; active: agents may answer;
 closed: closed in Twilio (the ticket is resolved) or left by the customer."""
 DEAD_LETTER_STATUSES: Tuple[str, ...] = ("dead", "replayed")
+INBOX_STATUSES: Tuple[str, ...] = ("pending", "done", "dead")
+"""pending: to be processed (or being processed: claimed until ``next_attempt_at``);
+done: processed; dead: failed ``TWILIO_INBOX_MAX_ATTEMPTS`` times (replay re-queues it)."""
 
 
 def _in(column: str, values: Tuple[str, ...]) -> str:
@@ -108,3 +114,35 @@ class TwilioCall(Base):
     ended_at = Column(UTCDateTime, nullable=True)
     created_at = Column(UTCDateTime, nullable=False)
     updated_at = Column(UTCDateTime, nullable=False)
+
+
+class TwilioInbox(Base):
+    """A verified Twilio webhook, stored before it is acknowledged (migration ``0008``).
+
+    ``dedupe_key`` is unique (a redelivery adds no row); ``order_key`` groups the rows
+    processed in order (``conversation:<ConversationSid>``, ``call:<CallSid>``). A claim
+    sets ``claimed_by`` and moves ``next_attempt_at`` to the end of its lease: a row whose
+    lease ran out (its process died) is claimed again.
+    """
+
+    __tablename__ = "twilio_inbox"
+
+    id = Column(Integer, primary_key=True)
+    kind = Column(String(32), nullable=False)
+    dedupe_key = Column(String(255), nullable=False, unique=True)
+    order_key = Column(String(255), nullable=False)
+    payload = Column(JSON, nullable=False)
+    status = Column(String(16), nullable=False)
+    attempts = Column(Integer, nullable=False, default=0)
+    received_at = Column(UTCDateTime, nullable=False)
+    next_attempt_at = Column(UTCDateTime, nullable=False)
+    claimed_by = Column(String(64), nullable=True)
+    last_error = Column(Text, nullable=True)
+    result = Column(String(64), nullable=True)
+    processed_at = Column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", INBOX_STATUSES), name="status"),
+        Index("ix_twilio_inbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_twilio_inbox_order_key_status", "order_key", "status"),
+    )

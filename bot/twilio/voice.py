@@ -19,8 +19,10 @@ the widget's "End call".
   placing it) is placed once more, unless Twilio already has a call to that number since
   the claim (its SID is adopted); after a second such failure it is ``failed``.
 * **Status webhooks** (:meth:`VoiceService.accept_status`, after the channel checked the
-  signature): deduplicated per ``CallSid`` + ``CallStatus``, answered at once, applied in the
-  background (:meth:`bot.twilio.voice_store.VoiceStore.do_record_call_status`). When the
+  signature): deduplicated per ``CallSid`` + ``CallStatus`` and stored in the inbox
+  (``twilio_inbox``, kind ``voice``) before they are answered, then applied by the inbox
+  processor in order per call, with retries
+  (:meth:`bot.twilio.voice_store.VoiceStore.do_record_call_status`). When the
   call-back's status changes, a system message is stored in the chat and the bus topic
   ``call.state`` is published; the widget channel pushes the message and a ``call`` frame.
 * **End call** (:func:`end_call`, the widget's ``end_call`` frame): the ongoing call of the
@@ -32,7 +34,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set,
+                    Tuple)
 
 from bot import db
 from bot.settings import Settings
@@ -41,6 +44,9 @@ from bot.twilio.client import (RetriesExhausted, RetryPolicy, TwilioApi, describ
                                with_retries)
 from bot.twilio.voice_store import CallbackCall, CallbackLimits, VoiceStore, status_for
 
+if TYPE_CHECKING:
+    from bot.twilio.inbox import InboxProcessor
+
 __all__ = ["STATUS_PATH", "VoiceConfig", "VoiceService", "active_service", "call_frame",
            "current_call_frame", "end_call", "twiml"]
 
@@ -48,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 STATUS_PATH = "/webhooks/twilio_conversations/voice/status"
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+INBOX_KIND = "voice"
+"""``twilio_inbox.kind`` of call status callbacks."""
 
 Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
 
@@ -145,12 +153,16 @@ class VoiceService(BackgroundWork):
         api: The Twilio client (shared with the Conversations bridge; not closed here).
         publish: ``await publish(topic, event)`` on the live bus.
         claim_keys: ``await claim_keys([key])`` → False when seen before (webhook dedupe;
-            :meth:`bot.twilio.store.TwilioStore.do_claim_keys`).
+            :meth:`bot.twilio.store.TwilioStore.do_claim_keys`); used only without ``inbox``.
+        inbox: The process's webhook inbox (the Conversations bridge's): status callbacks
+            are stored there and processed by it. Without one, a status callback is
+            applied before it is answered.
     """
 
     def __init__(self, config: VoiceConfig, store: VoiceStore, api: TwilioApi,
                  publish: Optional[Publish] = None,
-                 claim_keys: Optional[Callable[[List[str]], Awaitable[bool]]] = None) -> None:
+                 claim_keys: Optional[Callable[[List[str]], Awaitable[bool]]] = None,
+                 inbox: Optional["InboxProcessor"] = None) -> None:
         if not config.enabled:
             raise ValueError("Voice call-backs need TWILIO_VOICE_FROM and SUPPORT_LINE_NUMBER.")
         self.config = config
@@ -160,6 +172,9 @@ class VoiceService(BackgroundWork):
         self._claim_keys = claim_keys
         self._loop_task: Optional[asyncio.Task] = None
         self._tasks: Set[asyncio.Task] = set()
+        self.inbox = inbox
+        if inbox is not None:
+            inbox.register(INBOX_KIND, self._handle_inbox_row)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -175,6 +190,9 @@ class VoiceService(BackgroundWork):
         global _ACTIVE
         if _ACTIVE is self:
             _ACTIVE = None
+        if self.inbox is not None and self.inbox.handlers.get(INBOX_KIND) == \
+                self._handle_inbox_row:
+            self.inbox.unregister(INBOX_KIND)
         tasks = [t for t in [self._loop_task, *self._tasks] if t is not None]
         for task in tasks:
             task.cancel()
@@ -320,19 +338,39 @@ class VoiceService(BackgroundWork):
     # -------------------------------------------------------------- webhooks
 
     async def accept_status(self, params: Mapping[str, str], reference: Optional[str]) -> bool:
-        """Record a (signature-checked) status callback and apply it in the background.
+        """Store a (signature-checked) status callback in the inbox (processed from there,
+        in order per call); without an inbox it is applied before this returns.
 
         Returns:
             False for a duplicate (same ``CallSid`` and ``CallStatus`` seen before).
         """
         sid = params.get("CallSid") or ""
         status = params.get("CallStatus") or ""
-        if self._claim_keys is not None and sid and status:
-            if not await self._claim_keys([f"sid:call:{sid}:{status}"]):
+        keys = [f"sid:call:{sid}:{status}"] if sid and status else []
+        if self.inbox is not None:
+            fresh = await self.inbox.accept(INBOX_KIND, keys, f"call:{sid}",
+                                            {"params": dict(params), "reference": reference})
+            if not fresh:
+                logger.info("Duplicate call status %s %s ignored", sid, status)
+            return fresh
+        if self._claim_keys is not None and keys:
+            if not await self._claim_keys(keys):
                 logger.info("Duplicate call status %s %s ignored", sid, status)
                 return False
-        self.spawn(self.handle_status(dict(params), reference), name=f"twilio-call-{status}")
+        await self.handle_status(dict(params), reference)
         return True
+
+    async def _handle_inbox_row(self, payload: Dict[str, Any]) -> str:
+        reference = payload.get("reference")
+        return await self.handle_status(dict(payload.get("params") or {}),
+                                        reference if isinstance(reference, str) else None)
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no background work runs and the due inbox rows are processed (tests)."""
+        await super().idle(timeout)
+        if self.inbox is not None:
+            await self.inbox.drain()
+        await super().idle(timeout)
 
     async def handle_status(self, params: Dict[str, str], reference: Optional[str]) -> str:
         """Apply one status callback; returns what happened (logs, tests)."""

@@ -20,9 +20,9 @@
     close: 'M6 6l12 12M18 6L6 18',
     send: 'M3 20l18-8L3 4v6l12 2-12 2z',
   };
-  const RANK = { pending: 0, failed: 0, received: 1, sent: 1, delivered: 2, read: 3 };
+  const RANK = { pending: 0, failed: 0, received: 1, processing: 1, sent: 1, delivered: 2, read: 3 };
   const STATUS_TEXT = {
-    pending: 'Sending', failed: 'Not sent', received: 'Sent', delivered: 'Delivered', read: 'Read',
+    pending: 'Sending', failed: 'Not sent', received: 'Sent', processing: 'Sent', delivered: 'Delivered', read: 'Read',
   };
 
   function defaultServer() {
@@ -451,6 +451,11 @@
         delete entry.payload;
         save('outbox:' + this.sub, this.outbox);
         this.transmit(entry);
+      } else if (entry && frame.code === 'not_stored') {
+        // the server could not save it (its database was busy): still in the outbox, sent again
+        const wait = Math.max(1, Number(frame.retry_after) || 2) * 1000;
+        clearTimeout(this.timers.stored);
+        this.timers.stored = setTimeout(() => this.outbox.forEach((e) => this.transmit(e)), wait);
       } else if (entry && frame.code === 'rate_limited') {
         const wait = Math.max(1, Number(frame.retry_after) || 5) * 1000;
         this.notice('You are sending messages quickly. Waiting a moment before sending more.');

@@ -27,8 +27,10 @@ conversation's webhooks: :meth:`agent_says`, :meth:`close_conversation`. REST-cr
 messages fire them only with ``X-Twilio-Webhook-Enabled: true`` (as Twilio does).
 
 Faults: :meth:`fail` makes the next matching requests answer an HTTP status (500, 429
-with ``Retry-After``, ...) or hang for ``delay`` seconds (a timeout for the client)
-without doing anything.
+or 503 with ``Retry-After`` in seconds or as an HTTP date, ...) or hang for ``delay``
+seconds (a timeout for the client) without doing anything; with ``after=True`` the request
+IS carried out and only its answer is lost (the client sees the error or the timeout).
+:meth:`storm` makes a share of all matching requests fail for a while.
 
 The server runs in its own thread and event loop, so synchronous tests, async tests and
 the bot's separate processes can all use it; every public method is thread-safe.
@@ -82,12 +84,22 @@ class Fault:
     delay: float = 0.0
     method: Optional[str] = None
     path_contains: Optional[str] = None
-    retry_after: Optional[int] = None
+    retry_after: Optional[Any] = None  # seconds (int/float) or an HTTP date (str)
     hits: int = 0
+    after: bool = False  # carry the request out, then answer badly (the answer is lost)
+    rate: float = 1.0  # share of matching requests that fail (storm)
+    seed: int = 0
 
     def matches(self, method: str, path: str) -> bool:
-        return self.count > 0 and (self.method is None or self.method == method) and (
-            self.path_contains is None or self.path_contains in path)
+        if not (self.count > 0 and (self.method is None or self.method == method) and (
+                self.path_contains is None or self.path_contains in path)):
+            return False
+        if self.rate >= 1.0:
+            return True
+        import random
+
+        self.seed += 1
+        return random.Random(f"{self.seed}:{path}").random() < self.rate
 
 
 @dataclass
@@ -203,12 +215,39 @@ class FakeTwilio:
 
     def fail(self, count: int = 1, status: int = 500, *, delay: float = 0.0,
              method: Optional[str] = None, path_contains: Optional[str] = None,
-             retry_after: Optional[int] = None) -> Fault:
-        """Make the next ``count`` matching requests fail (``delay``: hang first)."""
-        fault = Fault(count, status, delay, method, path_contains, retry_after)
+             retry_after: Optional[Any] = None, after: bool = False) -> Fault:
+        """Make the next ``count`` matching requests fail (``delay``: hang first;
+        ``retry_after``: a ``Retry-After`` header, seconds or an HTTP date; ``after``: do
+        the work, then fail, i.e. the answer is lost)."""
+        fault = Fault(count, status, delay, method, path_contains, retry_after, after=after)
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def storm(self, count: int, rate: float = 0.5, statuses: Tuple[int, ...] = (500, 503),
+              *, method: Optional[str] = None, path_contains: Optional[str] = None,
+              timeout_delay: float = 0.0) -> List[Fault]:
+        """A 5xx storm: about ``rate`` of the matching requests fail (deterministically
+        pseudo-random), ``count`` failures at most per status; ``timeout_delay`` > 0 adds
+        hanging requests (timeouts) as well."""
+        faults = [Fault(count, status, 0.0, method, path_contains, rate=rate, seed=i * 7919)
+                  for i, status in enumerate(statuses)]
+        if timeout_delay:
+            faults.append(Fault(count, 500, timeout_delay, method, path_contains, rate=rate,
+                                seed=104729))
+        with self._lock:
+            self.faults.extend(faults)
+        return faults
+
+    def clear_faults(self) -> None:
+        """Forget every fault not used up yet."""
+        with self._lock:
+            self.faults.clear()
+
+    def requests_to(self, method: str, path_contains: str) -> List[Dict[str, List[str]]]:
+        """The form fields of every matching request that arrived (faults included)."""
+        with self._lock:
+            return [f for m, p, f, _h in self.requests if m == method and path_contains in p]
 
     def conversations(self) -> List[Dict[str, Any]]:
         """All conversations (copies)."""
@@ -282,12 +321,8 @@ class FakeTwilio:
                 fault.hits += 1
         if not self._authorised(request):
             return _error(401, 20003, "Authenticate")
-        if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            return _error(fault.status, 20500 if fault.status >= 500 else 20429,
-                          "Injected failure", headers=headers)
+        if fault is not None and not fault.after:
+            return await self._fault_answer(fault)
         parts = [p for p in request.path.split("/") if p]
         one = {k: v[0] for k, v in fields.items()}
         one.update({k: v[0] for k, v in query.items() if k not in one})
@@ -309,11 +344,21 @@ class FakeTwilio:
             task = asyncio.get_running_loop().create_task(self._after(job))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        if fault is not None:  # done, but the client never learns it
+            return await self._fault_answer(fault)
         if status == 204:
             return web.Response(status=204)
         if status >= 400:
             return _error(status, body["code"], body["message"])
         return web.json_response(body, status=status)
+
+    async def _fault_answer(self, fault: Fault) -> web.StreamResponse:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        headers = {"Retry-After": str(fault.retry_after)} \
+            if fault.retry_after is not None else {}
+        return _error(fault.status, 20500 if fault.status >= 500 else 20429,
+                      "Injected failure", headers=headers)
 
     async def _after(self, job: Any) -> None:
         try:

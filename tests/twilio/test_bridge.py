@@ -70,8 +70,11 @@ def test_backoff_grows_is_jittered_and_capped() -> None:
         delays = [policy.delay(attempt) for _ in range(50)]
         assert all(0 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jitter
-    assert policy.delay(0, retry_after=3) >= 3
-    assert policy.delay(0, retry_after=60) <= 4.0
+    # Retry-After replaces the backoff (Twilio asked for it), bounded by retry_after_max
+    assert policy.delay(0, retry_after=3) == 3
+    assert policy.delay(0, retry_after=60) == 60
+    assert RetryPolicy(cap=4.0, retry_after_max=10).delay(0, retry_after=3600) == 10
+    assert policy.delay(5, retry_after=0) == 0
 
 
 async def test_with_retries_only_retries_transient_failures() -> None:

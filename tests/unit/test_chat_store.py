@@ -160,3 +160,124 @@ async def test_outgoing_sender_is_checked(chat: ChatStore) -> None:
         await chat.do_store_outgoing(CONV, "customer", "spoofed")
     with pytest.raises(LookupError):
         await chat.do_store_outgoing("widget:nobody", "bot", "hi")
+
+
+# ------------------------------------------------------------ bot turn claims (issue 13)
+
+
+async def _customer_message(chat: ChatStore, client_id: str = "c-1", text: str = "hi") -> Any:
+    await chat.do_open_conversation(CONV, "cust-anna", "widget")
+    return (await chat.do_store_customer_message(CONV, client_id, text)).message
+
+
+async def test_a_turn_is_claimed_once_and_finished_once(chat: ChatStore) -> None:
+    message = await _customer_message(chat)
+    assert [m.id for m, _ in await chat.pending_turns()] == [message.id]
+    claim = await chat.do_claim_turn(message.id, "p1", lease=30)
+    assert claim is not None and claim.attempt == 1 and not claim.answered
+    assert claim.message.status == "processing" and claim.conversation.conversation_id == CONV
+    # held: nobody else (another process, a hello re-queue, the same process) gets it
+    assert await chat.do_claim_turn(message.id, "p2", lease=30) is None
+    assert await chat.do_claim_turn(message.id, "p1", lease=30) is None
+    assert await chat.pending_turns() == []  # not claimable now
+    assert len(await chat.pending_turns(claimable_only=False)) == 1
+    assert await chat.do_renew_claim(message.id, "p1", lease=30)
+    assert not await chat.do_renew_claim(message.id, "p2", lease=30)
+    assert not await chat.do_finish_turn(message.id, "p2", "read")  # not p2's
+    assert await chat.do_finish_turn(message.id, "p1", "read")
+    assert await chat.do_claim_turn(message.id, "p2", lease=30) is None  # done: never again
+    assert not await chat.do_finish_turn(message.id, "p1", "read")
+    assert await _statuses(chat) == [("customer", "hi", "read", True, True)]
+    assert await chat.pending_turns(claimable_only=False) == []
+
+
+async def test_concurrent_claims_have_exactly_one_winner(db_url: str) -> None:
+    """Two processes (two engines) and several tasks race for the same turns."""
+    stores = [ChatStore.from_url(db_url) for _ in range(2)]
+    await stores[0].create_schema()
+    try:
+        messages = [await _customer_message(stores[0], f"c-{i}", f"m{i}") for i in range(5)]
+        attempts = [
+            store.do_claim_turn(message.id, f"p{n}-{k}", lease=30)
+            for message in messages for n, store in enumerate(stores) for k in range(3)
+        ]
+        claims = [c for c in await asyncio.gather(*attempts) if c is not None]
+        assert sorted(c.message.id for c in claims) == [m.id for m in messages]
+        assert all(c.attempt == 1 for c in claims)
+    finally:
+        for store in stores:
+            await store.dispose()
+
+
+async def test_an_expired_lease_is_claimed_again_and_its_replies_count(chat: ChatStore) -> None:
+    message = await _customer_message(chat)
+    first = await chat.do_claim_turn(message.id, "dead-process", lease=0.05)
+    assert first is not None
+    await asyncio.sleep(0.1)  # the process died: its lease runs out
+    assert [m.id for m, _ in await chat.pending_turns(CONV)] == [message.id]
+    again = await chat.do_claim_turn(message.id, "p2", lease=30)
+    assert again is not None and again.attempt == 2 and not again.answered
+    # the dead process's late finish changes nothing
+    assert not await chat.do_finish_turn(message.id, "dead-process", "read")
+    # p2 dies after the bot's reply was stored: the next claim knows the turn ran
+    await chat.do_store_outgoing(CONV, "bot", "Hello!", reply_to=message.id)
+    await chat.do_release_claims("p2")  # (or its lease ends)
+    third = await chat.do_claim_turn(message.id, "p3", lease=30)
+    assert third is not None and third.answered and third.attempt == 3
+    assert await chat.has_replies(message.id)
+
+
+async def test_release_waits_for_the_back_off_then_fail_stores_a_notice(chat: ChatStore) -> None:
+    from bot import db
+    from datetime import timedelta
+
+    events: list = []
+
+    async def listener(event: str, payload: dict) -> None:
+        events.append((event, payload["message"].sender))
+
+    message = await _customer_message(chat)
+    chat.add_listener(listener)
+    claim = await chat.do_claim_turn(message.id, "p1", lease=30)
+    assert claim is not None
+    assert await chat.do_release_turn(message.id, "p1", retry_at=db.utcnow() + timedelta(
+        seconds=0.2), error="RuntimeError: action server down")
+    assert await chat.do_claim_turn(message.id, "p1", lease=30) is None  # backing off
+    assert await chat.next_claimable_at() is not None
+    await asyncio.sleep(0.25)
+    claim = await chat.do_claim_turn(message.id, "p1", lease=30)
+    assert claim is not None and claim.attempt == 2
+    assert await chat.do_fail_turn(message.id, "p2", "x", "notice") is None  # not p2's
+    notice = await chat.do_fail_turn(message.id, "p1", "RuntimeError: still down", "Sorry!")
+    assert notice is not None and notice.sender == "system" and notice.text == "Sorry!"
+    assert await chat.do_claim_turn(message.id, "p1", lease=30) is None  # failed: final
+    assert await chat.pending_turns(claimable_only=False) == []
+    assert [(s, t, st) for s, t, st, _, _ in await _statuses(chat)] == [
+        ("customer", "hi", "failed"), ("system", "Sorry!", "sent")]
+    async with chat._sessions() as session:
+        row = (await session.execute(
+            select(ChatMessage).where(ChatMessage.id == message.id))).scalar_one()
+        assert row.turn_error == "RuntimeError: still down" and row.attempts == 2
+        assert row.claimed_by is None and row.claimed_until is None
+    audit = await _audit(chat)
+    assert audit[-1][1] == "message.turn_failed" and audit[-1][3]["message_id"] == message.id
+    assert events == [("message.stored", "system")]
+    # delivery marks never touch a failed message
+    assert await chat.do_mark(CONV, "read", ids=[message.id]) == []
+
+
+async def test_release_claims_hands_back_only_the_owners_turns(chat: ChatStore) -> None:
+    mine = await _customer_message(chat, "c-1")
+    theirs = await _customer_message(chat, "c-2")
+    assert await chat.do_claim_turn(mine.id, "me", lease=300)
+    assert await chat.do_claim_turn(theirs.id, "them", lease=300)
+    assert await chat.do_release_claims("me") == 1
+    assert [m.id for m, _ in await chat.pending_turns()] == [mine.id]
+    assert await chat.do_claim_turn(mine.id, "next-start", lease=30) is not None
+
+
+async def test_only_customer_messages_are_claimed(chat: ChatStore) -> None:
+    await chat.do_open_conversation(CONV, "cust-anna", "widget")
+    bot = await chat.do_store_outgoing(CONV, "bot", "Hello")
+    assert await chat.do_claim_turn(bot.id, "p1", lease=30) is None
+    assert await chat.do_claim_turn(999999, "p1", lease=30) is None

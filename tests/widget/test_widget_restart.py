@@ -54,8 +54,9 @@ async def test_dead_action_server_gives_a_notice_and_loses_nothing(restart_bot: 
         notice = await client.expect("message", lambda f: f["message"]["sender"] == "system")
         assert notice["message"]["text"].startswith("Sorry, I couldn't answer that just now.")
         stored = rows(restart_bot, f"widget:{user}")
+        # retried (WIDGET_TURN_ATTEMPTS), then failed: the notice says so (issue 13)
         assert [(r["sender"], r["status"]) for r in stored] == [
-            ("customer", "delivered"), ("system", "sent")]
+            ("customer", "failed"), ("system", "sent")]
     finally:
         restart_bot.start_actions()
     turn = await client.turn("hi")
