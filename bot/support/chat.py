@@ -623,15 +623,7 @@ class ChatStore(StoreBase):
         }
         if status == "read":
             values["read_at"] = now
-        async with db.write_session(self._sessions) as session:
-            result = await session.execute(
-                update(_MESSAGES)
-                .where(m.id == int(message_id), m.claimed_by == owner[:64],
-                       m.status == "processing")
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            return result.rowcount == 1
+        return await self._update_claimed(message_id, owner, values)
 
     async def do_release_turn(
         self, message_id: int, owner: str, retry_at: Optional[datetime] = None,
@@ -643,11 +635,15 @@ class ChatStore(StoreBase):
         Returns:
             False when ``owner`` did not hold the claim.
         """
-        m = _MESSAGES.c
         values: Dict[str, Any] = {"status": "received", "claimed_by": None,
                                   "claimed_until": retry_at}
         if error is not None:
             values["turn_error"] = error[:MAX_TURN_ERROR]
+        return await self._update_claimed(message_id, owner, values)
+
+    async def _update_claimed(self, message_id: int, owner: str, values: Dict[str, Any]) -> bool:
+        """Set ``values`` on a turn ``owner`` still holds (``processing``); False otherwise."""
+        m = _MESSAGES.c
         async with db.write_session(self._sessions) as session:
             result = await session.execute(
                 update(_MESSAGES)
