@@ -17,6 +17,7 @@ Three rules, the same in every guided flow (``data/forms.yml`` tunes them):
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Mapping, Optional, Text, Tuple
 
@@ -48,6 +49,13 @@ FORM_FLOWS: Mapping[str, str] = {
 #: request: a problem description often reads like a complaint (the ticket flow) or a
 #: delivery status ("it never arrived, the tracking is stuck").
 DESCRIPTION_FLOWS = ("create_ticket", "track_order", "track_refund")
+#: Flows whose request has its own words (the ``request_words`` of this slot in
+#: ``data/forms.yml``): a free-text reply read as that flow without one of them describes
+#: something ("I got the 20 L backpack, not the 30 L" is a refund reason, not a change).
+FLOW_REQUEST_SLOTS: Mapping[str, str] = {
+    "change_order": "change_request",
+    "request_refund": "refund_reason",
+}
 #: Slot names the bot filled from earlier messages when the flow started.
 PREFILLED_SLOT = "prefilled"
 #: The last order the customer's messages named and the bot found in their account.
@@ -99,6 +107,12 @@ def _entity(message: Mapping[str, Any], name: str) -> Optional[str]:
     return None
 
 
+def _says_any(text: str, words: Any) -> bool:
+    """Whether ``text`` contains one of ``words`` (whole words, any case)."""
+    lowered = text.lower()
+    return any(re.search(r"\b" + re.escape(word) + r"\b", lowered) for word in words)
+
+
 def _previous_not_understood(tracker: Tracker) -> Optional[str]:
     """The customer's message before the latest one, if the bot did not understand it."""
     seen_latest = False
@@ -143,8 +157,9 @@ class SupportForm(FormValidationAction, ABC):
 
         "wait, I want to cancel 104301 instead" while tracking is a new request, not an
         order number for the tracking; "it arrived damaged" while asked for a refund
-        reason is the reason (it reads like a complaint, but descriptions do). A ticket's
-        text is never taken for another request.
+        reason is the reason (it reads like a complaint, but descriptions do), and so is "I
+        got the 20 L, not the 30 L" (read as a change, but without a word that asks for
+        one, ``FLOW_REQUEST_SLOTS``). A ticket's text is never taken for another request.
         """
         message = tracker.latest_message or {}
         intent = message.get("intent") or {}
@@ -165,7 +180,12 @@ class SupportForm(FormValidationAction, ABC):
         if result.flow == FORM_FLOWS.get(self.form_name()):
             return False
         free_text = requested not in STRUCTURED_SLOTS and requested != "confirm"
-        return not (free_text and result.flow in DESCRIPTION_FLOWS)
+        if not free_text:
+            return True
+        if result.flow in DESCRIPTION_FLOWS:
+            return False
+        rule = load_form_config().rule(FLOW_REQUEST_SLOTS.get(result.flow, ""))
+        return rule is None or _says_any(typed_text(message), rule.request_words)
 
     async def get_extraction_events(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -12,10 +12,12 @@ from rasa_sdk.types import DomainDict
 from actions.common import actor, customer_id, customer_tz, say, services, text, yes_no_buttons
 from actions.forms import RECENT_ORDER_SLOT, SupportForm
 from bot.orders import OrderStateError, OrderView, normalize_order_number
-from bot.prefill import has_detail, load_form_config
+from bot.prefill import has_detail, load_form_config, order_choice
 
 #: Statuses in which an order can still be cancelled or changed.
 OPEN_STATUSES = ("processing", "packed")
+#: How many of the customer's newest orders "Which order is it about?" offers as buttons.
+RECENT_ORDERS_SHOWN = 3
 #: Statuses in which a refund can be requested.
 REFUNDABLE_STATUSES = ("shipped", "in_transit", "delivered")
 
@@ -75,6 +77,8 @@ class OrderFormValidation(SupportForm):
     ) -> Dict[Text, Any]:
         attempts = int(tracker.get_slot("order_attempts") or 0) + 1
         number = normalize_order_number(str(slot_value or ""))
+        if number is None:
+            number = await _picked_order(tracker, str(slot_value or ""))
         if number is None:
             say(dispatcher, "order_number_malformed", value=str(slot_value)[:40])
             return {"order_number": None, "order_attempts": attempts, "order_status": None,
@@ -157,6 +161,20 @@ class ValidateRefundRequestForm(OrderFormValidation):
         return {"refund_reason": text[:1000]}
 
 
+async def _picked_order(tracker: Tracker, reply: str) -> Optional[str]:
+    """The order a reply like "the first one" picks from the list the bot showed.
+
+    The list is the customer's newest orders, as :class:`ActionAskOrderNumber` shows them.
+    """
+    position = order_choice(reply, load_form_config())
+    owner = customer_id(tracker)
+    if position is None or owner is None:
+        return None
+    recent = await (await services()).orders.recent_orders(owner, limit=RECENT_ORDERS_SHOWN)
+    index = position - 1 if position > 0 else len(recent) + position
+    return recent[index].number if 0 <= index < len(recent) else None
+
+
 class ActionAskOrderNumber(Action):
     """Ask for the order number, offering the customer's recent orders."""
 
@@ -169,7 +187,7 @@ class ActionAskOrderNumber(Action):
         owner = customer_id(tracker)
         recent: List[OrderView] = []
         if owner:
-            recent = await (await services()).orders.recent_orders(owner, limit=3)
+            recent = await (await services()).orders.recent_orders(owner, limit=RECENT_ORDERS_SHOWN)
         tz = customer_tz(tracker)
         attempts = int(tracker.get_slot("order_attempts") or 0)
         hint = text("ask_order_number_hint") if attempts >= 2 else ""

@@ -16,27 +16,17 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-
 
 
 class ValidateTicketForm(SupportForm):
-    """Summary of the problem and a contact email (prefilled from the profile).
+    """Summary of the problem and a contact email (prefilled from the profile), then a yes.
 
-    A summary the customer typed in answer to the bot's question is sent as it is; one the
-    bot took from an earlier message (``prefilled``) is shown to the customer to confirm.
+    The ticket is shown before it is sent, whether the bot took its text from an earlier
+    message or the customer typed it in answer to the question: the customer sees the text
+    and the address the team will reply to, and can still say no.
     """
 
     confirm_intents = ("open_ticket",)
 
     def name(self) -> Text:
         return "validate_ticket_form"
-
-    async def required_slots(
-        self,
-        domain_slots: List[Text],
-        dispatcher: CollectingDispatcher,
-        tracker: Tracker,
-        domain: DomainDict,
-    ) -> List[Text]:
-        if "ticket_summary" in (tracker.get_slot(PREFILLED_SLOT) or []):
-            return domain_slots
-        return [slot for slot in domain_slots if slot != "confirm"]
 
     async def extract_contact_email(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -59,6 +59,7 @@ class FormConfig:
     question_words: Tuple[str, ...]
     question_confidence: float
     slots: Mapping[str, DetailRule]
+    order_choices: Tuple[Tuple[int, str], ...] = ()
 
     def rule(self, slot: str) -> Optional[DetailRule]:
         """The rule for ``slot``, if it is a free-text detail."""
@@ -109,6 +110,7 @@ def parse_config(raw: Any, source: str = "forms.yml") -> FormConfig:
         raise FormConfigError(
             f"{source}: recent_order_turns and question_confidence must be numbers") from None
     return FormConfig(
+        order_choices=_order_choices(raw.get("order_choices"), source),
         recent_order_turns=max(0, turns),
         filler_words=frozenset(_words(raw.get("filler_words"), f"{source}: filler_words")),
         stop_intents=frozenset(_words(raw.get("stop_intents"), f"{source}: stop_intents")),
@@ -116,6 +118,46 @@ def parse_config(raw: Any, source: str = "forms.yml") -> FormConfig:
         question_confidence=confidence,
         slots=rules,
     )
+
+
+def _order_choices(raw: Any, source: str) -> Tuple[Tuple[int, str], ...]:
+    """``order_choices`` as (position, phrase) pairs, longest phrase first."""
+    if raw is None:
+        return ()
+    where = f"{source}: order_choices"
+    if not isinstance(raw, dict):
+        raise FormConfigError(f"{where}: expected a mapping of position -> phrases")
+    pairs: List[Tuple[int, str]] = []
+    for position, phrases in raw.items():
+        try:
+            index = int(position)
+        except (TypeError, ValueError):
+            raise FormConfigError(f"{where}: {position!r} is not a position (1, 2, ... or -1)") from None
+        if index == 0:
+            raise FormConfigError(f"{where}: positions start at 1 (-1 is the last)")
+        pairs.extend((index, phrase) for phrase in _words(phrases, f"{where}.{position}"))
+    return tuple(sorted(pairs, key=lambda pair: -len(pair[1])))
+
+
+#: Longest reply taken as a pick from a list ("the first one please" is; a sentence is not).
+_MAX_CHOICE_WORDS = 6
+
+
+def order_choice(text: str, config: FormConfig) -> Optional[int]:
+    """The list position a short reply picks ("the first one" -> 1, "the last one" -> -1).
+
+    None for a reply with digits in it (an order number is taken as typed), a long one, or
+    one without a phrase of ``order_choices``.
+    """
+    if not isinstance(text, str) or any(c.isdigit() and c not in "123" for c in text):
+        return None
+    lowered = text.strip().lower()
+    if re.search(r"\d{2,}", lowered) or len(_WORD.findall(lowered)) > _MAX_CHOICE_WORDS:
+        return None
+    for position, phrase in config.order_choices:
+        if re.search(r"(?<![a-z0-9])" + re.escape(phrase) + r"(?![a-z0-9])", lowered):
+            return position
+    return None
 
 
 @functools.lru_cache(maxsize=4)

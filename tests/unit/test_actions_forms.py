@@ -144,9 +144,23 @@ async def test_a_request_without_details_asks_for_them(svc: Any) -> None:
     assert events == [
         SlotSet("ticket_summary", None),
         SlotSet("contact_email", "ben@example.com"),
-        SlotSet("requested_slot", "ticket_summary"),  # no confirmation: typed when asked
-    ]
+    ]  # no requested_slot: Rasa asks the first empty slot of domain.yml, ticket_summary
     assert messages == []
+
+
+async def test_a_ticket_text_typed_when_asked_is_shown_before_it_is_sent(svc: Any) -> None:
+    tracker = form_tracker("ticket_form", {"ticket_summary": "the app crashes when I open my cart"},
+                           slots={"contact_email": "ben@example.com"},
+                           intent="complaint", customer="cust-ben")
+
+    events, messages = await run(ValidateTicketForm(), tracker)
+
+    assert events == [SlotSet("ticket_summary", "the app crashes when I open my cart")]
+    assert messages == []
+    tracker.slots.update({e["name"]: e["value"] for e in events})
+    assert await ValidateTicketForm().required_slots(
+        ["ticket_summary", "contact_email", "confirm"], dispatcher(), tracker, domain()
+    ) == ["ticket_summary", "contact_email", "confirm"]  # `confirm` is asked next
 
 
 async def test_the_ticket_text_can_come_from_the_message_the_bot_did_not_understand(
@@ -350,4 +364,54 @@ async def test_an_faq_question_is_not_the_ticket_text(svc: Any) -> None:
     events, messages = await run(ValidateTicketForm(), tracker)
 
     assert SlotSet("ticket_summary", "wait, how do I reset my password?") not in events
+    assert messages == []
+
+
+@pytest.mark.parametrize(("reply", "number"), [("the first one", "104301"),
+                                               ("the 2nd", "104233"),
+                                               ("the last one", "104190")])
+async def test_a_pick_from_the_listed_orders_is_that_order(svc: Any, reply: str,
+                                                           number: str) -> None:
+    """The buttons list Anna's newest orders first: 104301, 104233, 104190."""
+    tracker = form_tracker("order_status_form", {"order_number": reply},
+                           text=reply, intent="nlu_fallback", customer="cust-anna")
+
+    events, messages = await run(ValidateOrderStatusForm(), tracker)
+
+    assert SlotSet("order_number", number) in events
+    assert messages == []
+
+
+async def test_a_pick_without_a_customer_is_no_order(svc: Any) -> None:
+    tracker = form_tracker("order_status_form", {"order_number": "the first one"},
+                           text="the first one", intent="nlu_fallback", customer=None)
+
+    events, messages = await run(ValidateOrderStatusForm(), tracker)
+
+    assert SlotSet("order_number", None) in events
+    assert messages[0]["text"].startswith('"the first one" doesn\'t look like an order number.')
+
+
+async def test_a_reason_that_reads_like_a_change_is_the_refund_reason(svc: Any) -> None:
+    """Read as change_order, but nothing in it asks for a change (FLOW_REQUEST_SLOTS)."""
+    text = "wrong item, I got a 20 L backpack and not the 30 L"
+    tracker = form_tracker("refund_request_form", {}, requested_slot="refund_reason",
+                           text=text, intent="change_order",
+                           slots={"order_number": "104190"}, customer="cust-anna")
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert events == [SlotSet("refund_reason", text)]
+    assert messages == []
+
+
+async def test_asking_for_a_change_instead_of_a_reason_is_another_request(svc: Any) -> None:
+    tracker = form_tracker("refund_request_form", {}, requested_slot="refund_reason",
+                           text="actually can I change the size to a 30 L instead",
+                           intent="change_order",
+                           slots={"order_number": "104190"}, customer="cust-anna")
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert events == [ActionExecutionRejected("refund_request_form")]
     assert messages == []

@@ -108,8 +108,7 @@ async def test_ticket_form_prefills_the_contact_email_from_the_profile() -> None
     assert events == [
         SlotSet("ticket_summary", "The app crashes when I open my orders"),
         SlotSet("contact_email", "anna@example.com"),
-        SlotSet("requested_slot", None),  # typed in answer to the question: no confirmation
-    ]
+    ]  # no requested_slot: Rasa asks the next slot of domain.yml, `confirm`
     assert messages == []
 
 
@@ -123,8 +122,7 @@ async def test_ticket_form_keeps_an_email_the_customer_gave() -> None:
 
     events, _ = await run_action(ValidateTicketForm(), tracker)
 
-    assert events == [SlotSet("ticket_summary", "The app crashes when I open my orders"),
-                      SlotSet("requested_slot", None)]
+    assert events == [SlotSet("ticket_summary", "The app crashes when I open my orders")]
 
 
 async def test_ticket_form_extract_contact_email() -> None:
@@ -141,7 +139,7 @@ async def test_ticket_summary_too_short() -> None:
         ValidateTicketForm(), form_tracker("ticket_form", {"ticket_summary": "broken"})
     )
 
-    assert events == [SlotSet("ticket_summary", None), SlotSet("requested_slot", "ticket_summary")]
+    assert events == [SlotSet("ticket_summary", None)]
     assert messages == [
         bot_message("Could you describe it in a little more detail? A sentence or two is enough.")
     ]
@@ -156,7 +154,7 @@ async def test_contact_email_is_found_in_the_text_and_lowercased() -> None:
 
     events, messages = await run_action(ValidateTicketForm(), tracker)
 
-    assert events == [SlotSet("contact_email", "anna.s@example.com"), SlotSet("requested_slot", None)]
+    assert events == [SlotSet("contact_email", "anna.s@example.com")]
     assert messages == []
 
 
@@ -169,7 +167,7 @@ async def test_invalid_contact_email() -> None:
 
     events, messages = await run_action(ValidateTicketForm(), tracker)
 
-    assert events == [SlotSet("contact_email", None), SlotSet("requested_slot", "contact_email")]
+    assert events == [SlotSet("contact_email", None)]
     assert messages == [
         bot_message(
             '"anna at example" doesn\'t look like an email address. Please send it again, e.g. '

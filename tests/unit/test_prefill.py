@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.prefill import FormConfigError, detail, is_digression, load_form_config, parse_config
+from bot.prefill import (
+    FormConfigError,
+    detail,
+    is_digression,
+    load_form_config,
+    order_choice,
+    parse_config,
+)
 
 CONFIG = load_form_config(Path(__file__).resolve().parents[2] / "data" / "forms.yml")
 
@@ -72,6 +79,9 @@ def test_is_digression(text: str, intent: str, confidence: float, slot: str,
         ({"slots": {"x": {"min_words": 0}}}, "min_words must be >= 1"),
         ({"slots": {"x": {"request_words": [True]}}}, "quote yes, no, on and off"),
         ({"slots": {}, "recent_order_turns": "three"}, "must be numbers"),
+        ({"slots": {}, "order_choices": ["first"]}, "order_choices: expected a mapping"),
+        ({"slots": {}, "order_choices": {"one": ["first"]}}, "'one' is not a position"),
+        ({"slots": {}, "order_choices": {0: ["first"]}}, "positions start at 1"),
     ],
 )
 def test_config_errors_name_the_entry(raw: object, message: str) -> None:
@@ -83,3 +93,23 @@ def test_an_item_alone_is_no_refund_reason() -> None:
     rule = CONFIG.rule("refund_reason")
     assert detail("i want to return the rain jacket from 104190 for a refund", rule, CONFIG) is None
     assert detail("I changed my mind", rule, CONFIG) == "I changed my mind"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the first one", 1),
+        ("First.", 1),
+        ("my latest order please", 1),
+        ("the 2nd", 2),
+        ("the third one", 3),
+        ("the last one", -1),
+        ("104301", None),  # a number is taken as the order number it is
+        ("the first one, 104233", None),
+        ("the first one arrived broken and the second one never came at all", None),
+        ("the blue one", None),
+        ("", None),
+    ],
+)
+def test_order_choice(text: str, expected: object) -> None:
+    assert order_choice(text, CONFIG) == expected
