@@ -12,6 +12,8 @@ differences (docs/deployment.md, docs/security.md):
 * every call to the action server carries ``Authorization: Bearer <ACTION_SERVER_TOKEN>``:
   the header is added to the action endpoint Rasa read from the endpoints file, so the
   secret is in no file that is committed;
+* action-server responses are checked against Rasa's schema by a validator built once
+  (:mod:`bot.action_validation`), not rebuilt for every call;
 * with ``SUPPORT_ENV=production`` it refuses to start on a demo default
   (:mod:`bot.production`, plus an SQLite or missing tracker store in the endpoints file).
 """
@@ -109,6 +111,10 @@ def _configure_logging() -> None:
 
 def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: Any) -> None:
     import rasa.core.run
+
+    from bot import action_validation
+
+    action_validation.install()  # Rasa's per-call schema check, built once (issue 14)
 
     rasa.core.run.serve_application(
         model_path=args.model,

@@ -461,34 +461,6 @@ class TwilioStore(StoreBase):
             await session.flush()
             return TicketView.from_row(ticket)
 
-    async def handoffs_since(self, since: datetime) -> List[Tuple[int, str, str]]:
-        """``(audit id, conversation id, ticket)`` of ``handoff.recorded`` rows since then."""
-        async with db.read_session(self._sessions) as session:
-            rows = (await session.execute(select(AuditLog).where(
-                AuditLog.action == "handoff.recorded", AuditLog.at >= since)
-                .order_by(AuditLog.id))).scalars().all()
-            return [(r.id, str((r.data or {}).get("conversation_id") or ""),
-                     str((r.data or {}).get("ticket") or "")) for r in rows]
-
-    async def handoffs_after(self, audit_id: int, limit: int = 200
-                             ) -> Tuple[int, List[Tuple[int, str, str]]]:
-        """``(newest audit id, handoffs after audit_id)``."""
-        async with db.read_session(self._sessions) as session:
-            newest = int((await session.execute(select(func.max(AuditLog.id))))
-                         .scalar_one() or 0)
-            rows = (await session.execute(select(AuditLog).where(
-                AuditLog.id > audit_id, AuditLog.action == "handoff.recorded")
-                .order_by(AuditLog.id).limit(limit))).scalars().all()
-            if len(rows) == limit:
-                newest = rows[-1].id
-            return newest, [(r.id, str((r.data or {}).get("conversation_id") or ""),
-                             str((r.data or {}).get("ticket") or "")) for r in rows]
-
-    async def newest_audit_id(self) -> int:
-        """The newest audit row's id (0 when empty)."""
-        async with db.read_session(self._sessions) as session:
-            return int((await session.execute(select(func.max(AuditLog.id)))).scalar_one() or 0)
-
     async def ticket_status(self, reference: str) -> Optional[str]:
         """The ticket's status (None when unknown)."""
         async with db.read_session(self._sessions) as session:
