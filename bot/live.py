@@ -9,6 +9,24 @@ has its own bounded queue and task. A subscriber that falls ``BUS_QUEUE_SIZE`` e
 loses the newest ones (logged), never the publisher's time; a failing subscriber is logged.
 State that must survive a restart is in the support database, not here.
 
+**Across processes** (issue 14): with ``REDIS_URL`` set, :func:`bus` relays every event to
+the other Rasa processes over Redis pub/sub (:mod:`bot.live_redis`), so a customer whose
+socket is on one process and an agent on another see each other live, behind any load
+balancer, without stickiness. A subscriber says what it does with an event:
+
+* ``EVERYWHERE`` (default): it *delivers* (writes frames to the sockets this process holds);
+  it gets the events of every process.
+* ``ORIGIN``: it has a *side effect* (stores a message, resumes the bot, forwards to Twilio,
+  notifies an offline customer); it gets only the events published in its own process, so
+  the effect happens once however many processes run.
+* ``REMOTE``: it delivers what the publishing process already delivered itself (the agent
+  console pushes an agent's reply to its own agents at once; other processes' consoles get
+  it from the bus).
+
+Pub/sub is at most once: an event lost while Redis is away is a live frame that did not show;
+what it announced is stored, and a client gets it on its next ``resume``. Presence (whether
+a customer has an open socket on any process) is kept next to it (:meth:`LiveBus.online`).
+
 Topics (``conversation_id`` is always present):
 
 =========================== ============================================= ===============
@@ -57,10 +75,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import (Any, Awaitable, Callable, Dict, FrozenSet, Hashable, List, Optional,
-                    Sequence, Tuple)
+                    Protocol, Sequence, Set, Tuple)
 
-__all__ = ["BUS_QUEUE_SIZE", "Change", "ChangeFeedConsumer", "ChangeFeedReader", "FeedClaims",
-           "FeedPosition", "LiveBus", "bus", "change_feed", "reset_bus"]
+__all__ = ["BUS_QUEUE_SIZE", "EVERYWHERE", "ORIGIN", "REMOTE", "Change", "ChangeFeedConsumer",
+           "ChangeFeedReader", "FeedClaims", "FeedPosition", "LiveBus", "Relay", "bus",
+           "change_feed", "reset_bus"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +87,32 @@ Subscriber = Callable[[Dict[str, Any]], Awaitable[None]]
 
 BUS_QUEUE_SIZE = 1000
 """Events a bus subscriber group may fall behind before it loses the newest ones."""
+
+EVERYWHERE = "everywhere"
+"""Subscriber scope: events published by any process (deliveries to this process's sockets)."""
+ORIGIN = "origin"
+"""Subscriber scope: events published by this process only (side effects, done once)."""
+REMOTE = "remote"
+"""Subscriber scope: events of the other processes only (the publisher delivered its own)."""
+
+
+class Relay(Protocol):
+    """Carries events to the other processes (:class:`bot.live_redis.RedisRelay`)."""
+
+    def start(self, bus: "LiveBus") -> None:
+        """Begin relaying (in the running loop); remote events go to ``bus.deliver``."""
+
+    def send(self, topic: str, event: Dict[str, Any]) -> None:
+        """Queue an event for the other processes (never waits)."""
+
+    def set_online(self, conversation_id: str, online: bool) -> None:
+        """This process has (or no longer has) a socket of the conversation."""
+
+    async def online(self, conversation_id: str) -> bool:
+        """Whether any process has a socket of the conversation."""
+
+    def close(self) -> None:
+        """Stop relaying."""
 
 
 class _Group:
@@ -114,24 +159,53 @@ class LiveBus:
         queue_size: Events one subscriber group may fall behind (then the newest are dropped).
     """
 
-    def __init__(self, queue_size: int = BUS_QUEUE_SIZE) -> None:
-        self._subscribers: Dict[str, List[Tuple[Subscriber, Hashable]]] = {}
+    def __init__(self, queue_size: int = BUS_QUEUE_SIZE, relay: Optional[Relay] = None) -> None:
+        self._subscribers: Dict[str, List[Tuple[Subscriber, Hashable, str]]] = {}
         self._groups: Dict[Hashable, _Group] = {}
         self._queue_size = queue_size
+        self._relay = relay
+        self._relay_started = False
+        self._online: Set[str] = set()
 
-    def subscribe(self, topic: str, callback: Subscriber, group: Any = None) -> None:
+    @property
+    def relayed(self) -> bool:
+        """Whether events reach the other processes (``REDIS_URL``)."""
+        return self._relay is not None
+
+    def start(self) -> None:
+        """Start relaying to and from the other processes now (in the server's loop)."""
+        self._start_relay()
+
+    def _start_relay(self) -> None:
+        if self._relay is None or self._relay_started:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by the first subscribe/publish inside the server's loop
+        self._relay.start(self)
+        self._relay_started = True
+
+    def subscribe(self, topic: str, callback: Subscriber, group: Any = None,
+                  scope: str = EVERYWHERE) -> None:
         """Call ``await callback(event)`` for every event published on ``topic``.
 
         Callbacks of one ``group`` run one at a time in publishing order (default: the
-        object of a bound method, else the callback itself).
+        object of a bound method, else the callback itself). ``scope`` is ``EVERYWHERE``
+        (events of every process), ``ORIGIN`` (this process's own events only) or
+        ``REMOTE`` (the other processes' events only).
         """
+        if scope not in (EVERYWHERE, ORIGIN, REMOTE):
+            raise ValueError(f"scope must be one of {EVERYWHERE!r}, {ORIGIN!r}, {REMOTE!r}, "
+                             f"not {scope!r}")
         owner = group if group is not None else getattr(callback, "__self__", callback)
-        self._subscribers.setdefault(topic, []).append((callback, id(owner)))
+        self._subscribers.setdefault(topic, []).append((callback, id(owner), scope))
+        self._start_relay()
 
     def unsubscribe(self, topic: str, callback: Subscriber) -> None:
         """Stop calling ``callback`` (idempotent)."""
         entries = self._subscribers.get(topic, [])
-        self._subscribers[topic] = [(c, g) for c, g in entries if c != callback]
+        self._subscribers[topic] = [e for e in entries if e[0] != callback]
 
     def _group(self, key: Hashable, callback: Subscriber) -> _Group:
         group = self._groups.get(key)
@@ -141,14 +215,56 @@ class LiveBus:
         return group
 
     async def publish(self, topic: str, event: Dict[str, Any]) -> int:
-        """Queue ``event`` for the topic's subscribers; returns how many took it.
+        """Queue ``event`` for the topic's subscribers here, and relay it to the others.
 
-        Never waits for a subscriber (a full queue drops the event for that one only)."""
+        Never waits for a subscriber (a full queue drops the event for that one only) nor
+        for Redis (the relay has its own queue).
+
+        Returns:
+            How many of this process's subscribers took it.
+        """
+        self._start_relay()
+        if self._relay is not None:
+            self._relay.send(topic, event)
+        return self._dispatch(topic, event, remote=False)
+
+    def deliver(self, topic: str, event: Dict[str, Any]) -> int:
+        """An event another process published: to ``EVERYWHERE`` and ``REMOTE`` subscribers."""
+        return self._dispatch(topic, event, remote=True)
+
+    def _dispatch(self, topic: str, event: Dict[str, Any], remote: bool) -> int:
         queued = 0
-        for callback, key in list(self._subscribers.get(topic, [])):
+        skip = ORIGIN if remote else REMOTE
+        for callback, key, scope in list(self._subscribers.get(topic, [])):
+            if scope == skip:
+                continue
             if self._group(key, callback).put(topic, callback, event):
                 queued += 1
         return queued
+
+    # ------------------------------------------------------------- presence
+
+    def set_online(self, conversation_id: str, online: bool) -> None:
+        """This process has (``online``) or no longer has a socket of the conversation."""
+        if online:
+            self._online.add(conversation_id)
+        else:
+            self._online.discard(conversation_id)
+        if self._relay is not None:
+            self._start_relay()
+            self._relay.set_online(conversation_id, online)
+
+    async def online(self, conversation_id: str) -> bool:
+        """Whether the customer has an open socket on this or (with Redis) any process.
+
+        When Redis cannot be asked, a customer not connected here counts as offline (a
+        notification too many beats a reply nobody hears of).
+        """
+        if conversation_id in self._online:
+            return True
+        if self._relay is None:
+            return False
+        return await self._relay.online(conversation_id)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait until every queued event was handled (tests, shutdown)."""
@@ -158,21 +274,32 @@ class LiveBus:
             await asyncio.wait_for(asyncio.gather(*(g.queue.join() for g in groups)), timeout)
 
     def close(self) -> None:
-        """Stop the subscriber tasks (queued events are dropped)."""
+        """Stop the subscriber tasks (queued events are dropped) and the relay."""
         for group in self._groups.values():
             if not group.loop.is_closed():
                 group.task.cancel()
         self._groups.clear()
+        if self._relay is not None and self._relay_started:
+            self._relay.close()
+            self._relay_started = False
 
 
 _BUS: Optional[LiveBus] = None
 
 
 def bus() -> LiveBus:
-    """This process's bus (created on first use)."""
+    """This process's bus (created on first use): over Redis when ``REDIS_URL`` is set."""
     global _BUS
     if _BUS is None:
-        _BUS = LiveBus()
+        from bot.settings import get_settings
+
+        settings = get_settings()
+        relay: Optional[Relay] = None
+        if settings.redis_url:
+            from bot.live_redis import RedisRelay
+
+            relay = RedisRelay(settings.redis_url, settings.live_prefix)
+        _BUS = LiveBus(relay=relay)
     return _BUS
 
 

@@ -137,6 +137,9 @@ class Settings:
     agent_login_backoff_max: float = 900.0
     agent_trusted_proxies: Tuple[str, ...] = ()
     limiter_max_keys: int = 10000
+    # --- live events across processes (bot/live.py, bot/live_redis.py; issue 14) ---
+    redis_url: Optional[str] = None  # REDIS_URL: the bus is Redis pub/sub; None: in-process
+    live_prefix: str = "northwind"  # REDIS_KEY_PREFIX: channel and presence key prefix
 
     @property
     def production(self) -> bool:
@@ -271,6 +274,18 @@ def _closed_dates() -> Tuple[Tuple[date, str], ...]:
     return tuple(sorted(found.items()))
 
 
+def _redis_url() -> Optional[str]:
+    """``REDIS_URL`` (``redis://[:password@]host:port/db``, ``rediss://`` or ``unix://``)."""
+    value = os.environ.get("REDIS_URL", "").strip()
+    if not value:
+        return None
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            "REDIS_URL must start with redis://, rediss:// or unix:// "
+            f"(e.g. redis://127.0.0.1:6379/1), not {value[:40]!r}")
+    return value
+
+
 def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -337,6 +352,8 @@ def get_settings() -> Settings:
         ).resolve(),
         agent_login_rate=_int("AGENT_LOGIN_RATE", 10),
         notify_webhook_url=os.environ.get("SUPPORT_NOTIFY_URL") or None,
+        redis_url=_redis_url(),
+        live_prefix=_env("REDIS_KEY_PREFIX", "northwind").strip() or "northwind",
         notify_webhook_secret=os.environ.get("SUPPORT_NOTIFY_SECRET") or None,
         twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", "").strip() or None,
         twilio_auth_token=_secret("TWILIO_AUTH_TOKEN", var_dir / "twilio_auth_token"),

@@ -64,6 +64,8 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
 AUDIT_ACTIONS = ("handoff.recorded", "ticket.claimed", "ticket.transferred", "ticket.resolved")
 CUSTOMER_TOPICS = ("customer.message", "customer.typing", "customer.read",
                    "conversation.ended", "rating.created")
+AGENT_TOPICS = ("agent.message", "agent.read")
+"""What agents on other Rasa processes do, shown to this process's agents."""
 HELLO_TIMEOUT = 10.0
 SEND_QUEUE = 256
 """Frames an agent socket may fall behind before it is closed."""
@@ -555,12 +557,18 @@ class AgentConsoleInput(InputChannel):
     def _subscribe(self) -> None:
         if self._subscribed:
             return
-        from bot.live import bus
+        from bot.live import REMOTE, bus
 
         for topic in CUSTOMER_TOPICS:
             callback = self._topic_callback(topic)
             self._callbacks[topic] = callback
             bus().subscribe(topic, callback, group=self)  # one queue: events keep their order
+        # an agent's reply and reads reach this process's agents at once (_reply, _read);
+        # those of agents on other processes come over the bus (REDIS_URL)
+        for topic in AGENT_TOPICS:
+            callback = self._topic_callback(topic)
+            self._callbacks[topic] = callback
+            bus().subscribe(topic, callback, group=self, scope=REMOTE)
         self._subscribed = True
 
     def _topic_callback(self, topic: str) -> Callable[[Dict[str, Any]], Awaitable[None]]:

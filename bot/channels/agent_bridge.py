@@ -12,6 +12,12 @@ topics published by the agent console) and delivers it to the customer's devices
   conversation lock), thanks the customer and asks for a rating (a stored bot message
   and a ``rating_request`` frame).
 
+With several Rasa processes (``REDIS_URL``, bot/live.py) the customer's socket may be on
+another process than the agent: deliveries run in every process (each pushes to the sockets
+it holds); the side effects (stored notices, resuming the bot, the offline notification)
+run once, in the process that published the event, and send their frames on
+``widget.frames`` to wherever the customer is connected.
+
 It also handles the customer's ``rate`` frame (only for a finished session a person
 handled, once: :meth:`bot.support.agents.AgentStore.do_rate`) and publishes what the
 customer does (messages, typing, reads, session end, ratings).
@@ -22,13 +28,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
-from bot.live import bus
+from bot.live import ORIGIN, bus
 from bot.support.agents import AgentStore, RatingRefused
 
 if TYPE_CHECKING:  # pragma: no cover
     from bot.channels.widget import WidgetInput
 
-__all__ = ["AgentBridge"]
+__all__ = ["AgentBridge", "FRAMES_TOPIC"]
+
+FRAMES_TOPIC = "widget.frames"
+"""Bus topic: ``frames`` already stored, for whichever process holds the customer's sockets."""
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +61,16 @@ class AgentBridge:
         if self._subscribed:
             return
         live = bus()
+        # deliveries to this process's sockets: events of every process
         live.subscribe("agent.message", self._on_agent_message)
         live.subscribe("agent.typing", self._on_agent_typing)
         live.subscribe("agent.read", self._on_agent_read)
-        live.subscribe("ticket.claimed", self._on_claimed)
-        live.subscribe("ticket.transferred", self._on_transferred)
-        live.subscribe("ticket.resolved", self._on_resolved)
+        live.subscribe(FRAMES_TOPIC, self._on_frames)
+        # side effects (stored notices, the bot resumed, notifications): once, where published
+        live.subscribe("agent.message", self._notify_if_offline, scope=ORIGIN)
+        live.subscribe("ticket.claimed", self._on_claimed, scope=ORIGIN)
+        live.subscribe("ticket.transferred", self._on_transferred, scope=ORIGIN)
+        live.subscribe("ticket.resolved", self._on_resolved, scope=ORIGIN)
         self._subscribed = True
 
     async def agents(self) -> AgentStore:
@@ -69,11 +82,23 @@ class AgentBridge:
     # ------------------------------------------------------- agent → customer
 
     async def _on_agent_message(self, event: Dict[str, Any]) -> None:
-        delivered = await self._channel.hub.push(
+        await self._channel.hub.push(
             event["conversation_id"], {"type": "message", "message": event["message"]}
         )
-        if not delivered:  # the customer is not in the app: the host app may notify them
-            self._channel.hub.spawn(self.notify_offline(event))
+
+    async def _notify_if_offline(self, event: Dict[str, Any]) -> None:
+        """The customer is not in the app (no socket on any process): the host app may
+        notify them."""
+        conversation_id = event["conversation_id"]
+        if self._channel.hub.connections(conversation_id) or await bus().online(conversation_id):
+            return
+        self._channel.hub.spawn(self.notify_offline(event))
+
+    async def _on_frames(self, event: Dict[str, Any]) -> None:
+        """Frames stored by another subscriber (:data:`FRAMES_TOPIC`), to this process's
+        sockets of the conversation, in order."""
+        for frame in event.get("frames") or ():
+            await self._channel.hub.push(event["conversation_id"], frame)
 
     async def notify_offline(self, event: Dict[str, Any]) -> bool:
         """POST the ``agent_reply`` notification to ``SUPPORT_NOTIFY_URL`` (if configured).
@@ -164,12 +189,11 @@ class AgentBridge:
                 conversation_id, "bot",
                 notice("widget_agent_resolved", reference=event.get("ticket") or ""),
             )
-            await channel.hub.push(conversation_id, {"type": "message", "message": thanks.to_wire()})
-            await channel.hub.push(
-                conversation_id,
-                {"type": "rating_request", "session": conversation.session,
-                 "ticket": event.get("ticket"), "agent": event.get("agent_name")},
-            )
+        await bus().publish(FRAMES_TOPIC, {"conversation_id": conversation_id, "frames": [
+            {"type": "message", "message": thanks.to_wire()},
+            {"type": "rating_request", "session": conversation.session,
+             "ticket": event.get("ticket"), "agent": event.get("agent_name")},
+        ]})
 
     async def _system(self, conversation_id: str, text: str) -> None:
         chat = await self._channel.chat()
@@ -177,8 +201,8 @@ class AgentBridge:
             message = await chat.do_store_outgoing(conversation_id, "system", text)
         except LookupError:
             return  # not a widget conversation
-        await self._channel.hub.push(conversation_id, {"type": "message",
-                                                       "message": message.to_wire()})
+        await bus().publish(FRAMES_TOPIC, {"conversation_id": conversation_id, "frames": [
+            {"type": "message", "message": message.to_wire()}]})
 
     # ------------------------------------------------------- customer → agent
 

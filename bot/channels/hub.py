@@ -392,6 +392,9 @@ class Hub:
         self.message_limiter = RateLimiter(rate_messages, rate_window, max_keys=max_keys)
         self.preauth = PreAuthGate(preauth_per_ip, max_keys=max_keys)
         self.tasks: Set[asyncio.Task] = set()
+        #: ``on_presence(conversation_id, online)`` when a conversation gets its first open
+        #: connection here or loses its last (the live bus's presence, bot/live.py).
+        self.on_presence: Optional[Callable[[str, bool], None]] = None
 
     # --------------------------------------------------------- connections
 
@@ -410,8 +413,11 @@ class Hub:
             raise TooManyConnections(
                 f"At most {self._max_connections} open chat connections per customer."
             )
+        first = not live
         live.add(connection)
         self._connections[connection.conversation_id] = live
+        if first and self.on_presence is not None:
+            self.on_presence(connection.conversation_id, True)
 
     def unregister(self, connection: Connection) -> None:
         """Remove a connection (idempotent); its writer stops."""
@@ -421,6 +427,8 @@ class Hub:
             open_.discard(connection)
             if not open_:
                 del self._connections[connection.conversation_id]
+                if self.on_presence is not None:
+                    self.on_presence(connection.conversation_id, False)
         self.message_limiter.forget_idle()
 
     def connections(self, conversation_id: str) -> List[Connection]:

@@ -360,7 +360,12 @@ class WidgetInput(InputChannel):
 
         @bp.listener("before_server_start")
         async def _configure(app: Any, _loop: Any) -> None:
+            from bot.live import bus
+
             self._app = app
+            live = bus()
+            live.start()  # with REDIS_URL: relay and listen to the other processes now
+            self.hub.on_presence = live.set_online
             # On shutdown our sockets are closed with 1001 (clients reconnect elsewhere);
             # don't keep the process alive for Sanic's default 15 s grace period.
             app.config.GRACEFUL_SHUTDOWN_TIMEOUT = min(

@@ -144,14 +144,16 @@ class TwilioConversationsInput(InputChannel):
             self._lock = asyncio.Lock()
         async with self._lock:
             if self.bridge is None:
-                from bot.live import bus
+                from bot.live import ORIGIN, bus
                 from bot.twilio.store import TwilioStore
 
                 store = TwilioStore.from_url(self.config.support_db_url)
                 await store.create_schema()
                 bridge = TwilioBridge(self.config, store, publish=bus().publish)
-                bus().subscribe("customer.message", bridge.on_customer_message)
-                bus().subscribe("conversation.ended", bridge.on_conversation_ended)
+                # ORIGIN: forwarded to Twilio by the process the customer wrote to, once
+                bus().subscribe("customer.message", bridge.on_customer_message, scope=ORIGIN)
+                bus().subscribe("conversation.ended", bridge.on_conversation_ended,
+                                scope=ORIGIN)
                 self._subscribed = True
                 self.bridge = bridge
         assert self.bridge is not None

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot.channels.agent_bridge import AgentBridge
 from bot.channels.hub import Hub
+from bot.live import bus
 from bot.settings import reset_settings_cache
 
 EVENT = {"conversation_id": "widget:cust-anna",
@@ -81,7 +82,16 @@ async def test_only_an_offline_customer_triggers_the_hook(monkeypatch: pytest.Mo
         return True
 
     monkeypatch.setattr(bridge, "notify_offline", fake_notify)
-    await bridge._on_agent_message(EVENT)  # nobody connected
+    await bridge._notify_if_offline(EVENT)  # nobody connected
     for task in list(channel.hub.tasks):
         await task
     assert calls == [EVENT]
+
+    bus().set_online(EVENT["conversation_id"], True)  # a socket here (or on another process)
+    try:
+        await bridge._notify_if_offline(EVENT)
+        for task in list(channel.hub.tasks):
+            await task
+        assert calls == [EVENT]
+    finally:
+        bus().set_online(EVENT["conversation_id"], False)
