@@ -27,7 +27,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import triage_rules, typed_text
-from bot.prefill import FormConfig, detail, is_digression, load_form_config, looks_like_question
+from bot.prefill import (
+    FormConfig,
+    detail,
+    is_digression,
+    load_form_config,
+    looks_like_question,
+    mistyped_order_number,
+)
 
 #: Slots whose answer has a recognisable shape: a reply that the NLU confidently
 #: understood as another request is not taken as the answer.
@@ -113,6 +120,17 @@ def _says_any(text: str, words: Any) -> bool:
     return any(re.search(r"\b" + re.escape(word) + r"\b", lowered) for word in words)
 
 
+def _rejected_since_message(tracker: Tracker, form: str) -> bool:
+    """Whether ``form`` already rejected the customer's latest message (the rules answered
+    it; the form now runs again for the same message and must ask its question)."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            return False
+        if event.get("event") == "action_execution_rejected" and event.get("name") == form:
+            return True
+    return False
+
+
 def _previous_not_understood(tracker: Tracker) -> Optional[str]:
     """The customer's message before the latest one, if the bot did not understand it."""
     seen_latest = False
@@ -147,10 +165,22 @@ class SupportForm(FormValidationAction, ABC):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[EventType]:
         """Reject the turn when the customer asked for another flow, else validate."""
-        if not flow_starting(tracker, self.form_name()) and self.other_request(tracker):
-            # the rules run action_route, which starts the flow asked for
+        if not flow_starting(tracker, self.form_name()) and (
+                self.other_request(tracker) or self.question_instead(tracker)):
+            # the rules run action_route, which starts the flow asked for or answers
             return [ActionExecutionRejected(self.form_name())]
         return await super().run(dispatcher, tracker, domain)
+
+    def question_instead(self, tracker: Tracker) -> bool:
+        """Whether the customer asked an FAQ question instead of giving the phone number,
+        time, email or order number asked for ("are you also open on saturday?" when asked
+        for the phone): the rules answer it and the form asks again. Without this, a time
+        or another entity in the question would be taken for a slot the bot did not ask."""
+        requested = tracker.get_slot("requested_slot")
+        message = tracker.latest_message or {}
+        return requested in STRUCTURED_SLOTS and not self.looks_like(str(requested), message) \
+            and not _rejected_since_message(tracker, self.form_name()) \
+            and self.faq_question(message, load_form_config())
 
     def other_request(self, tracker: Tracker) -> bool:
         """Whether the latest message confidently asks for another guided flow.
@@ -213,12 +243,33 @@ class SupportForm(FormValidationAction, ABC):
                 value = self.answer(requested, tracker, config)
                 if value is not None:
                     found[requested] = value
+            if requested in STRUCTURED_SLOTS and (requested in found or requested in given):
+                found.update(self.more_than_asked(required, found, given, tracker, config))
         return [SlotSet(name, value) for name, value in found.items()]
+
+    def more_than_asked(self, required: List[Text], found: Mapping[str, Any], given: Any,
+                        tracker: Tracker, config: FormConfig) -> Dict[str, Any]:
+        """Details the answer carries beyond the order number (or phone, ...) asked for:
+        "104160, one of the bulbs was smashed in the box" is the order and the refund
+        reason, so the reason is not asked for again."""
+        text = typed_text(tracker.latest_message or {})
+        extra: Dict[str, Any] = {}
+        for slot in required:
+            rule = config.rule(slot)
+            if rule is None or slot in found or slot in given or tracker.get_slot(slot):
+                continue
+            value = detail(text, rule, config)
+            if value is not None:
+                extra[slot] = value
+        return extra
 
     def prefill(self, slot: str, tracker: Tracker, config: FormConfig) -> Optional[Any]:
         """A value for ``slot`` from what the customer said before the flow asked anything."""
         message = tracker.latest_message or {}
         if slot == "order_number":
+            mistyped = mistyped_order_number(typed_text(message))
+            if mistyped is not None:  # "cancel order 10427": say what is wrong with it
+                return mistyped
             turns = _user_turns_since(tracker, RECENT_ORDER_SLOT)
             recent = tracker.get_slot(RECENT_ORDER_SLOT)
             if turns is not None and turns <= config.recent_order_turns and recent:

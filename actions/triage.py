@@ -72,6 +72,8 @@ class ActionRoute(Action):
             return events  # the customer was asked to log in (above)
         if route == "self_service":
             self._answer(dispatcher, result)
+            if (tracker.active_loop or {}).get("name"):
+                events.extend(_undo_extracted_slots(tracker))
         elif route == CLARIFY:
             self._clarify(dispatcher, message.get("text") or "")
         elif route == "guided":
@@ -110,6 +112,29 @@ class ActionRoute(Action):
         ]
         buttons.append(_person_button())
         say(dispatcher, "clarify_with_suggestions" if hits else "clarify_no_suggestions", buttons=buttons)
+
+
+def _undo_extracted_slots(tracker: Tracker) -> List[EventType]:
+    """Slots Rasa filled from a question asked in the middle of a form, set back.
+
+    Rasa fills entity-mapped slots from every message while a form is active ("are you
+    also open on saturday?" fills ``callback_time``); the form does not validate a message
+    it rejected, so such a value would stay as if the customer had answered with it.
+    """
+    from actions.forms import STRUCTURED_SLOTS
+
+    before: Dict[str, Any] = {}
+    after: Dict[str, Any] = {}
+    seen_user = False
+    for event in tracker.events:
+        kind = event.get("event")
+        if kind == "user":
+            before.update(after)
+            after, seen_user = {}, True
+        elif kind == "slot" and event.get("name") in STRUCTURED_SLOTS:
+            (after if seen_user else before)[event["name"]] = event.get("value")
+    return [SlotSet(name, before.get(name)) for name, value in after.items()
+            if value != before.get(name)]
 
 
 def _person_button() -> Dict[str, str]:

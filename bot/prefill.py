@@ -177,6 +177,24 @@ def load_form_config(path: Optional[Path] = None) -> FormConfig:
     return _load_cached(str(target), target.stat().st_mtime)
 
 
+#: A number the customer gave as an order number but that has not its six digits: "order
+#: 10427", "#1042755", "nr. 10427" (4-9 digits after an order word or a #).
+_MISTYPED_ORDER = re.compile(
+    r"(?:\b(?:order|orders|bestellung|commande|number|nr|no)\b\.?\s*(?:number\s*|no\.?\s*)?#?|#)"
+    r"\s*(\d{4,5}|\d{7,9})(?![\d:.,]\d)(?!\d)", re.IGNORECASE)
+
+
+def mistyped_order_number(text: str) -> Optional[str]:
+    """The order number the customer meant to give but mistyped ("cancel order 10427").
+
+    None when the text has no such number, or has a proper six-digit one as well.
+    """
+    if not isinstance(text, str) or re.search(r"(?<!\d)\d{6}(?!\d)", text):
+        return None
+    match = _MISTYPED_ORDER.search(text)
+    return match.group(1) if match else None
+
+
 def strip_order_references(text: str) -> str:
     """``text`` without order numbers and the words that introduce them."""
     return re.sub(r"\s{2,}", " ", _ORDER_REFERENCE.sub(" ", text)).strip()

@@ -415,3 +415,64 @@ async def test_asking_for_a_change_instead_of_a_reason_is_another_request(svc: A
 
     assert events == [ActionExecutionRejected("refund_request_form")]
     assert messages == []
+
+
+async def test_a_mistyped_order_number_up_front_gets_its_validation_message(svc: Any) -> None:
+    tracker = starting("cancel_order_form", "cancel order 10427", "cancel_order",
+                       {"order_number": None, "confirm": None}, customer="cust-chloe")
+
+    events, messages = await run(ValidateCancelOrderForm(), tracker)
+
+    assert SlotSet("order_number", None) in events
+    assert SlotSet("order_attempts", 1) in events
+    assert [m["text"] for m in messages] == [
+        '"10427" doesn\'t look like an order number. Order numbers have 6 digits, like '
+        "#104233: you'll find yours under Orders in the app and in your confirmation email."]
+
+
+async def test_an_order_number_answer_with_the_reason_fills_both(svc: Any) -> None:
+    text = "104190, one of the bulbs was smashed in the box"
+    tracker = form_tracker("refund_request_form", {"order_number": "104190"},
+                           text=text, intent="nlu_fallback",
+                           entities=(entity("order_number", "104190"),), customer="cust-anna")
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert SlotSet("order_number", "104190") in events
+    assert SlotSet("refund_reason", "One of the bulbs was smashed in the box") in events
+    assert messages == []
+
+
+async def test_an_order_number_alone_asks_for_the_reason_next(svc: Any) -> None:
+    tracker = form_tracker("refund_request_form", {"order_number": "104190"},
+                           text="104190 please", intent="inform",
+                           entities=(entity("order_number", "104190"),), customer="cust-anna")
+
+    events, _ = await run(ValidateRefundRequestForm(), tracker)
+
+    assert all(e.get("name") != "refund_reason" for e in events)
+
+
+async def test_an_faq_question_instead_of_the_phone_is_answered_first(svc: Any) -> None:
+    tracker = form_tracker("callback_form", {}, requested_slot="phone",
+                           text="are you also open on saturday?",
+                           intent="contact_customer_service",
+                           entities=(entity("time", "on saturday"),), customer="cust-anna")
+
+    events, messages = await run(ValidateCallbackForm(), tracker)
+
+    assert events == [ActionExecutionRejected("callback_form")]
+    assert messages == []
+
+
+async def test_the_form_asks_again_after_the_answer_for_the_same_message(svc: Any) -> None:
+    tracker = form_tracker("callback_form", {}, requested_slot="phone",
+                           text="are you also open on saturday?",
+                           intent="contact_customer_service", customer="cust-anna")
+    tracker.events.append({"event": "action_execution_rejected", "name": "callback_form"})
+    tracker.events.append(action_event("action_route", T0 + 2))
+
+    events, messages = await run(ValidateCallbackForm(), tracker)
+
+    assert ActionExecutionRejected("callback_form") not in events
+    assert messages == []

@@ -674,3 +674,34 @@ async def test_route_follows_the_app_context_the_channel_sends_mid_session() -> 
     tracker.latest_message["metadata"] = {"context": {"screen": "cart", "app_version": "5.2.0"}}
     events = await ActionRoute().run(dispatcher(), tracker, domain())
     assert events[0] == SlotSet("route", "self_service")
+
+
+async def test_a_question_in_a_form_gives_back_the_slots_rasa_took_from_it() -> None:
+    """"are you also open on saturday?" while asked for the phone: Rasa filled
+    callback_time from "on saturday"; the answer to the question sets it back."""
+    from tests.unit.actions_helpers import action_event, slot_event, user_event
+
+    events_in = [
+        action_event("callback_form", 100),
+        slot_event("requested_slot", "phone", 100),
+        action_event("action_listen", 100),
+        user_event("are you also open on saturday?", "contact_customer_service", 0.92,
+                   (entity("time", "on saturday"),), timestamp=101),
+        slot_event("callback_time", "on saturday", 101),
+    ]
+    events, messages = await route(
+        text="are you also open on saturday?", intent="contact_customer_service",
+        confidence=0.92, entities=(entity("time", "on saturday"),), events=events_in,
+        active_loop="callback_form", slots={"requested_slot": "phone",
+                                            "callback_time": "on saturday"})
+
+    assert events[-1] == SlotSet("callback_time", None)
+    assert "Saturday 10:00-14:00" in messages[0]["text"]
+
+
+async def test_a_question_outside_a_form_keeps_its_slots() -> None:
+    events, _ = await route(text="are you also open on saturday?",
+                            intent="contact_customer_service", confidence=0.92,
+                            entities=(entity("time", "on saturday"),))
+
+    assert all(e.get("name") != "callback_time" for e in events)

@@ -10,6 +10,7 @@ from bot.prefill import (
     detail,
     is_digression,
     load_form_config,
+    mistyped_order_number,
     order_choice,
     parse_config,
 )
@@ -113,3 +114,28 @@ def test_an_item_alone_is_no_refund_reason() -> None:
 )
 def test_order_choice(text: str, expected: object) -> None:
     assert order_choice(text, CONFIG) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cancel order 10427", "10427"),
+        ("order #1042755 please", "1042755"),
+        ("my order nr. 10427", "10427"),
+        ("#10427", "10427"),
+        ("cancel 104275", None),  # six digits: a real order number
+        ("order 104275 and 10427", None),  # one proper number is enough to go on
+        ("call me at 10:30", None),
+        ("I ordered 2 items", None),
+        ("+49 151 23456789", None),
+        ("cancel the order from 2024", None),
+    ],
+)
+def test_mistyped_order_number(text: str, expected: object) -> None:
+    assert mistyped_order_number(text) == expected
+
+
+def test_a_smashed_item_is_a_refund_reason() -> None:
+    rule = CONFIG.rule("refund_reason")
+    assert detail("104160, one of the bulbs was smashed in the box", rule, CONFIG) == \
+        "One of the bulbs was smashed in the box"
