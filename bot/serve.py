@@ -112,9 +112,10 @@ def _configure_logging() -> None:
 def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: Any) -> None:
     import rasa.core.run
 
-    from bot import action_validation
+    from bot import action_validation, resilience
 
     action_validation.install()  # Rasa's per-call schema check, built once (issue 14)
+    resilience.install()  # tracker/lock stores ride out short service outages (issue 13)
 
     rasa.core.run.serve_application(
         model_path=args.model,
