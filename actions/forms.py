@@ -114,6 +114,23 @@ def _entity(message: Mapping[str, Any], name: str) -> Optional[str]:
     return None
 
 
+def triage_entities(tracker: Tracker) -> List[str]:
+    """The latest message's entity names, plus ``order_number`` when the customer named an
+    order in the last ``recent_order_turns`` messages and the intent's triage rule turns
+    into a flow with one (``with_entity``): "I just want to change the delivery address"
+    right after tracking or cancelling an order is about that order. (Not for the entity
+    fallback: a message not understood is not about the last order.)"""
+    message = tracker.latest_message or {}
+    names = [str(e.get("entity")) for e in message.get("entities") or []]
+    rule = triage_rules().rules.get(str((message.get("intent") or {}).get("name") or ""))
+    wants_order = rule is not None and any(e == "order_number" for e, _ in rule.with_entity)
+    if wants_order and "order_number" not in names and tracker.get_slot(RECENT_ORDER_SLOT):
+        turns = _user_turns_since(tracker, RECENT_ORDER_SLOT)
+        if turns is not None and turns <= load_form_config().recent_order_turns:
+            names.append("order_number")
+    return names
+
+
 def _says_any(text: str, words: Any) -> bool:
     """Whether ``text`` contains one of ``words`` (whole words, any case)."""
     lowered = text.lower()
@@ -172,15 +189,19 @@ class SupportForm(FormValidationAction, ABC):
         return await super().run(dispatcher, tracker, domain)
 
     def question_instead(self, tracker: Tracker) -> bool:
-        """Whether the customer asked an FAQ question instead of giving the phone number,
-        time, email or order number asked for ("are you also open on saturday?" when asked
-        for the phone): the rules answer it and the form asks again. Without this, a time
-        or another entity in the question would be taken for a slot the bot did not ask."""
+        """Whether the customer asked a question instead of giving the phone number, time,
+        email or order number asked for ("are you also open on saturday?" when asked for the
+        phone): the rules answer it (or ask to rephrase) and the form asks again, instead of
+        "that doesn't look like a phone number". Without this, a time or another entity in
+        the question would also be taken for a slot the bot did not ask."""
         requested = tracker.get_slot("requested_slot")
         message = tracker.latest_message or {}
-        return requested in STRUCTURED_SLOTS and not self.looks_like(str(requested), message) \
-            and not _rejected_since_message(tracker, self.form_name()) \
-            and self.faq_question(message, load_form_config())
+        if requested not in STRUCTURED_SLOTS or self.looks_like(str(requested), message) \
+                or _rejected_since_message(tracker, self.form_name()):
+            return False
+        config = load_form_config()
+        return self.faq_question(message, config) or looks_like_question(
+            typed_text(message), config)
 
     def other_request(self, tracker: Tracker) -> bool:
         """Whether the latest message confidently asks for another guided flow.
@@ -204,7 +225,7 @@ class SupportForm(FormValidationAction, ABC):
             return False  # "friday at 3" is the time asked for, whatever the intent
         result = triage_rules().classify(
             typed_text(message), name, float(intent.get("confidence") or 0.0),
-            [str(e.get("entity")) for e in message.get("entities") or []], failed_before=0)
+            triage_entities(tracker), failed_before=0)
         if not result.understood or result.route != "guided" or result.flow is None:
             return False
         if result.flow == FORM_FLOWS.get(self.form_name()):

@@ -43,6 +43,8 @@ class ActionRoute(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
+        from actions.forms import triage_entities
+
         message = tracker.latest_message or {}
         intent = message.get("intent") or {}
         entities = [e.get("entity") for e in message.get("entities") or []]
@@ -51,7 +53,7 @@ class ActionRoute(Action):
             message.get("text") or "",
             intent.get("name"),
             float(intent.get("confidence") or 0.0),
-            entities,
+            triage_entities(tracker),  # an order named a moment ago counts (forms.py)
             failed_before=failed_before,
         )
         route, flow = result.route, result.flow

@@ -24,7 +24,8 @@ _ORDER_REFERENCE = re.compile(
 _WORD = re.compile(r"[a-z0-9\u00c0-\u024f]+(?:'[a-z]+)?", re.IGNORECASE)
 _SEGMENT_KEEP = re.compile(r"([,;!?\n]+|\.(?:\s+|$))")
 _LEAD_IN = re.compile(
-    r"^(?:(?:hi|hello|hey|hi there|dear \w+)\b[,!.\s]*)?"
+    r"^(?:(?:hi|hello|hey|hi there|hallo|bonjour|salut|good morning|good evening|dear \w+)"
+    r"\b[,!.\s]*)?"
     r"(?:(?:please|pls|so|ok|okay|well)\b[,\s]*)?"
     r"(?:(?:can|could|may) (?:i|you|we)(?: please)?|i (?:want|wanted|need|would like|'d like|d like)"
     r" to|i'd like to|i'm trying to|i am trying to|please)?\s*",
@@ -252,7 +253,9 @@ def detail(text: str, rule: DetailRule, config: FormConfig) -> Optional[str]:
     """
     if not isinstance(text, str) or not text.strip():
         return None
-    body = strip_order_references(_split(text, rule.split_after))
+    split = _split(text, rule.split_after)
+    explicit = split != text  # "... because <reason>", "ticket: <text>": said outright
+    body = strip_order_references(split)
     pieces = _SEGMENT_KEEP.split(body)  # text, separator, text, separator, ...
     kept: List[str] = []
     for index in range(0, len(pieces), 2):
@@ -263,7 +266,7 @@ def detail(text: str, rule: DetailRule, config: FormConfig) -> Optional[str]:
         return None
     result = _tidy(joined)
     lowered = f" {result.lower()} "
-    if rule.needs_one_of and not any(
+    if rule.needs_one_of and not explicit and not any(
         re.search(r"\b" + re.escape(word) + r"\b", lowered) for word in rule.needs_one_of
     ):
         return None

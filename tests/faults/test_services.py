@@ -32,30 +32,22 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List
 
 import pytest
 
 from tests.conftest import PG_HOST, PG_PORT
 from tests.faults.conftest import ActionProxy
 from tests.integration.conftest import (
-    _delete_queue,
-    _pg_admin,
     postgres_user,
+    production_bot_started,
     rabbitmq_url,
     redis_client,
     require_rabbitmq,
 )
 from tests.servers import (
-    PRODUCTION_ENDPOINTS,
-    RABBITMQ_HOST,
-    RABBITMQ_PASSWORD,
-    RABBITMQ_PORT,
-    RABBITMQ_USER,
-    REDIS_DB,
     REDIS_HOST,
     REDIS_PORT,
     BotServers,
@@ -293,52 +285,13 @@ async def rabbitmq_down(services: Services) -> AsyncIterator[None]:
 def outage_bot(bot_factory: Any, action_proxy: ActionProxy,
                services: Services) -> Iterator[BotServers]:
     """The production configuration (as ``production_bot``), actions behind the proxy."""
-    user = services.pg_user
-    suffix = uuid.uuid4().hex[:10]
-    database, key_prefix, queue = f"rasa_out_{suffix}", f"rasaout{suffix}", f"rasa_out_{suffix}"
-    pg_url = f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{database}"
-    _pg_admin(user, f'CREATE DATABASE "{database}"')
-    bot: Optional[BotServers] = None
-    try:
-        bot = bot_factory.start(
-            "outages",
-            endpoints=PRODUCTION_ENDPOINTS,
-            support_db_url=pg_url,
-            orders_db_url=pg_url,
-            env={
-                "ACTION_SERVER_URL": f"{action_proxy.url}/webhook",
-                "RASA_DB_HOST": PG_HOST,
-                "RASA_DB_PORT": str(PG_PORT),
-                "RASA_DB_NAME": database,
-                "RASA_DB_USER": user,
-                "RASA_DB_PASSWORD": "",
-                "RASA_DB_LOGIN_DB": "",
-                "REDIS_HOST": REDIS_HOST,
-                "REDIS_PORT": str(REDIS_PORT),
-                "REDIS_DB": str(REDIS_DB),
-                "REDIS_PASSWORD": "",
-                "REDIS_KEY_PREFIX": key_prefix,
-                "RABBITMQ_HOST": RABBITMQ_HOST,
-                "RABBITMQ_PORT": str(RABBITMQ_PORT),
-                "RABBITMQ_USERNAME": RABBITMQ_USER,
-                "RABBITMQ_PASSWORD": RABBITMQ_PASSWORD,
-                "RASA_EVENT_QUEUE": queue,
-                **OUTAGE_ENV,
-            },
-        )
+    with production_bot_started(bot_factory, "outages", services.pg_user, env={
+            "ACTION_SERVER_URL": f"{action_proxy.url}/webhook", **OUTAGE_ENV}) as bot:
         action_proxy.target = f"{bot.actions_url}/webhook"
-        bot.extra.update(pg_user=user, pg_database=database, queue=queue,
-                         redis_key_prefix=key_prefix)
-        yield bot
-    finally:
-        if bot is not None:
-            bot.stop()
-        services.ensure_all_up()
         try:
-            _delete_queue(queue)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
-        _pg_admin(user, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            yield bot
+        finally:
+            services.ensure_all_up()  # before the databases and the queue are removed
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Iterator
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional
 
 import pytest
 
@@ -121,29 +122,27 @@ def _delete_queue(name: str) -> None:
     asyncio.run(delete())
 
 
-@pytest.fixture(scope="module")
-def production_bot(bot_factory: BotFactory) -> Iterator[BotServers]:
-    """The bot on ``deploy/endpoints.production.yml``: PostgreSQL, Redis, RabbitMQ.
+@contextmanager
+def production_bot_started(bot_factory: BotFactory, name: str, user: str,
+                           env: Optional[Dict[str, str]] = None) -> Iterator[BotServers]:
+    """A bot on ``deploy/endpoints.production.yml`` with its own fresh PostgreSQL database,
+    Redis key prefix and RabbitMQ queue, all removed afterwards.
 
     ``extra`` holds ``pg_user``, ``pg_database``, ``pg_url`` (the fresh database, which also
-    holds the support and orders tables), ``redis_db``, ``redis_key_prefix`` and
-    ``queue``.
+    holds the support and orders tables), ``redis_db``, ``redis_key_prefix`` and ``queue``.
+    ``env`` adds to (or overrides) the production variables.
     """
-    user = postgres_user()
-    redis_client().close()
-    require_rabbitmq()
-
     suffix = uuid.uuid4().hex[:10]
-    database = f"rasa_it_{suffix}"
-    key_prefix = f"rasait{suffix}"
-    queue = f"rasa_it_{suffix}"
+    database = f"rasa_{name}_{suffix}"
+    key_prefix = f"rasa{name}{suffix}"
+    queue = f"rasa_{name}_{suffix}"
     pg_url = f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{database}"
 
     _pg_admin(user, f'CREATE DATABASE "{database}"')
     bot: Optional[BotServers] = None
     try:
         bot = bot_factory.start(
-            "production",
+            name,
             endpoints=PRODUCTION_ENDPOINTS,
             support_db_url=pg_url,
             orders_db_url=pg_url,
@@ -164,6 +163,7 @@ def production_bot(bot_factory: BotFactory) -> Iterator[BotServers]:
                 "RABBITMQ_USERNAME": RABBITMQ_USER,
                 "RABBITMQ_PASSWORD": RABBITMQ_PASSWORD,
                 "RASA_EVENT_QUEUE": queue,
+                **(env or {}),
             },
         )
         bot.extra.update(
@@ -191,6 +191,17 @@ def production_bot(bot_factory: BotFactory) -> Iterator[BotServers]:
         except Exception:  # noqa: BLE001 - best effort
             pass
         _pg_admin(user, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def production_bot(bot_factory: BotFactory) -> Iterator[BotServers]:
+    """The bot on ``deploy/endpoints.production.yml``: PostgreSQL, Redis, RabbitMQ
+    (:func:`production_bot_started`)."""
+    user = postgres_user()
+    redis_client().close()
+    require_rabbitmq()
+    with production_bot_started(bot_factory, "it", user) as bot:
+        yield bot
 
 
 # ------------------------------------------------------------ shared checks

@@ -476,3 +476,35 @@ async def test_the_form_asks_again_after_the_answer_for_the_same_message(svc: An
 
     assert ActionExecutionRejected("callback_form") not in events
     assert messages == []
+
+
+async def test_any_question_instead_of_the_phone_is_not_a_bad_number(svc: Any) -> None:
+    """Understood only vaguely (0.71): still a question, so no "invalid phone" message."""
+    tracker = form_tracker("callback_form", {"phone": "wait, until what time are you open?"},
+                           requested_slot="phone", text="wait, until what time are you open?",
+                           intent="contact_customer_service", customer="cust-anna")
+    tracker.latest_message["intent"]["confidence"] = 0.71
+
+    events, messages = await run(ValidateCallbackForm(), tracker)
+
+    assert events == [ActionExecutionRejected("callback_form")]
+    assert messages == []
+
+
+async def test_an_address_change_after_an_order_flow_is_about_that_order(svc: Any) -> None:
+    from actions.forms import triage_entities
+
+    earlier = (
+        action_event("action_listen", T0 - 30),
+        user_event("cancel 104301", "cancel_order", 0.99,
+                   (entity("order_number", "104301"),), timestamp=T0 - 29),
+        slot_event("recent_order", "104301", T0 - 28),
+    )
+    text = "I just want to change the delivery address to Torstrasse 12, Berlin"
+    tracker = starting("cancel_order_form", text, "change_shipping_address", {},
+                       customer="cust-anna", earlier=earlier)
+    tracker.slots["recent_order"] = "104301"
+
+    assert triage_entities(tracker) == ["order_number"]
+    tracker.latest_message["intent"] = {"name": "nlu_fallback", "confidence": 0.3}
+    assert triage_entities(tracker) == []  # not understood: not about the last order

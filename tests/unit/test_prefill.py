@@ -139,3 +139,19 @@ def test_a_smashed_item_is_a_refund_reason() -> None:
     rule = CONFIG.rule("refund_reason")
     assert detail("104160, one of the bulbs was smashed in the box", rule, CONFIG) == \
         "One of the bulbs was smashed in the box"
+
+
+def test_a_reason_after_because_needs_no_marker_word() -> None:
+    rule = CONFIG.rule("refund_reason")
+    assert detail("refund for 104160 because the bulbs are flickering all the time", rule,
+                  CONFIG) == "The bulbs are flickering all the time"
+    assert detail("refund for 104160, the bulbs are flickering", rule, CONFIG) is None
+
+
+def test_a_change_with_only_or_not_is_a_change() -> None:
+    rule = CONFIG.rule("change_request")
+    assert detail("Hallo, in order 104301 I have ordered 2 water bottles but I need only 1",
+                  rule, CONFIG) == "I have ordered 2 water bottles but I need only 1"
+    assert detail("modify 104275: the linen shirt in white, not blue", rule, CONFIG) == \
+        "The linen shirt in white, not blue"
+    assert detail("change the size", rule, CONFIG) is None
