@@ -45,6 +45,8 @@ from typing import Any, Dict, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import free_port, log, percentile  # noqa: E402
+
 PYTHON = ROOT / ".venv" / "bin" / "python"
 RASA = ROOT / ".venv" / "bin" / "rasa"
 HOST = "127.0.0.1"
@@ -59,23 +61,10 @@ REFERENCE_SCRIPT = ["hello", "I am sad", "yes", "great", "bye", "are you a bot?"
 ERRORS: Dict[str, int] = {}
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def percentile(values: List[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------ reference

@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._common import free_port, log, percentile  # noqa: E402
 
 from bot.channels.auth import issue_token  # noqa: E402
 
@@ -67,22 +68,10 @@ SCRIPT = [
 ]
 
 
-def log(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
-def percentile(values: List[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 class Servers:

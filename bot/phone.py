@@ -108,20 +108,6 @@ def phone_region(number: str) -> Optional[str]:
     return region if region and region != "001" else None
 
 
-def plan_region(number: str) -> Optional[str]:
-    """The main region of the number's country calling code ("GB" for every +44 number).
-
-    Guernsey, Jersey and the Isle of Man (+44 7911 ..., region GG/JE/IM) share the UK's
-    numbering plan: to a customer, and to the phone network's prices, a +44 number is a UK
-    number. None for an invalid number.
-    """
-    parsed = _parse_e164(number)
-    if parsed is None:
-        return None
-    main = phonenumbers.region_code_for_country_code(parsed.country_code)
-    return main if main and main != "ZZ" and main != "001" else phone_region(number)
-
-
 def is_personal_number(number: str) -> bool:
     """Whether a valid E.164 number is a line a person answers (fixed line, mobile, VoIP),
     not a premium-rate, shared-cost, personal/UAN, pager, voicemail or toll-free number."""

@@ -40,7 +40,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy import text as sql_text
 
 from bot import db
-from bot.phone import is_personal_number, phone_region, plan_region
+from bot.phone import is_personal_number, phone_region
 from bot.settings import Settings
 from bot.support.base import StoreBase
 from bot.support.models import AuditLog, Callback
@@ -117,9 +117,8 @@ class CallbackLimits:
         """Why ``phone`` may not be called: ``country`` (outside :attr:`countries`, or no
         valid number), ``number_type`` (not a line a person answers), else None."""
         region = phone_region(phone)
-        if region is None or (region not in self.countries
-                              and plan_region(phone) not in self.countries):
-            return "country"  # a Guernsey +44 number counts as GB (bot/phone.py plan_region)
+        if region is None or region not in self.countries:
+            return "country"
         if not is_personal_number(phone):
             return "number_type"
         return None

@@ -77,14 +77,3 @@ def test_find_phone_region() -> None:
     assert find_phone("call 0151 2345 6789", "US") is None
     assert find_phone("ring 020 7946 0958", "GB") == (5, 18)
     assert normalize_phone("ring 020 7946 0958", "GB") == "+442079460958"
-
-
-def test_a_guernsey_number_is_on_the_uk_plan() -> None:
-    from bot.phone import phone_region, plan_region
-    from bot.twilio.voice_store import CallbackLimits
-
-    assert (phone_region("+447911123456"), plan_region("+447911123456")) == ("GG", "GB")
-    assert plan_region("+4915123456789") == "DE"
-    limits = CallbackLimits.from_settings()
-    assert limits.number_problem("+447911123456") is None  # GB is a call-back country
-    assert limits.number_problem("+12025550143") == "country"  # the US is not
