@@ -26,9 +26,9 @@ All notice texts are in ``data/messages.yml``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from bot.live import ORIGIN, bus
+from bot.live import ORIGIN, REMOTE, bus
 from bot.support.agents import AgentStore, RatingRefused
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,7 +65,7 @@ class AgentBridge:
         live.subscribe("agent.message", self._on_agent_message)
         live.subscribe("agent.typing", self._on_agent_typing)
         live.subscribe("agent.read", self._on_agent_read)
-        live.subscribe(FRAMES_TOPIC, self._on_frames)
+        live.subscribe(FRAMES_TOPIC, self._on_frames, scope=REMOTE)  # pushed here already
         # side effects (stored notices, the bot resumed, notifications): once, where published
         live.subscribe("agent.message", self._notify_if_offline, scope=ORIGIN)
         live.subscribe("ticket.claimed", self._on_claimed, scope=ORIGIN)
@@ -189,11 +189,11 @@ class AgentBridge:
                 conversation_id, "bot",
                 notice("widget_agent_resolved", reference=event.get("ticket") or ""),
             )
-        await bus().publish(FRAMES_TOPIC, {"conversation_id": conversation_id, "frames": [
+        await self._push_everywhere(conversation_id, [
             {"type": "message", "message": thanks.to_wire()},
             {"type": "rating_request", "session": conversation.session,
              "ticket": event.get("ticket"), "agent": event.get("agent_name")},
-        ]})
+        ])
 
     async def _system(self, conversation_id: str, text: str) -> None:
         chat = await self._channel.chat()
@@ -201,8 +201,16 @@ class AgentBridge:
             message = await chat.do_store_outgoing(conversation_id, "system", text)
         except LookupError:
             return  # not a widget conversation
-        await bus().publish(FRAMES_TOPIC, {"conversation_id": conversation_id, "frames": [
-            {"type": "message", "message": message.to_wire()}]})
+        await self._push_everywhere(conversation_id, [{"type": "message",
+                                                       "message": message.to_wire()}])
+
+    async def _push_everywhere(self, conversation_id: str, frames: List[Dict[str, Any]]) -> None:
+        """Frames to this process's sockets now (in the order of this subscriber group's
+        events: the "joined" notice before the agent's first reply), and to the other
+        processes' over the bus."""
+        for frame in frames:
+            await self._channel.hub.push(conversation_id, frame)
+        await bus().publish(FRAMES_TOPIC, {"conversation_id": conversation_id, "frames": frames})
 
     # ------------------------------------------------------- customer → agent
 

@@ -385,8 +385,8 @@ class TwilioBridge(BackgroundWork):
                 configuration_replay_after=len(lines)))
             link = await self.store.do_update_link(link.id, webhook_sid=webhook.sid)
         if link.state == "setup":
-            link = await self.store.do_update_link(link.id, state="active")
-            assigned = await self.store.do_assign_to_twilio(reference, link.conversation_sid)
+            assigned = await self.store.do_assign_to_twilio(reference, link.conversation_sid,
+                                                            link_id=link.id)
             logger.info("Handed %s (%s) to Twilio Conversation %s%s", reference,
                         conversation_id, link.conversation_sid,
                         "" if assigned else " (the ticket was no longer queued)")

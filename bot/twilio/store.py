@@ -350,12 +350,20 @@ class TwilioStore(StoreBase):
                 .order_by(ChatMessage.id).limit(200))).scalars().all()
             return [MessageView.from_row(r, conversation_id) for r in rows]
 
-    async def do_assign_to_twilio(self, reference: str, conversation_sid: str) -> bool:
+    async def do_assign_to_twilio(self, reference: str, conversation_sid: str,
+                                  link_id: Optional[int] = None) -> bool:
         """A queued ticket is now worked in Twilio: ``assigned`` with no console agent, the
         conversation ``assigned``; audit ``ticket.claimed`` (actor ``twilio``) so consoles
-        drop it from their queue. Returns False if the ticket was no longer queued."""
+        drop it from their queue. With ``link_id`` the link becomes ``active`` in the same
+        transaction (nobody sees an active link whose ticket is still queued). Returns False
+        if the ticket was no longer queued (the link is activated all the same)."""
         now = db.utcnow()
         async with db.write_session(self._sessions) as session:
+            if link_id is not None:
+                link = await session.get(TwilioLink, link_id)
+                if link is None:
+                    raise LookupError(f"No Twilio link {link_id}.")
+                link.state, link.updated_at = "active", now
             result = await session.execute(
                 update(Ticket).where(Ticket.reference == reference, Ticket.status == "queued")
                 .values(status="assigned", assignee_id=None, updated_at=now)
