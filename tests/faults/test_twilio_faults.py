@@ -54,13 +54,14 @@ def fake() -> Any:
 
 @pytest.fixture
 def config(fake: FakeTwilio, sqlite_url: str) -> TwilioConfig:
-    """Patient enough for storms: 6 tries of 10-50 ms, 0.5 s per request; an inbox that
-    retries after 20-40 ms."""
+    """Patient enough for storms: 25 tries of 10-50 ms, 0.5 s per request (more tries than
+    a storm below has faults: concurrent requests share the faults in any order, so one
+    request may meet all of them); an inbox that retries after 20-40 ms."""
     fake.clear_faults()
     return TwilioConfig(
         account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, public_url=PUBLIC_URL,
         api_base=fake.base_url, timeout=0.5,
-        policy=RetryPolicy(attempts=6, base=0.01, cap=0.05, retry_after_max=5.0),
+        policy=RetryPolicy(attempts=25, base=0.01, cap=0.05, retry_after_max=5.0),
         poll_interval=0.1, support_db_url=sqlite_url, handoff_delay=0.0, catchup_seconds=0,
         inbox=InboxConfig(max_attempts=4, backoff_base=0.02, backoff_max=0.04, lease=4.0,
                           poll=0.05, drain_timeout=2.0))
