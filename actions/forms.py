@@ -199,9 +199,7 @@ class SupportForm(FormValidationAction, ABC):
         if requested not in STRUCTURED_SLOTS or self.looks_like(str(requested), message) \
                 or _rejected_since_message(tracker, self.form_name()):
             return False
-        config = load_form_config()
-        return self.faq_question(message, config) or looks_like_question(
-            typed_text(message), config)
+        return looks_like_question(typed_text(message), load_form_config())
 
     def other_request(self, tracker: Tracker) -> bool:
         """Whether the latest message confidently asks for another guided flow.

@@ -13,6 +13,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import customer_id, faq_index, say, text, triage_rules
+from actions.forms import STRUCTURED_SLOTS, triage_entities
 from actions.session import context_update
 from bot.triage import CLARIFY, TriageResult
 
@@ -43,8 +44,6 @@ class ActionRoute(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
-        from actions.forms import triage_entities
-
         message = tracker.latest_message or {}
         intent = message.get("intent") or {}
         entities = [e.get("entity") for e in message.get("entities") or []]
@@ -123,8 +122,6 @@ def _undo_extracted_slots(tracker: Tracker) -> List[EventType]:
     also open on saturday?" fills ``callback_time``); the form does not validate a message
     it rejected, so such a value would stay as if the customer had answered with it.
     """
-    from actions.forms import STRUCTURED_SLOTS
-
     before: Dict[str, Any] = {}
     after: Dict[str, Any] = {}
     seen_user = False
