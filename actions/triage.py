@@ -6,7 +6,8 @@ from the FAQ article mapped to the intent or from a domain response.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Text
+import re
+from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -15,6 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import customer_id, faq_index, say, text, triage_rules
 from actions.forms import STRUCTURED_SLOTS, triage_entities
 from actions.session import context_update
+from bot.prefill import load_form_config, looks_like_question
 from bot.triage import CLARIFY, TriageResult
 
 #: Slots a guided flow collects afresh each time it starts.
@@ -48,14 +50,41 @@ class ActionRoute(Action):
         intent = message.get("intent") or {}
         entities = [e.get("entity") for e in message.get("entities") or []]
         failed_before = int(tracker.get_slot("failed_turns") or 0)
+        intent_name = intent.get("name")
+        meant = triage_rules().typed_quick_reply(intent_name, _offered_intents(tracker))
+        if meant is not None and "order_number" not in entities:
+            intent_name = meant  # "what's the status of it?" right after "Refund status"
         result = triage_rules().classify(
             message.get("text") or "",
-            intent.get("name"),
+            intent_name,
             float(intent.get("confidence") or 0.0),
             triage_entities(tracker),  # an order named a moment ago counts (forms.py)
             failed_before=failed_before,
         )
+        in_form = bool((tracker.active_loop or {}).get("name"))
+        parts = [] if in_form or result.route == "agent" and result.understood else (
+            _requests(message))
+        if parts and "angry_language" not in result.reasons and (
+                not result.understood or result.intent != intent_name
+                and all(part.intent != result.intent for part in parts)):
+            # The message as a whole was not understood (or taken as another intent for an
+            # order number or a phrase in it), its requests were one by one.
+            result = _lead(parts)
+        others = [part for part in parts if part.intent != result.intent]
+        questions = [other for other in others if other.route == "self_service"]
+        flows = [other for other in others if other.route == "guided" and other.flow]
+        answered_first: List[TriageResult] = []
+        if result.route == "self_service" and flows:
+            # "do you take apple pay? and where is order 104233": answer, then track it.
+            answered_first, result = [result, *questions], flows[0]
+            questions = []
         route, flow = result.route, result.flow
+        answered: List[str] = []
+        if route != "self_service":
+            # Questions asked besides a flow are answered before it starts.
+            answered_first, questions = [*answered_first, *questions], []
+        for question in answered_first:
+            self._answer(dispatcher, question, answered)
         if route == "guided" and customer_id(tracker) is None:
             # Every guided flow reads or changes the customer's orders, tickets or
             # call-backs: without a verified customer the bot discloses nothing.
@@ -72,7 +101,9 @@ class ActionRoute(Action):
         if route != result.route:
             return events  # the customer was asked to log in (above)
         if route == "self_service":
-            self._answer(dispatcher, result)
+            self._answer(dispatcher, result, answered)
+            for question in questions:
+                self._answer(dispatcher, question, answered)
             if (tracker.active_loop or {}).get("name"):
                 events.extend(_undo_extracted_slots(tracker))
         elif route == CLARIFY:
@@ -89,14 +120,24 @@ class ActionRoute(Action):
         return events
 
     @staticmethod
-    def _answer(dispatcher: CollectingDispatcher, result: TriageResult) -> None:
+    def _answer(dispatcher: CollectingDispatcher, result: TriageResult,
+                answered: Optional[List[str]] = None) -> None:
+        """Send the FAQ answer for ``result``; an article already in ``answered`` (ids,
+        appended to) is not sent twice for one message."""
         article = faq_index().for_intent(result.intent or "", result.text)
         if article is None:
             hits = faq_index().search(result.text, limit=1)
             article = hits[0].article if hits else None
         if article is None:
-            say(dispatcher, "no_answer_found", buttons=[_person_button()])
+            if answered is None or "" not in answered:
+                say(dispatcher, "no_answer_found", buttons=[_person_button()])
+            if answered is not None:
+                answered.append("")
             return
+        if answered is not None:
+            if article.id in answered:
+                return
+            answered.append(article.id)
         # The summary is the plain-text answer every channel shows; the article body comes
         # along as Markdown, which the widget channel turns into rich-text blocks.
         dispatcher.utter_message(
@@ -113,6 +154,59 @@ class ActionRoute(Action):
         ]
         buttons.append(_person_button())
         say(dispatcher, "clarify_with_suggestions" if hits else "clarify_no_suggestions", buttons=buttons)
+
+
+def _requests(message: Dict[str, Any]) -> List[TriageResult]:
+    """The requests of a message that asks several things (``requests`` in the parse data,
+    :mod:`bot.multi_request`), each triaged on its own: only understood ones, one per
+    intent, no small talk (``multi_request.ignore_intents``), and a self-service intent only
+    where the part is a question ("I already reset my password" in a description is none)."""
+    rules = triage_rules()
+    results: List[TriageResult] = []
+    seen: set = set()
+    for request in message.get("requests") or []:
+        intent = request.get("intent") or {}
+        name = intent.get("name")
+        if not name or name in seen or name in rules.multi_request.ignore_intents:
+            continue
+        entities = [str(e.get("entity")) for e in request.get("entities") or []]
+        part = rules.classify(str(request.get("text") or ""), name,
+                              float(intent.get("confidence") or 0.0), entities, failed_before=0)
+        if part.route == "self_service" and not looks_like_question(
+                part.text, load_form_config()):
+            continue
+        if part.understood and part.route in ("self_service", "guided") and (
+                "angry_language" not in part.reasons):
+            seen.add(part.intent)
+            results.append(part)
+    return results
+
+
+_PAYLOAD_INTENT = re.compile(r"^/([A-Za-z0-9_]+)")
+
+
+def _offered_intents(tracker: Tracker) -> List[str]:
+    """Intents of the quick replies the bot offered since the message before the latest."""
+    offered: List[str] = []
+    users = 0
+    for event in reversed(tracker.events):
+        kind = event.get("event")
+        if kind == "user":
+            users += 1
+            if users == 2:
+                break
+        elif kind == "bot" and users == 1:
+            for button in (event.get("data") or {}).get("buttons") or []:
+                match = _PAYLOAD_INTENT.match(str(button.get("payload") or ""))
+                if match:
+                    offered.append(match.group(1))
+    return offered
+
+
+def _lead(parts: List[TriageResult]) -> TriageResult:
+    """The request that leads when the message as a whole was not understood: the first
+    that runs a flow, else the first."""
+    return next((part for part in parts if part.route == "guided"), parts[0])
 
 
 def _undo_extracted_slots(tracker: Tracker) -> List[EventType]:

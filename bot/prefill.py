@@ -27,8 +27,9 @@ _LEAD_IN = re.compile(
     r"^(?:(?:hi|hello|hey|hi there|hallo|bonjour|salut|good morning|good evening|dear \w+)"
     r"\b[,!.\s]*)?"
     r"(?:(?:please|pls|so|ok|okay|well)\b[,\s]*)?"
-    r"(?:(?:can|could|may) (?:i|you|we)(?: please)?|i (?:want|wanted|need|would like|'d like|d like)"
-    r" to|i'd like to|i'm trying to|i am trying to|please)?\s*",
+    r"(?:(?:can|could|may) (?:i|you|we)(?: please)?|i (?:(?:just|only|really|also|actually)\s+)?"
+    r"(?:want|wanted|need|would like|'d like|d like) to|i'd like to|i'm trying to|i am trying to"
+    r"|please)?\s*",
     re.IGNORECASE,
 )
 

@@ -93,6 +93,19 @@ class EntityFallback:
 
 
 @dataclass(frozen=True)
+class MultiRequest:
+    """``multi_request``: several requests in one message (:mod:`bot.multi_request`).
+
+    ``separators`` start another request ("and also", "btw"); a second request is acted on
+    only when it is understood (as any message: ``not_understood_below``) and its intent is
+    not one of ``ignore_intents`` (a "thanks" at the end is no request).
+    """
+
+    separators: Tuple[str, ...] = ()
+    ignore_intents: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TriageResult:
     """The outcome of triaging one message.
 
@@ -141,9 +154,26 @@ def _raise(priority: str, steps: int) -> str:
 class Triage:
     """Triage rules loaded from ``triage.yml``."""
 
-    def __init__(self, rules: Mapping[str, IntentRule], escalation: Escalation) -> None:
+    def __init__(self, rules: Mapping[str, IntentRule], escalation: Escalation,
+                 multi_request: MultiRequest = MultiRequest(),
+                 typed_quick_replies: Optional[Mapping[str, Tuple[str, ...]]] = None) -> None:
         self.rules = dict(rules)
         self.escalation = escalation
+        self.multi_request = multi_request
+        #: quick-reply intent → intents that mean it when typed right after it was offered
+        self.typed_quick_replies: Dict[str, Tuple[str, ...]] = dict(typed_quick_replies or {})
+
+    def typed_quick_reply(self, intent: Optional[str], offered: Sequence[str]) -> Optional[str]:
+        """The offered quick reply (its intent) that a typed ``intent`` means, if any.
+
+        Args:
+            intent: The intent of the customer's message.
+            offered: Intents of the quick replies the bot offered right before it.
+        """
+        for candidate in offered:
+            if intent and intent in self.typed_quick_replies.get(candidate, ()):
+                return candidate
+        return None
 
     @classmethod
     def load(cls, path: Path) -> "Triage":
@@ -193,7 +223,49 @@ class Triage:
             entity_fallback=cls._parse_entity_fallback(source, esc.get("entity_fallback"), rules),
             phrase_intents=cls._parse_phrase_intents(source, esc.get("phrase_intents"), rules),
         )
-        return cls(rules, escalation)
+        return cls(rules, escalation,
+                   cls._parse_multi_request(source, raw.get("multi_request"), rules),
+                   cls._parse_typed_quick_replies(source, raw.get("typed_quick_replies"), rules))
+
+    @staticmethod
+    def _parse_typed_quick_replies(source: str, raw: Any, rules: Mapping[str, IntentRule]
+                                   ) -> Dict[str, Tuple[str, ...]]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise TriageConfigError(f"{source}: 'typed_quick_replies' must be a mapping")
+        parsed: Dict[str, Tuple[str, ...]] = {}
+        for offered, typed in raw.items():
+            if offered not in rules:
+                raise TriageConfigError(f"{source}: typed_quick_replies: unknown intent '{offered}'")
+            if not isinstance(typed, list) or not all(t in rules for t in typed):
+                raise TriageConfigError(
+                    f"{source}: typed_quick_replies.{offered}: expected a list of known intents")
+            parsed[offered] = tuple(typed)
+        return parsed
+
+    @staticmethod
+    def _parse_multi_request(source: str, raw: Any, rules: Mapping[str, IntentRule]
+                             ) -> MultiRequest:
+        if raw is None:
+            return MultiRequest()
+        if not isinstance(raw, dict):
+            raise TriageConfigError(f"{source}: 'multi_request' must be a mapping")
+        unknown = set(raw) - {"separators", "ignore_intents"}
+        if unknown:
+            raise TriageConfigError(f"{source}: multi_request: unknown key(s) {sorted(unknown)}")
+        separators = raw.get("separators") or []
+        ignore = raw.get("ignore_intents") or []
+        if not isinstance(separators, list) or not all(
+                isinstance(s, str) and s.strip() for s in separators):
+            raise TriageConfigError(f"{source}: multi_request.separators must be a list of words")
+        if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
+            raise TriageConfigError(f"{source}: multi_request.ignore_intents must be a list")
+        for intent in ignore:
+            if intent not in rules:
+                raise TriageConfigError(
+                    f"{source}: multi_request.ignore_intents: unknown intent '{intent}'")
+        return MultiRequest(tuple(s.strip() for s in separators), tuple(ignore))
 
     @staticmethod
     def _parse_phrase_intents(source: str, raw: Any, rules: Mapping[str, IntentRule]

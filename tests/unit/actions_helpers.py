@@ -153,9 +153,11 @@ def user_event(
     }
 
 
-def bot_event(text: str, timestamp: Optional[float] = None) -> Dict[str, Any]:
-    """A ``bot`` event."""
-    return {"event": "bot", "timestamp": timestamp, "text": text, "data": {}, "metadata": {}}
+def bot_event(text: str, timestamp: Optional[float] = None,
+              buttons: Optional[Sequence[Mapping[str, str]]] = None) -> Dict[str, Any]:
+    """A ``bot`` event (with its quick replies, if any)."""
+    data: Dict[str, Any] = {"buttons": [dict(b) for b in buttons]} if buttons else {}
+    return {"event": "bot", "timestamp": timestamp, "text": text, "data": data, "metadata": {}}
 
 
 def action_event(name: str, timestamp: Optional[float] = None) -> Dict[str, Any]:
@@ -205,6 +207,7 @@ def make_tracker(
     sender_id: str = "conv-1",
     customer: Optional[str] = None,
     latest_action_name: str = "action_listen",
+    requests: Optional[Sequence[Mapping[str, Any]]] = None,
 ) -> Tracker:
     """A tracker as the action server receives it.
 
@@ -218,6 +221,8 @@ def make_tracker(
         customer: A demo customer id whose profile slots are set (``cust-anna``) and who
             is the verified customer of the latest message (its ``metadata.customer``).
         latest_action_name: The last action run.
+        requests: The message's requests understood one by one (``parse_data["requests"]``,
+            :mod:`bot.multi_request`), as ``(text, intent, confidence, entities)`` mappings.
     """
     values = default_slots()
     if customer is not None:
@@ -227,6 +232,11 @@ def make_tracker(
     if unknown:
         raise ValueError(f"unknown slot(s) {sorted(unknown)}")
     latest = parse_data(text, intent, confidence, entities)
+    if requests is not None:
+        latest["requests"] = [
+            {"text": r["text"], "intent": {"name": r["intent"], "confidence": r.get("confidence", 1.0)},
+             "entities": [dict(e) for e in r.get("entities", ())]}
+            for r in requests]
     if customer is not None:  # the channel verified the customer: metadata on the message
         profile = CUSTOMERS[customer]
         latest["metadata"] = {"customer": {

@@ -34,6 +34,9 @@ CONFIG = load_form_config(Path(__file__).resolve().parents[2] / "data" / "forms.
         ("change_request", "change my delivery address to Hauptstr. 5, 10115 Berlin",
          "Change my delivery address to Hauptstr. 5, 10115 Berlin"),
         ("change_request", "i want to change order 104301", None),
+        # "just" between "I" and "want to": the request only, no change said (round 6)
+        ("change_request", "I just want to change the delivery address", None),
+        ("change_request", "I just want to change it to 2 mats", "Change it to 2 mats"),
         ("ticket_summary", "I want to open a ticket: the app crashes when I open my cart",
          "The app crashes when I open my cart"),
         ("ticket_summary", "I want to report a problem", None),
