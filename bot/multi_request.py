@@ -14,6 +14,7 @@ Only messages with a cut are parsed again (one more pipeline run per request, at
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypedDict
 
@@ -43,7 +44,8 @@ class Request(TypedDict):
     entities: List[Dict[str, Any]]
 
 
-def _separator_pattern(separators: Sequence[str]) -> Optional[re.Pattern]:
+@functools.lru_cache(maxsize=8)
+def _separator_pattern(separators: Tuple[str, ...]) -> Optional[re.Pattern]:
     words = [s.strip() for s in separators if s and s.strip()]
     if not words:
         return None
@@ -88,7 +90,7 @@ def split_requests(text: str, separators: Sequence[str] = ()) -> List[str]:
     stripped = " ".join((text or "").split())
     if not stripped or stripped.startswith("/") or len(stripped) > _MAX_CHARS:
         return []
-    parts = [p for p in _cut(stripped, _separator_pattern(separators))
+    parts = [p for p in _cut(stripped, _separator_pattern(tuple(separators)))
              if len(_WORD.findall(p)) >= _MIN_WORDS]
     if len(parts) < 2 or len(parts) > MAX_REQUESTS:
         return []
