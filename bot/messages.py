@@ -121,3 +121,12 @@ def load_messages(path: Optional[Path] = None) -> Messages:
 
     target = Path(path) if path else get_settings().data_dir / "messages.yml"
     return _load_cached(str(target), target.stat().st_mtime)
+
+
+def notice(key: str, **values: Any) -> str:
+    """A notice text from ``data/messages.yml`` (designers edit it; reloaded on change).
+
+    Shared by the widget channel, its agent bridge and the Twilio Voice call-backs, which
+    is why it lives here and not in any of them.
+    """
+    return load_messages().text(key, **values)

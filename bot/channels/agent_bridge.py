@@ -22,17 +22,19 @@ It also handles the customer's ``rate`` frame (only for a finished session a per
 handled, once: :meth:`bot.support.agents.AgentStore.do_rate`) and publishes what the
 customer does (messages, typing, reads, session end, ratings).
 All notice texts are in ``data/messages.yml``.
+
+The bridge knows the widget channel only as :class:`bot.channels.widget_wire.WidgetChannel`
+(its hub, chat store and ``resume_bot``): the channel imports the bridge, never the reverse.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from bot.channels.widget_wire import WidgetChannel
 from bot.live import ORIGIN, REMOTE, bus
+from bot.messages import notice
 from bot.support.agents import AgentStore, RatingRefused
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bot.channels.widget import WidgetInput
 
 __all__ = ["AgentBridge", "FRAMES_TOPIC"]
 
@@ -51,7 +53,7 @@ class AgentBridge:
         channel: The widget channel (its store, hub and Rasa access).
     """
 
-    def __init__(self, channel: "WidgetInput") -> None:
+    def __init__(self, channel: WidgetChannel) -> None:
         self._channel = channel
         self._agents: Optional[AgentStore] = None
         self._subscribed = False
@@ -163,14 +165,10 @@ class AgentBridge:
             )
 
     async def _on_claimed(self, event: Dict[str, Any]) -> None:
-        from bot.channels.widget import notice
-
         await self._system(event["conversation_id"],
                            notice("widget_agent_joined", agent=event.get("agent_name") or "Someone"))
 
     async def _on_transferred(self, event: Dict[str, Any]) -> None:
-        from bot.channels.widget import notice
-
         await self._system(
             event["conversation_id"],
             notice("widget_agent_transferred", agent=event.get("agent_name") or "Someone"),
@@ -183,8 +181,6 @@ class AgentBridge:
             await channel.resume_bot(conversation_id)
             chat = await channel.chat()
             conversation = await chat.get_conversation(conversation_id)
-            from bot.channels.widget import notice
-
             thanks = await chat.do_store_outgoing(
                 conversation_id, "bot",
                 notice("widget_agent_resolved", reference=event.get("ticket") or ""),

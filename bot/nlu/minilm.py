@@ -28,159 +28,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.special import erf
+
+from bot.nlu.minilm_weights import MASKED, BertConfig, Weights, build_weights
 
 DEFAULT_MAX_LENGTH = 128
 """Word pieces per text, ``[CLS]`` and ``[SEP]`` included (the model's training length)."""
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
-_MASKED = np.float32(-1e9)  # added to attention scores of padding keys
-
 
 class ModelFilesMissingError(FileNotFoundError):
     """The model directory lacks a file the encoder needs."""
-
-
-@dataclass(frozen=True)
-class BertConfig:
-    """The parts of a Hugging Face BERT ``config.json`` that the encoder uses."""
-
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    max_position_embeddings: int
-    layer_norm_eps: float
-    hidden_act: str
-
-    @classmethod
-    def from_dict(cls, raw: Dict[str, Any]) -> "BertConfig":
-        """Build the config from the parsed ``config.json``.
-
-        Args:
-            raw: The JSON object.
-
-        Returns:
-            The config.
-
-        Raises:
-            ValueError: The model is not a BERT encoder this module can run.
-        """
-        if raw.get("model_type", "bert") != "bert":
-            raise ValueError(f"expected a BERT model, got model_type={raw.get('model_type')!r}")
-        if raw.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError("only absolute position embeddings are supported")
-        config = cls(
-            hidden_size=int(raw["hidden_size"]),
-            num_hidden_layers=int(raw["num_hidden_layers"]),
-            num_attention_heads=int(raw["num_attention_heads"]),
-            intermediate_size=int(raw["intermediate_size"]),
-            max_position_embeddings=int(raw["max_position_embeddings"]),
-            layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
-            hidden_act=str(raw.get("hidden_act", "gelu")),
-        )
-        if config.hidden_act != "gelu":
-            raise ValueError(f"only the exact (erf) GELU is supported, got {config.hidden_act!r}")
-        if config.hidden_size % config.num_attention_heads:
-            raise ValueError("hidden_size must be a multiple of num_attention_heads")
-        return config
-
-
-@dataclass(frozen=True)
-class _Layer:
-    """One transformer layer; dense weights are stored as (in, out), C-contiguous."""
-
-    qkv_w: np.ndarray  # (H, 3H); the query part is pre-scaled by 1/sqrt(head_dim)
-    qkv_b: np.ndarray  # (3H,)
-    attn_out_w: np.ndarray  # (H, H)
-    attn_out_b: np.ndarray
-    attn_ln_g: np.ndarray
-    attn_ln_b: np.ndarray
-    inter_w: np.ndarray  # (H, I)
-    inter_b: np.ndarray
-    out_w: np.ndarray  # (I, H)
-    out_b: np.ndarray
-    out_ln_g: np.ndarray
-    out_ln_b: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Weights:
-    word: np.ndarray  # (V, H)
-    position: np.ndarray  # (P, H)
-    token_type0: np.ndarray  # (H,): every input is a single segment (type 0)
-    emb_ln_g: np.ndarray
-    emb_ln_b: np.ndarray
-    layers: Tuple[_Layer, ...]
-
-
-def _dense(weights: Dict[str, np.ndarray], prefix: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Return a PyTorch ``Linear`` (out, in) weight as (in, out) plus its bias."""
-    w = np.ascontiguousarray(weights[f"{prefix}.weight"].T, dtype=np.float32)
-    b = np.ascontiguousarray(weights[f"{prefix}.bias"], dtype=np.float32)
-    return w, b
-
-
-def _vector(weights: Dict[str, np.ndarray], name: str) -> np.ndarray:
-    return np.ascontiguousarray(weights[name], dtype=np.float32)
-
-
-def _build_weights(raw: Dict[str, np.ndarray], config: BertConfig) -> _Weights:
-    """Rearrange the safetensors tensors for fast inference.
-
-    Args:
-        raw: Tensors by their Hugging Face ``BertModel`` names.
-        config: The model config.
-
-    Returns:
-        The weights in inference layout.
-
-    Raises:
-        KeyError: A tensor is missing.
-    """
-    # "bert." prefixed checkpoints (e.g. BertForMaskedLM) work too.
-    if "embeddings.word_embeddings.weight" not in raw:
-        raw = {k[len("bert."):]: v for k, v in raw.items() if k.startswith("bert.")}
-    scale = np.float32(1.0 / math.sqrt(config.hidden_size // config.num_attention_heads))
-    layers: List[_Layer] = []
-    for index in range(config.num_hidden_layers):
-        p = f"encoder.layer.{index}"
-        q_w, q_b = _dense(raw, f"{p}.attention.self.query")
-        k_w, k_b = _dense(raw, f"{p}.attention.self.key")
-        v_w, v_b = _dense(raw, f"{p}.attention.self.value")
-        attn_out_w, attn_out_b = _dense(raw, f"{p}.attention.output.dense")
-        inter_w, inter_b = _dense(raw, f"{p}.intermediate.dense")
-        out_w, out_b = _dense(raw, f"{p}.output.dense")
-        layers.append(
-            _Layer(
-                qkv_w=np.ascontiguousarray(np.concatenate([q_w * scale, k_w, v_w], axis=1)),
-                qkv_b=np.concatenate([q_b * scale, k_b, v_b]),
-                attn_out_w=attn_out_w,
-                attn_out_b=attn_out_b,
-                attn_ln_g=_vector(raw, f"{p}.attention.output.LayerNorm.weight"),
-                attn_ln_b=_vector(raw, f"{p}.attention.output.LayerNorm.bias"),
-                inter_w=inter_w,
-                inter_b=inter_b,
-                out_w=out_w,
-                out_b=out_b,
-                out_ln_g=_vector(raw, f"{p}.output.LayerNorm.weight"),
-                out_ln_b=_vector(raw, f"{p}.output.LayerNorm.bias"),
-            )
-        )
-    return _Weights(
-        word=_vector(raw, "embeddings.word_embeddings.weight"),
-        position=_vector(raw, "embeddings.position_embeddings.weight"),
-        token_type0=_vector(raw, "embeddings.token_type_embeddings.weight")[0].copy(),
-        emb_ln_g=_vector(raw, "embeddings.LayerNorm.weight"),
-        emb_ln_b=_vector(raw, "embeddings.LayerNorm.bias"),
-        layers=tuple(layers),
-    )
 
 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
@@ -226,7 +90,7 @@ class _TensorFlowForward:
     Calling it from several threads at once is safe.
     """
 
-    def __init__(self, weights: _Weights, config: BertConfig) -> None:
+    def __init__(self, weights: Weights, config: BertConfig) -> None:
         """Copy the weights into TensorFlow constants and trace the graph.
 
         XLA (``jit_compile=True``) is not used: it compiles once per input shape,
@@ -268,7 +132,7 @@ class _TensorFlowForward:
             length = tf.shape(ids)[1]
             x = tf.gather(word, ids) + position[:length] + token_type0
             x = tf.reshape(layer_norm(x, *emb_ln), [batch * length, hidden_size])
-            key_bias = tf.reshape((1.0 - mask) * float(_MASKED), [batch, 1, 1, length])
+            key_bias = tf.reshape((1.0 - mask) * float(MASKED), [batch, 1, 1, length])
             for (
                 qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_g, attn_ln_b,
                 inter_w, inter_b, out_w, out_b, out_ln_g, out_ln_b,
@@ -315,7 +179,7 @@ class MiniLMEncoder:
     def __init__(
         self,
         tokenizer: Any,
-        weights: _Weights,
+        weights: Weights,
         config: BertConfig,
         max_length: int = DEFAULT_MAX_LENGTH,
         backend: str = "numpy",
@@ -351,7 +215,7 @@ class MiniLMEncoder:
 
             self._compiled_forward = OnnxForward(weights, config)
         # A compiled pass holds its own copy of the weights: keep one copy only.
-        self._weights: Optional[_Weights] = None if self._compiled_forward is not None else weights
+        self._weights: Optional[Weights] = None if self._compiled_forward is not None else weights
 
     @classmethod
     def load(
@@ -408,7 +272,7 @@ class MiniLMEncoder:
                     f"num_layers must be in [1, {config.num_hidden_layers}], got {num_layers}"
                 )
             config = replace(config, num_hidden_layers=num_layers)
-        weights = _build_weights(load_file(str(model_dir / "model.safetensors")), config)
+        weights = build_weights(load_file(str(model_dir / "model.safetensors")), config)
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         tokenizer.enable_truncation(max_length=max_length)
         tokenizer.no_padding()  # batches are padded here, after sorting by length
@@ -576,7 +440,7 @@ class MiniLMEncoder:
         x += w.token_type0
         x = _layer_norm(x.reshape(batch * length, hidden_size), w.emb_ln_g, w.emb_ln_b, eps)
 
-        key_bias = ((1.0 - mask) * _MASKED).astype(np.float32)[:, None, None, :]  # (B,1,1,L)
+        key_bias = ((1.0 - mask) * MASKED).astype(np.float32)[:, None, None, :]  # (B,1,1,L)
         for layer in w.layers:
             qkv = x @ layer.qkv_w
             qkv += layer.qkv_b

@@ -1,8 +1,9 @@
 """The MiniLM forward pass as an ONNX graph, run by ONNX Runtime.
 
-The graph is built here, from the weights :mod:`bot.nlu.minilm` loads (no exported
-model file, no PyTorch): the same operations as the NumPy reference pass (fused QKV
-product with the query pre-scaled, all heads in one batched product, exact erf GELU,
+The graph is built here, from the weights :mod:`bot.nlu.minilm` loads (in the layout of
+:mod:`bot.nlu.minilm_weights`; no exported model file, no PyTorch): the same operations as
+the NumPy reference pass (fused QKV product with the query pre-scaled, all heads in one
+batched product, exact erf GELU,
 ``LayerNormalization``), with dynamic batch size and length. ONNX Runtime's CPU
 kernels and its low per-operator overhead make one message 2-2.5 times faster than
 the TensorFlow pass on the 2-core development machine (docs/nlu.md, "Speed and
@@ -14,12 +15,11 @@ The ``onnx`` package is used only to write the graph (``onnx.helper``);
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bot.nlu.minilm import BertConfig, _Weights
+from bot.nlu.minilm_weights import MASKED, BertConfig, Weights
 
 OPSET = 17
 """ONNX opset: 17 is the first with ``LayerNormalization``."""
@@ -61,7 +61,7 @@ class _GraphBuilder:
         return output
 
 
-def build_model(weights: "_Weights", config: "BertConfig") -> bytes:
+def build_model(weights: Weights, config: BertConfig) -> bytes:
     """Serialise the encoder as an ONNX model.
 
     Inputs: ``embeddings`` (float32, ``(B, L, H)``: word + position + token type 0
@@ -78,8 +78,6 @@ def build_model(weights: "_Weights", config: "BertConfig") -> bytes:
     """
     from onnx import TensorProto, helper
 
-    from bot.nlu.minilm import _MASKED
-
     g = _GraphBuilder()
     hidden_size = config.hidden_size
     heads = config.num_attention_heads
@@ -95,7 +93,7 @@ def build_model(weights: "_Weights", config: "BertConfig") -> bytes:
 
     # Padding keys get -1e9 before the softmax: (1 - mask) * -1e9, shape (B, 1, 1, L).
     key_bias = g.op("Mul", g.op("Sub", g.const("one_f", 1.0), "mask"),
-                    g.const("masked", _MASKED))
+                    g.const("masked", MASKED))
     key_bias = g.op("Unsqueeze", key_bias, g.const("axes12", [1, 2], i64))
     split_heads = g.const("split_heads", [0, 0, 3, heads, head_dim], i64)
     merge_heads = g.const("merge_heads", [0, 0, hidden_size], i64)
@@ -152,7 +150,7 @@ class OnnxForward:
     between calls, so an idle parser leaves the cores to the other processes.
     """
 
-    def __init__(self, weights: "_Weights", config: "BertConfig",
+    def __init__(self, weights: Weights, config: BertConfig,
                  threads: Optional[int] = None) -> None:
         """Build the graph and open the session.
 

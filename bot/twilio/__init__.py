@@ -13,6 +13,7 @@
   processed from the table with retries, dead letters and ``replay``).
 * :mod:`bot.twilio.voice` / :mod:`bot.twilio.voice_store`: call-backs placed with Twilio
   Voice (persistent scheduler, call status webhooks, the widget's "End call").
+* :mod:`bot.twilio.timestamps`: ISO times from Twilio and transcripts (bridge and store).
 
 Setup and flow: ``docs/twilio.md``.
 """

@@ -43,6 +43,7 @@ from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import RetriesExhausted, RetryPolicy, TwilioApi, describe, with_retries
 from bot.twilio.inbox import InboxConfig, InboxProcessor, InboxStore
 from bot.twilio.store import DeadLetterView, HandoffMaterial, LinkView, TwilioStore
+from bot.twilio.timestamps import parse_time
 
 __all__ = ["ORIGIN", "TwilioBridge", "TwilioConfig", "parse_time"]
 
@@ -63,22 +64,6 @@ WEBHOOK_KIND = "conversations"
 """``twilio_inbox.kind`` of Conversations webhooks (Voice: ``voice``)."""
 
 Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
-
-
-def parse_time(value: Any) -> Optional[datetime]:
-    """An ISO 8601 time (``Z`` or offset; naive = UTC) or a datetime, as aware UTC."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value.strip():
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from bot.support.chat import MessageView
 from bot.support.models import AuditLog, ChatMessage, Conversation, Ticket
 from bot.support.ops import TicketView
 from bot.twilio.models import TwilioDeadLetter, TwilioLink, TwilioProcessed
+from bot.twilio.timestamps import parse_time
 
 __all__ = ["DeadLetterView", "HandoffMaterial", "LinkView", "TwilioStore"]
 
@@ -477,8 +478,6 @@ class TwilioStore(StoreBase):
 
 
 def _last_transcript_time(lines: List[Any]) -> Optional[datetime]:
-    from bot.twilio.bridge import parse_time
-
     times = [parse_time(line.get("at")) for line in lines if isinstance(line, dict)]
     times = [t for t in times if t is not None]
     return max(times) if times else None

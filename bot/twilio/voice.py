@@ -27,6 +27,11 @@ the widget's "End call".
   ``call.state`` is published; the widget channel pushes the message and a ``call`` frame.
 * **End call** (:func:`end_call`, the widget's ``end_call`` frame): the ongoing call of the
   conversation is updated to ``Status=completed`` through the client.
+
+The widget never imports this module: a started service registers itself as the
+process's :class:`bot.calls.CallControl` (:func:`bot.calls.register`), which is what the
+widget's ``end_call`` frame and its welcome ``call`` frame go through; state changes reach
+the widget on the live bus (``call.state``).
 """
 from __future__ import annotations
 
@@ -37,7 +42,9 @@ from datetime import datetime, timedelta, timezone
 from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Mapping, Optional, Set,
                     Tuple)
 
+from bot import calls as call_control
 from bot import db
+from bot.messages import notice
 from bot.settings import Settings
 from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import (RetriesExhausted, RetryPolicy, TwilioApi, describe, http_status,
@@ -66,8 +73,6 @@ NOTICE_STATUSES = frozenset(
 def call_notice(status: str, phone: str, reference: str) -> str:
     """What the customer reads in the chat when the call-back's status changes
     (``data/messages.yml``, ``callback_call_*``; empty for statuses without a notice)."""
-    from bot.channels.widget import notice
-
     if status not in NOTICE_STATUSES:
         return ""
     return notice(f"callback_call_{status}", phone=phone, reference=reference)
@@ -179,17 +184,15 @@ class VoiceService(BackgroundWork):
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the scheduler loop (idempotent) and make this the process's service."""
-        global _ACTIVE
-        _ACTIVE = self
+        """Start the scheduler loop (idempotent) and make this the process's service
+        (:func:`bot.calls.register`: the widget's call frames go through it)."""
+        call_control.register(self)
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run(), name="twilio-voice-scheduler")
 
     async def close(self) -> None:
         """Stop the loop and background work."""
-        global _ACTIVE
-        if _ACTIVE is self:
-            _ACTIVE = None
+        call_control.unregister(self)
         if self.inbox is not None and self.inbox.handlers.get(INBOX_KIND) == \
                 self._handle_inbox_row:
             self.inbox.unregister(INBOX_KIND)
@@ -436,6 +439,11 @@ class VoiceService(BackgroundWork):
             await self.tell(updated)
         return call_frame(updated)
 
+    async def current_call_frame(self, conversation_id: str) -> Optional[Dict[str, Any]]:
+        """The ``call`` frame of the conversation's ongoing call-back call (None: none)."""
+        callback = await self.store.active_call(conversation_id)
+        return call_frame(callback) if callback is not None else None
+
     # ------------------------------------------------------------- customer
 
     async def tell(self, callback: CallbackCall) -> None:
@@ -461,29 +469,14 @@ class VoiceService(BackgroundWork):
                                            "frame": call_frame(callback), "message": None})
 
 
-_ACTIVE: Optional[VoiceService] = None
-
-
 def active_service() -> Optional[VoiceService]:
     """The running service of this process (None: Voice not configured/started)."""
-    return _ACTIVE
+    service = call_control.active()
+    return service if isinstance(service, VoiceService) else None
 
 
-async def end_call(conversation_id: str, frame: Mapping[str, Any]) -> Dict[str, Any]:
-    """The widget's ``end_call`` frame: the reply frame for the customer's connection."""
-    service = _ACTIVE
-    if service is None:
-        return {"type": "error", "code": "no_call",
-                "message": "There is no ongoing call-back call."}
-    reference = frame.get("callback")
-    return await service.end_call(conversation_id,
-                                  reference if isinstance(reference, str) else None)
+end_call = call_control.end_call
+"""The widget's ``end_call`` frame (:func:`bot.calls.end_call`, kept importable here)."""
 
-
-async def current_call_frame(conversation_id: str) -> Optional[Dict[str, Any]]:
-    """The ``call`` frame of the conversation's ongoing call-back call (widget welcome)."""
-    service = _ACTIVE
-    if service is None:
-        return None
-    callback = await service.store.active_call(conversation_id)
-    return call_frame(callback) if callback is not None else None
+current_call_frame = call_control.current_call_frame
+"""The welcome ``call`` frame (:func:`bot.calls.current_call_frame`, kept importable here)."""

@@ -8,7 +8,8 @@ import pytest
 from bot.channels.auth import TokenVerifier
 from bot.channels.hub import Connection
 from bot.channels.frames import decode_frame
-from bot.channels.widget import WidgetConfig, WidgetInput, _ClientError
+from bot.channels.widget import WidgetConfig, WidgetInput
+from bot.channels.widget_wire import ClientError
 from bot.settings import reset_settings_cache
 
 
@@ -40,7 +41,7 @@ async def test_customer_typing_is_rate_limited_per_connection() -> None:
         ("widget:u1", "start"), ("widget:u1", "stop"), ("widget:u1", "start"),
         ("widget:u1", "start"),
     ]
-    with pytest.raises(_ClientError) as info:
+    with pytest.raises(ClientError) as info:
         await channel._on_typing(connection, {"type": "typing", "state": "yes"})
     assert info.value.code == "bad_request"
 
