@@ -258,7 +258,9 @@ class SupportForm(FormValidationAction, ABC):
                 found[PREFILLED_SLOT] = prefilled
         else:
             requested = tracker.get_slot("requested_slot")
-            if requested in required and requested not in found and requested not in given:
+            if requested in required and requested not in found and requested not in given \
+                    and not _rejected_since_message(tracker, self.form_name()):
+                # (a message the form rejected was answered by the rules: it is no answer)
                 value = self.answer(requested, tracker, config)
                 if value is not None:
                     found[requested] = value

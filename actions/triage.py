@@ -6,6 +6,7 @@ from the FAQ article mapped to the intent or from a domain response.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Dict, List, Optional, Text
 
@@ -13,7 +14,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import customer_id, faq_index, say, text, triage_rules
+from actions.common import customer_id, faq_index, say, text, triage_rules, typed_text
 from actions.forms import STRUCTURED_SLOTS, triage_entities
 from actions.session import context_update
 from bot.prefill import load_form_config, looks_like_question
@@ -78,6 +79,12 @@ class ActionRoute(Action):
             # "do you take apple pay? and where is order 104233": answer, then track it.
             answered_first, result = [result, *questions], flows[0]
             questions = []
+        if in_form and result.route == CLARIFY and looks_like_question(
+                typed_text(message), load_form_config()):
+            # A question in the middle of a flow that the NLU was unsure about: the best
+            # answer the FAQ has, then the flow asks its question again (rules.yml), instead
+            # of "not understood" and the question taken as the flow's answer.
+            result = dataclasses.replace(result, route="self_service", flow=None)
         route, flow = result.route, result.flow
         answered: List[str] = []
         if route != "self_service":
@@ -123,8 +130,11 @@ class ActionRoute(Action):
     def _answer(dispatcher: CollectingDispatcher, result: TriageResult,
                 answered: Optional[List[str]] = None) -> None:
         """Send the FAQ answer for ``result``; an article already in ``answered`` (ids,
-        appended to) is not sent twice for one message."""
-        article = faq_index().for_intent(result.intent or "", result.text)
+        appended to) is not sent twice for one message. For a message that was not
+        understood (a question inside a flow) the article search decides."""
+        article = faq_index().for_intent(result.intent or "", result.text) if (
+            result.understood
+            or result.confidence >= load_form_config().unsure_question_confidence) else None
         if article is None:
             hits = faq_index().search(result.text, limit=1)
             article = hits[0].article if hits else None

@@ -62,6 +62,9 @@ class FormConfig:
     question_confidence: float
     slots: Mapping[str, DetailRule]
     order_choices: Tuple[Tuple[int, str], ...] = ()
+    #: A question inside a flow that the NLU was less sure about than ``not_understood_below``
+    #: is answered from its intent's article at least this sure, else from the FAQ search.
+    unsure_question_confidence: float = 0.5
 
     def rule(self, slot: str) -> Optional[DetailRule]:
         """The rule for ``slot``, if it is a free-text detail."""
@@ -108,9 +111,11 @@ def parse_config(raw: Any, source: str = "forms.yml") -> FormConfig:
     try:
         turns = int(raw.get("recent_order_turns", 3))
         confidence = float(raw.get("question_confidence", 0.85))
+        unsure = float(raw.get("unsure_question_confidence", 0.5))
     except (TypeError, ValueError):
         raise FormConfigError(
-            f"{source}: recent_order_turns and question_confidence must be numbers") from None
+            f"{source}: recent_order_turns, question_confidence and unsure_question_confidence "
+            "must be numbers") from None
     return FormConfig(
         order_choices=_order_choices(raw.get("order_choices"), source),
         recent_order_turns=max(0, turns),
@@ -118,6 +123,7 @@ def parse_config(raw: Any, source: str = "forms.yml") -> FormConfig:
         stop_intents=frozenset(_words(raw.get("stop_intents"), f"{source}: stop_intents")),
         question_words=_words(raw.get("question_words"), f"{source}: question_words"),
         question_confidence=confidence,
+        unsure_question_confidence=unsure,
         slots=rules,
     )
 

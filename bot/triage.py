@@ -354,6 +354,13 @@ class Triage:
                 return True
         return False
 
+    def _phrase_intent(self, text: str) -> Optional[str]:
+        """The first ``phrase_intents`` intent one of whose phrases ``text`` says."""
+        for phrase_intent, patterns in self.escalation.phrase_intents:
+            if any(p.search(text) for p in patterns):
+                return phrase_intent
+        return None
+
     def classify(
         self,
         text: str,
@@ -386,23 +393,22 @@ class Triage:
         )
         reasons: List[str] = []
         fallback = esc.entity_fallback
+        phrase_intent = None if understood else self._phrase_intent(text)
         if not understood and fallback is not None and fallback.entity in entities:
             # An order number in a message the NLU was unsure about: it is about that order.
             keep = intent in fallback.keep_intents and confidence >= fallback.min_confidence
-            intent = intent if keep else fallback.intent
-            rule = self.rules[intent or ""]
-            understood = rule.requires_entity is None or rule.requires_entity in entities
-            if understood:
-                reasons.append(f"{fallback.entity}_named")
+            if keep or phrase_intent is None:  # "money back for 104190, ...": a refund
+                intent = intent if keep else fallback.intent
+                rule = self.rules[intent or ""]
+                understood = rule.requires_entity is None or rule.requires_entity in entities
+                if understood:
+                    reasons.append(f"{fallback.entity}_named")
         angry = self.is_angry(text)
-        if not understood:
+        if not understood and phrase_intent is not None:
             # "..., I want to speak to someone" after some context; "I want to report a
             # problem: ..." with words the NLU has not seen
-            for phrase_intent, patterns in esc.phrase_intents:
-                if any(p.search(text) for p in patterns):
-                    intent, rule, understood = phrase_intent, self.rules[phrase_intent], True
-                    reasons.append("phrase")
-                    break
+            intent, rule, understood = phrase_intent, self.rules[phrase_intent], True
+            reasons.append("phrase")
         if understood:
             assert rule is not None
             category, route, priority = rule.category, rule.route, rule.priority

@@ -478,6 +478,24 @@ async def test_the_form_asks_again_after_the_answer_for_the_same_message(svc: An
     assert messages == []
 
 
+async def test_a_rejected_unsure_question_is_no_order_number_when_the_form_asks_again(
+        svc: Any) -> None:
+    """Round 7: "do i have to pay for the return shipping?" (0.72) while asked for the order:
+    answered by the rules, then the form asks again without "doesn't look like an order
+    number"."""
+    tracker = form_tracker("refund_request_form", {}, requested_slot="order_number",
+                           text="do i have to pay for the return shipping?",
+                           intent="check_refund_policy", customer="cust-chloe")
+    tracker.latest_message["intent"]["confidence"] = 0.72
+    tracker.events.append({"event": "action_execution_rejected", "name": "refund_request_form"})
+    tracker.events.append(action_event("action_route", T0 + 2))
+
+    events, messages = await run(ValidateRefundRequestForm(), tracker)
+
+    assert all(e.get("name") != "order_number" for e in events if e.get("event") == "slot")
+    assert messages == []
+
+
 async def test_any_question_instead_of_the_phone_is_not_a_bad_number(svc: Any) -> None:
     """Understood only vaguely (0.71): still a question, so no "invalid phone" message."""
     tracker = form_tracker("callback_form", {"phone": "wait, until what time are you open?"},

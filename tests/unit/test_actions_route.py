@@ -699,6 +699,36 @@ async def test_a_question_in_a_form_gives_back_the_slots_rasa_took_from_it() -> 
     assert "Saturday 10:00-14:00" in messages[0]["text"]
 
 
+async def test_an_unsure_question_in_a_form_is_answered_not_clarified() -> None:
+    """Round 7: a question the NLU was unsure about while a flow asks for the order gets
+    the article of its intent (at least unsure_question_confidence), then the form asks
+    again (rules.yml), instead of "I'm not sure I understood"."""
+    events, messages = await route(
+        text="do i have to pay for the return shipping?", intent="check_refund_policy",
+        confidence=0.72, active_loop="refund_request_form",
+        slots={"requested_slot": "order_number"})
+
+    assert events[:2] == [SlotSet("route", "self_service"), SlotSet("flow", None)]
+    assert messages[0]["text"] == faq_index().get("refund-policy").summary
+
+
+async def test_a_very_unsure_question_in_a_form_gets_the_search_answer() -> None:
+    events, messages = await route(
+        text="how long does it take?", intent="track_refund", confidence=0.3,
+        active_loop="refund_request_form", slots={"requested_slot": "order_number"})
+
+    assert events[:2] == [SlotSet("route", "self_service"), SlotSet("flow", None)]
+    assert messages[0]["text"] == faq_index().get("delivery-times").summary
+
+
+async def test_an_unsure_statement_in_a_form_is_still_clarified() -> None:
+    events, _ = await route(
+        text="the thing with the box", intent="check_refund_policy", confidence=0.6,
+        active_loop="refund_request_form", slots={"requested_slot": "order_number"})
+
+    assert events[0] == SlotSet("route", "clarify")
+
+
 async def test_a_question_outside_a_form_keeps_its_slots() -> None:
     events, _ = await route(text="are you also open on saturday?",
                             intent="contact_customer_service", confidence=0.92,

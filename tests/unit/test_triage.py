@@ -167,6 +167,25 @@ def test_phrases_decide_an_unsure_message(triage: Triage, text: str, route: str,
     assert "phrase" in result.reasons
 
 
+def test_a_phrase_wins_over_the_order_number_fallback_intent(triage: Triage) -> None:
+    # round 7: "money back for 104190, ..." was "show order 104190"
+    result = triage.classify("money back for 104190, they sent the wrong colour",
+                             "nlu_fallback", 0.25, ["order_number"], failed_before=0)
+    assert (result.intent, result.flow, result.reasons) == ("get_refund", "request_refund",
+                                                            ("phrase",))
+    # without a phrase the order number still means that order
+    shown = triage.classify("wher is my oder 104218", "nlu_fallback", 0.25, ["order_number"],
+                            failed_before=0)
+    assert (shown.intent, shown.flow, shown.reasons) == ("inform", "track_order",
+                                                         ("order_number_named",))
+
+
+def test_an_intent_the_order_number_fallback_keeps_wins_over_a_phrase(triage: Triage) -> None:
+    result = triage.classify("what happened to the refund for 104012, i want my money back",
+                             "track_refund", 0.6, ["order_number"], failed_before=0)
+    assert (result.intent, result.reasons) == ("track_refund", ("order_number_named",))
+
+
 def test_a_confident_intent_wins_over_phrases(triage: Triage) -> None:
     result = triage.classify("how do i talk to someone about delivery times",
                              "delivery_period", 0.97, [], failed_before=0)
