@@ -137,6 +137,8 @@ class Settings:
     agent_login_backoff_max: float = 900.0
     agent_trusted_proxies: Tuple[str, ...] = ()
     limiter_max_keys: int = 10000
+    # --- email to customers (bot/mail, docs/email.md; issue 16) ---
+    mail: Optional["MailSettings"] = None  # None only in Settings built by hand (tests)
     # --- live events across processes (bot/live.py, bot/live_redis.py; issue 14) ---
     redis_url: Optional[str] = None  # REDIS_URL: the bus is Redis pub/sub; None: in-process
     live_prefix: str = "northwind"  # REDIS_KEY_PREFIX: channel and presence key prefix
@@ -272,6 +274,62 @@ def _closed_dates() -> Tuple[Tuple[date, str], ...]:
             )
         found[day] = (match["name"] or "").strip()
     return tuple(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Email to customers (``bot.mail``, docs/email.md)."""
+
+    enabled: bool  # MAIL_ENABLED (default: on when SMTP_HOST is set)
+    smtp_host: Optional[str]  # SMTP_HOST
+    smtp_port: int  # SMTP_PORT
+    smtp_user: Optional[str]  # SMTP_USER
+    smtp_password: Optional[str]  # SMTP_PASSWORD or SMTP_PASSWORD_FILE
+    smtp_starttls: str  # SMTP_STARTTLS: auto (if offered), true (required), false
+    smtp_tls: bool  # SMTP_TLS: implicit TLS (port 465)
+    smtp_timeout: float  # SMTP_TIMEOUT seconds per connection and command
+    mail_from: str  # MAIL_FROM ("Northwind Support <support@example.com>")
+    app_link_base: str  # APP_LINK_BASE: where the link back into the app points
+    public_url: str  # MAIL_PUBLIC_URL: base of the unsubscribe link (this Rasa server)
+    unsubscribe_secret: Optional[str]  # MAIL_UNSUBSCRIBE_SECRET(_FILE): signs unsubscribe links
+    reply_delay: float  # MAIL_REPLY_DELAY: seconds before "you have a reply" is sent
+    max_attempts: int  # MAIL_MAX_ATTEMPTS per email before it is marked failed
+    backoff_base: float  # MAIL_BACKOFF_BASE: first retry after this many seconds (doubling)
+    backoff_max: float  # MAIL_BACKOFF_MAX: longest wait between two tries
+    poll_interval: float  # MAIL_POLL_INTERVAL: how often the sender looks for due emails
+    lease: float  # MAIL_LEASE: seconds a sending process owns a claimed email
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = _env(name, "true" if default else "false").strip().lower()
+    if raw not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        raise ValueError(f"{name} must be true or false, got {raw!r}.")
+    return raw in ("true", "1", "yes", "on")
+
+
+def _mail_settings(var_dir: Path, demo_port: int, public_url: str) -> MailSettings:
+    host = os.environ.get("SMTP_HOST", "").strip() or None
+    tls = _flag("SMTP_TLS", False)
+    return MailSettings(
+        enabled=_flag("MAIL_ENABLED", host is not None),
+        smtp_host=host,
+        smtp_port=_int("SMTP_PORT", 465 if tls else 587),
+        smtp_user=os.environ.get("SMTP_USER", "").strip() or None,
+        smtp_password=_secret("SMTP_PASSWORD", var_dir / "smtp_password"),
+        smtp_starttls=_choice("SMTP_STARTTLS", "auto", ("auto", "true", "false")),
+        smtp_tls=tls,
+        smtp_timeout=_float("SMTP_TIMEOUT", 30.0, minimum=0.1),
+        mail_from=_env("MAIL_FROM", "Northwind Support <support@northwind.example>").strip(),
+        app_link_base=_env("APP_LINK_BASE", f"http://localhost:{demo_port}/").strip(),
+        public_url=_env("MAIL_PUBLIC_URL", public_url).strip().rstrip("/"),
+        unsubscribe_secret=_secret("MAIL_UNSUBSCRIBE_SECRET", var_dir / "mail_unsubscribe_secret"),
+        reply_delay=_float("MAIL_REPLY_DELAY", 30.0),
+        max_attempts=_int("MAIL_MAX_ATTEMPTS", 8),
+        backoff_base=_float("MAIL_BACKOFF_BASE", 30.0, minimum=0.01),
+        backoff_max=_float("MAIL_BACKOFF_MAX", 3600.0, minimum=0.01),
+        poll_interval=_float("MAIL_POLL_INTERVAL", 2.0, minimum=0.05),
+        lease=_float("MAIL_LEASE", 120.0, minimum=1.0),
+    )
 
 
 def _redis_url() -> Optional[str]:
@@ -414,6 +472,8 @@ def get_settings() -> Settings:
         agent_login_backoff_max=_float("AGENT_LOGIN_BACKOFF_MAX", 900.0, minimum=1.0),
         agent_trusted_proxies=_list("AGENT_TRUSTED_PROXIES", ""),
         limiter_max_keys=_int("LIMITER_MAX_KEYS", 10000, minimum=100),
+        mail=_mail_settings(var_dir, _int("DEMO_PORT", 8080),
+                            _env("WIDGET_PUBLIC_URL", "http://localhost:5005").rstrip("/")),
     )
 
 

@@ -513,6 +513,12 @@ class AgentStore(StoreBase):
                              {"seconds": round((now - (ticket.queued_at or ticket.created_at))
                                                .total_seconds(), 1)})
             await session.flush()
+            # "you have a reply", queued in this transaction; sent only if the customer
+            # has not seen the reply by then (bot/mail/sender.py, docs/email.md)
+            from bot.mail.outbox import stage_agent_reply
+
+            await stage_agent_reply(session, ticket=ticket, conversation=conversation,
+                                    message=row, agent_name=agent.display_name, now=now)
             view = MessageView.from_row(row, conversation.conversation_id)
         await self._notify("message.stored", {"message": view, "agent": agent})
         return view

@@ -980,6 +980,11 @@ async def _insert_ticket(
         data={key: fields[key] for key in ("conversation_id", "customer_id", "category",
                                            "priority", "status", "source")},
     )
+    # the confirmation email, queued in this transaction (bot/mail, docs/email.md); imported
+    # here: bot.mail.models imports bot.support.models, whose package imports this module
+    from bot.mail.outbox import stage_ticket_confirmation
+
+    await stage_ticket_confirmation(session, row, now)
     return row, audit
 
 
