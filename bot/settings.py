@@ -92,6 +92,11 @@ class Settings:
     twilio_webhook_filters: Tuple[str, ...] = (
         "onMessageAdded", "onConversationUpdated", "onConversationStateUpdated")
     twilio_handoff_delay: float = 1.0
+    # --- Twilio Flex (bot/twilio/flex.py, docs/twilio.md "Flex") ---
+    twilio_flex_mode: str = "conversations"  # or "interactions": handoffs become Flex tasks
+    twilio_flex_workspace_sid: Optional[str] = None
+    twilio_flex_workflow_sid: Optional[str] = None
+    twilio_flex_task_channel: str = "chat"
     # --- Twilio webhook inbox and Retry-After (bot/twilio/inbox.py, docs/twilio.md) ---
     twilio_inbox_max_attempts: int = 8
     twilio_inbox_backoff_base: float = 1.0
@@ -430,6 +435,10 @@ def get_settings() -> Settings:
                 "onMessageAdded,onConversationUpdated,onConversationStateUpdated").split(",")
             if name.strip()),
         twilio_handoff_delay=_float("TWILIO_HANDOFF_DELAY", 1.0),
+        twilio_flex_mode=_env("TWILIO_FLEX_MODE", "conversations").strip().lower(),
+        twilio_flex_workspace_sid=os.environ.get("TWILIO_FLEX_WORKSPACE_SID", "").strip() or None,
+        twilio_flex_workflow_sid=os.environ.get("TWILIO_FLEX_WORKFLOW_SID", "").strip() or None,
+        twilio_flex_task_channel=_env("TWILIO_FLEX_TASK_CHANNEL", "chat").strip(),
         twilio_inbox_max_attempts=_int("TWILIO_INBOX_MAX_ATTEMPTS", 8, minimum=1),
         twilio_inbox_backoff_base=_float("TWILIO_INBOX_BACKOFF_BASE", 1.0, minimum=0.01),
         twilio_inbox_backoff_max=_float("TWILIO_INBOX_BACKOFF_MAX", 300.0, minimum=0.01),

@@ -11,8 +11,14 @@ Flow (docs/twilio.md):
    imports the transcript (original authors and times) and attaches a
    conversation-scoped webhook. Every step is recorded in ``twilio_links``, so a retry
    or replay continues where it stopped. Then the ticket is ``assigned`` to Twilio.
+   The Conversation and the participant are created with ``X-Twilio-Webhook-Enabled:
+   true``, so service-level webhooks (``onConversationAdded``, ``onParticipantAdded``: Flex,
+   Studio) see them; the imported transcript is posted with ``false`` (history).
+   With ``TWILIO_FLEX_MODE=interactions`` the Conversation then becomes a Flex Interaction
+   (a TaskRouter task, :mod:`bot.twilio.flex`).
 2. **Customer messages** (bus topic ``customer.message``) are posted as the customer with
-   ``X-Twilio-Webhook-Enabled: false`` and ``attributes.origin = "support-bot"``.
+   ``X-Twilio-Webhook-Enabled: true`` (the customer's words: service webhooks expect them)
+   and ``attributes.origin = "support-bot"`` (the echo to our scoped webhook is ignored).
 3. **Webhooks** (:meth:`TwilioBridge.accept_webhook`, after the signature check): stored
    in the inbox (``twilio_inbox``) with its dedupe keys in one transaction, so Twilio's 200
    means "stored"; a duplicate (idempotency token or message SID seen before) adds nothing.
@@ -41,6 +47,9 @@ from twilio.base.exceptions import TwilioRestException
 
 from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import RetriesExhausted, RetryPolicy, TwilioApi, describe, with_retries
+from bot.twilio.flex import (FALLBACK_AGENT_NAME, OPEN_TASK_STATUSES, RESOLVING_EVENTS,
+                             FlexConfig, WorkerNames, event_attributes, interaction_request,
+                             task_attributes, ticket_expression)
 from bot.twilio.inbox import InboxConfig, InboxProcessor, InboxStore
 from bot.twilio.store import DeadLetterView, HandoffMaterial, LinkView, TwilioStore
 from bot.twilio.timestamps import parse_time
@@ -53,6 +62,7 @@ ORIGIN = "support-bot"
 """``attributes.origin`` of everything we post (echoes are recognised by it)."""
 CHANNEL_NAME = "twilio_conversations"
 EVENTS_PATH = f"/webhooks/{CHANNEL_NAME}/events"
+TASKROUTER_PATH = f"/webhooks/{CHANNEL_NAME}/taskrouter"
 MAX_BODY_CHARS = 1600
 MAX_ATTRIBUTES_CHARS = 16000
 HEALTH_TIMEOUT = 3.0
@@ -62,6 +72,8 @@ CLAIM_STALE_SECONDS = 60.0  # an unfinished claim not refreshed this long: its p
 SWEEP_SECONDS = 30.0  # how often handoffs nobody holds are looked for
 WEBHOOK_KIND = "conversations"
 """``twilio_inbox.kind`` of Conversations webhooks (Voice: ``voice``)."""
+TASKROUTER_KIND = "taskrouter"
+"""``twilio_inbox.kind`` of TaskRouter event callbacks (Flex mode)."""
 
 Publish = Callable[[str, Dict[str, Any]], Awaitable[Any]]
 
@@ -84,6 +96,7 @@ class TwilioConfig:
     support_db_url: str = ""
     handoff_delay: float = 1.0
     inbox: InboxConfig = field(default_factory=InboxConfig)
+    flex: FlexConfig = field(default_factory=FlexConfig)
 
     @property
     def configured(self) -> bool:
@@ -94,6 +107,15 @@ class TwilioConfig:
     def webhook_url(self) -> str:
         """Where Twilio sends this integration's webhooks (and what it signs)."""
         return self.public_url.rstrip("/") + EVENTS_PATH
+
+    @property
+    def taskrouter_url(self) -> str:
+        """The TaskRouter workspace's Event Callback URL (Flex mode; what Twilio signs)."""
+        return self.public_url.rstrip("/") + TASKROUTER_PATH
+
+    def transcript_url(self, reference: str) -> str:
+        """The ticket in the agent console (transcript, context; agents log in)."""
+        return f"{self.public_url.rstrip('/')}/webhooks/agent/#/t/{quote(reference, safe='')}"
 
     @classmethod
     def from_settings(cls) -> "TwilioConfig":
@@ -111,6 +133,7 @@ class TwilioConfig:
             poll_interval=s.twilio_poll_interval, catchup_seconds=s.twilio_catchup_seconds,
             webhook_filters=s.twilio_webhook_filters, support_db_url=s.support_db_url,
             handoff_delay=s.twilio_handoff_delay, inbox=InboxConfig.from_settings(),
+            flex=FlexConfig.from_settings(s),
         )
 
 
@@ -132,6 +155,7 @@ class TwilioBridge(BackgroundWork):
                  api: Optional[TwilioApi] = None, publish: Optional[Publish] = None) -> None:
         if not config.configured:
             raise ValueError("Twilio is not configured (TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN).")
+        config.flex.check()
         self.config = config
         self.store = store
         self.api = api or TwilioApi(config.account_sid or "", config.auth_token or "",
@@ -146,6 +170,9 @@ class TwilioBridge(BackgroundWork):
         self._health: Optional[Tuple[float, bool]] = None
         self.inbox = InboxProcessor(InboxStore(store.engine), config.inbox)
         self.inbox.register(WEBHOOK_KIND, self.handle_webhook)
+        self.workers = WorkerNames(self._fetch_worker, config.flex.worker_cache_seconds)
+        if config.flex.enabled:
+            self.inbox.register(TASKROUTER_KIND, self.handle_task_event)
 
     # ------------------------------------------------------------ plumbing
 
@@ -303,7 +330,9 @@ class TwilioBridge(BackgroundWork):
             earlier = await self.store.count_links(conversation_id)
             unique_name = conversation_id if not earlier else f"{conversation_id}:{reference}"
             try:
+                # webhooks on: service webhooks (Flex, Studio) see onConversationAdded
                 remote = await self._call("create conversation", lambda: conversations.create_async(
+                    x_twilio_webhook_enabled="true",
                     unique_name=unique_name, friendly_name=payload["friendly_name"],
                     attributes=json.dumps(payload["attributes"])))
             except RetriesExhausted as error:
@@ -322,7 +351,7 @@ class TwilioBridge(BackgroundWork):
             try:
                 participant = await self._call(
                     "add participant", lambda: conversation.participants.create_async(
-                        identity=identity,
+                        x_twilio_webhook_enabled="true", identity=identity,
                         attributes=json.dumps({"origin": ORIGIN, "role": "customer"})))
                 participant_sid = participant.sid
             except RetriesExhausted as error:
@@ -369,12 +398,47 @@ class TwilioBridge(BackgroundWork):
                 # messages an agent wrote before the webhook existed are replayed to us
                 configuration_replay_after=len(lines)))
             link = await self.store.do_update_link(link.id, webhook_sid=webhook.sid)
+        if self.config.flex.enabled:
+            await self._route_to_flex(payload, link)
         if link.state == "setup":
             assigned = await self.store.do_assign_to_twilio(reference, link.conversation_sid,
                                                             link_id=link.id)
             logger.info("Handed %s (%s) to Twilio Conversation %s%s", reference,
                         conversation_id, link.conversation_sid,
                         "" if assigned else " (the ticket was no longer queued)")
+
+    async def _route_to_flex(self, payload: Dict[str, Any], link: LinkView) -> None:
+        """Create the Flex Interaction (a TaskRouter task) of the Conversation, once.
+
+        Each try first looks for the ticket's task (``EvaluateTaskAttributes``): a try whose
+        answer was lost (timeout) has created it, and a second Interaction would offer the
+        customer to two agents.
+        """
+        done = f"out:flex:{payload['ticket']}"
+        if await self.store.is_processed(done):
+            return
+        flex = self.config.flex
+        attributes = task_attributes(payload, self.config.transcript_url(payload["ticket"]))
+        channel, routing = interaction_request(flex, link.conversation_sid, attributes)
+        tasks = self.api.client.taskrouter.v1.workspaces(flex.workspace_sid).tasks
+        expression = ticket_expression(payload["ticket"], payload["conversation_id"])
+
+        async def create() -> Any:
+            existing = await tasks.list_async(evaluate_task_attributes=expression, limit=1)
+            if existing:
+                return existing[0]
+            return await self.api.client.flex_api.v1.interaction.create_async(
+                channel=channel, routing=routing)
+
+        made = await self._call("create Flex interaction", create)
+        await self.store.do_claim_keys([done])
+        logger.info("Routed %s to Flex (workspace %s, workflow %s): %s", payload["ticket"],
+                    flex.workspace_sid, flex.workflow_sid, made.sid)
+
+    async def _fetch_worker(self, worker_sid: str) -> Any:
+        workers = self.api.client.taskrouter.v1.workspaces(
+            self.config.flex.workspace_sid).workers
+        return await self._call("fetch worker", lambda: workers(worker_sid).fetch_async())
 
     def _author(self, line: Mapping[str, Any], identity: str) -> str:
         kind = line.get("kind")
@@ -412,14 +476,18 @@ class TwilioBridge(BackgroundWork):
             return None
         payload = {"conversation_sid": link.conversation_sid, "author": link.customer_identity,
                    "body": text[:MAX_BODY_CHARS], "at": message.get("created_at"),
+                   "webhooks": True,
                    "attributes": {"origin": ORIGIN, "message_id": message.get("id")}}
         return await self.deliver("message", f"msg:{conversation_id}:{message['id']}", payload,
                                   conversation_id)
 
     async def _post(self, payload: Dict[str, Any]) -> None:
         conversation = self.api.conversations(payload["conversation_sid"])
+        # the customer's own words: service webhooks (Flex, Studio) expect them; payloads
+        # dead-lettered before this flag existed keep the old behaviour
+        enabled = "true" if payload.get("webhooks") else "false"
         await self._call("post message", lambda: conversation.messages.create_async(
-            x_twilio_webhook_enabled="false", author=payload["author"], body=payload["body"],
+            x_twilio_webhook_enabled=enabled, author=payload["author"], body=payload["body"],
             attributes=json.dumps(payload.get("attributes") or {"origin": ORIGIN})))
 
     async def on_conversation_ended(self, event: Dict[str, Any]) -> None:
@@ -437,6 +505,8 @@ class TwilioBridge(BackgroundWork):
                                         touch_conversation=False)
         await self.deliver("close", f"close:{link.conversation_sid}",
                            {"conversation_sid": link.conversation_sid,
+                            "ticket": link.ticket_reference, "flex": self.config.flex.enabled,
+                            "conversation_id": conversation_id,
                             "note": "The customer ended the chat."}, conversation_id)
 
     async def _close_remote(self, payload: Dict[str, Any]) -> None:
@@ -445,8 +515,35 @@ class TwilioBridge(BackgroundWork):
             await self._call("post note", lambda: conversation.messages.create_async(
                 x_twilio_webhook_enabled="false", author="system", body=payload["note"],
                 attributes=json.dumps({"origin": ORIGIN})))
+        if payload.get("flex") and payload.get("ticket"):
+            await self._close_flex_task(payload["ticket"], payload.get("conversation_id"))
+            fetched = await self._call("fetch conversation", lambda: conversation.fetch_async())
+            if fetched.state == "closed":  # Flex closed it with the interaction channel
+                return
         await self._call("close conversation", lambda: conversation.update_async(
             x_twilio_webhook_enabled="false", state="closed"))
+
+    async def _close_flex_task(self, reference: str, conversation_id: Optional[str]) -> None:
+        """The customer left: close the Interaction channel of the ticket's open task (Flex
+        wraps the task up, or cancels it when no agent has it yet)."""
+        flex = self.config.flex
+        tasks = self.api.client.taskrouter.v1.workspaces(flex.workspace_sid).tasks
+        expression = ticket_expression(reference, conversation_id)
+        found = await self._call("find Flex task", lambda: tasks.list_async(
+            evaluate_task_attributes=expression, assignment_status=list(OPEN_TASK_STATUSES),
+            limit=5))
+        for task in found:
+            attributes = event_attributes({"TaskAttributes": task.attributes})
+            interaction, channel = (attributes.get("flexInteractionSid"),
+                                    attributes.get("flexInteractionChannelSid"))
+            if interaction and channel:
+                context = self.api.client.flex_api.v1.interaction(interaction).channels(channel)
+                await self._call("close Flex channel",
+                                 lambda: context.update_async(status="closed"))
+            else:
+                status = "canceled" if task.assignment_status != "assigned" else "wrapping"
+                await self._call("end Flex task", lambda: tasks(task.sid).update_async(
+                    assignment_status=status, reason="The customer ended the chat."))
 
     # ---------------------------------------------------------------- webhooks
 
@@ -502,17 +599,76 @@ class TwilioBridge(BackgroundWork):
             text = "(attachment)"
         if not text:
             return "empty"
+        name = self._agent_name(author, link)
         message, duplicate, first = await self.store.do_agent_message(
-            link, params.get("MessageSid") or "", author, text)
+            link, params.get("MessageSid") or "", name, text)
         if duplicate:
             return "duplicate"
-        if first:
+        if first and not (self.config.flex.enabled and link.last_agent):
             await self._publish("ticket.claimed", {
                 "conversation_id": link.conversation_id, "ticket": link.ticket_reference,
-                "agent_name": author})
+                "agent_name": name})
         await self._publish("agent.message", {"conversation_id": link.conversation_id,
                                               "message": message.to_wire()})
         return "delivered"
+
+    def _agent_name(self, author: str, link: LinkView) -> str:
+        """What the customer sees as the agent's name. Plain mode: the author. Flex: the
+        worker's friendly name (by identity, else the worker who accepted the task), never
+        the raw identity, which is often an e-mail address."""
+        if not self.config.flex.enabled:
+            return author
+        return self.workers.for_identity(author) or link.last_agent or FALLBACK_AGENT_NAME
+
+    # ----------------------------------------------------- TaskRouter events
+
+    async def accept_task_event(self, params: Mapping[str, str],
+                                idempotency_token: Optional[str]) -> bool:
+        """Store a (signature-checked) TaskRouter event callback in the inbox.
+
+        Deduplicated by the event SID (``Sid``, ``EV…``) and the idempotency token; ordered
+        with the Conversation's webhooks (``TaskAttributes.conversationSid``).
+
+        Returns:
+            False for a duplicate: nothing stored.
+        """
+        keys = [f"sid:taskrouter:{params['Sid']}"] if params.get("Sid") else []
+        if idempotency_token:
+            keys.append(f"webhook:{idempotency_token}")
+        attributes = event_attributes(dict(params))
+        order_key = f"conversation:{attributes.get('conversationSid') or params.get('TaskSid')}"
+        if not await self.inbox.accept(TASKROUTER_KIND, keys, order_key, dict(params)):
+            logger.info("Duplicate TaskRouter event %s ignored", keys)
+            return False
+        return True
+
+    async def handle_task_event(self, params: Dict[str, str]) -> str:
+        """Act on one TaskRouter event; returns what was done (for logs and tests)."""
+        if params.get("WorkspaceSid") != self.config.flex.workspace_sid:
+            return "other_workspace"
+        attributes = event_attributes(params)
+        if attributes.get("origin") != ORIGIN:
+            return "not_ours"  # a task of another channel in the same workspace
+        link = None
+        if attributes.get("ticket"):
+            link = await self.store.link_for_ticket(str(attributes["ticket"]))
+        if link is None and attributes.get("conversationSid"):
+            link = await self.store.link_for_sid(str(attributes["conversationSid"]))
+        if link is None:
+            return "unknown_ticket"
+        event = params.get("EventType") or ""
+        if event == "reservation.accepted" and params.get("WorkerSid"):
+            name = await self.workers.name(params["WorkerSid"])
+            if link.state == "closed" or link.last_agent == name:
+                return "ignored"
+            await self.store.do_update_link(link.id, last_agent=name[:255])
+            await self._publish("ticket.claimed", {
+                "conversation_id": link.conversation_id, "ticket": link.ticket_reference,
+                "agent_name": name})
+            return "accepted"
+        if event in RESOLVING_EVENTS:
+            return await self._closed(link, params)
+        return "ignored"
 
     async def _closed(self, link: LinkView, params: Dict[str, str]) -> str:
         fresh = await self.store.link_for_sid(link.conversation_sid) or link
@@ -521,7 +677,7 @@ class TwilioBridge(BackgroundWork):
             return "already_closed"
         await self._publish("ticket.resolved", {
             "conversation_id": link.conversation_id, "ticket": ticket.reference,
-            "agent_name": fresh.last_agent or "our support team"})
+            "agent_name": fresh.last_agent or FALLBACK_AGENT_NAME})
         return "resolved"
 
     # ------------------------------------------------------------ change feed

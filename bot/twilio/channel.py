@@ -12,6 +12,10 @@ routes under ``/webhooks/twilio_conversations/``:
 * ``POST /voice/status``: call status callbacks of call-backs placed with Twilio Voice
   (same signature check; deduplicated per ``CallSid`` + ``CallStatus``; stored in the same
   inbox), see :mod:`bot.twilio.voice`.
+* ``POST /taskrouter``: TaskRouter event callbacks of the Flex workspace
+  (``TWILIO_FLEX_MODE=interactions``; same signature check against ``TWILIO_PUBLIC_URL`` +
+  path; deduplicated per event SID; stored in the inbox before the 200), see
+  :mod:`bot.twilio.flex`. 404 ``flex_off`` in plain Conversations mode.
 * ``GET /health``: ``{"configured", "reachable", "dead_letters"}``.
 
 Without ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN`` the channel is inert: every route
@@ -217,6 +221,11 @@ class TwilioConversationsInput(InputChannel):
             bridge.start()  # the inbox processor (pending rows of before) and the tail
             logger.info("Twilio Conversations bridge started; webhooks at %s",
                         self.config.webhook_url)
+            if self.config.flex.enabled:
+                logger.info("Flex mode: handoffs become Flex Interactions in workspace %s "
+                            "(workflow %s); TaskRouter Event Callback URL %s",
+                            self.config.flex.workspace_sid, self.config.flex.workflow_sid,
+                            self.config.taskrouter_url)
             try:
                 if voice is None:
                     logger.info("Twilio Voice call-backs not configured (TWILIO_VOICE_FROM, "
@@ -258,6 +267,10 @@ class TwilioConversationsInput(InputChannel):
         async def events(request: Request) -> HTTPResponse:
             return await self._events(request)
 
+        @bp.route("/taskrouter", methods=["POST"])
+        async def taskrouter(request: Request) -> HTTPResponse:
+            return await self._taskrouter(request)
+
         @bp.route("/voice/status", methods=["POST"])
         async def voice_status(request: Request) -> HTTPResponse:
             return await self._voice_status(request)
@@ -297,6 +310,23 @@ class TwilioConversationsInput(InputChannel):
             fresh = await voice.accept_status(params.first(), reference)
         except Exception:  # noqa: BLE001 - Twilio retries on 5xx
             logger.exception("Could not accept a call status callback")
+            return _error(500, "server_error", "Try again.")
+        return response.json({"ok": True, "duplicate": not fresh},
+                             headers={"Cache-Control": "no-store"})
+
+    async def _taskrouter(self, request: Request) -> HTTPResponse:
+        params = await self._signed(request)
+        if isinstance(params, HTTPResponse):
+            return params
+        if not self.config.flex.enabled:
+            return _error(404, "flex_off", "TaskRouter events are only used with "
+                          "TWILIO_FLEX_MODE=interactions.")
+        try:
+            bridge = await self.ensure_bridge()
+            fresh = await bridge.accept_task_event(
+                params.first(), request.headers.get("I-Twilio-Idempotency-Token"))
+        except Exception:  # noqa: BLE001 - a 5xx lets Twilio retry
+            logger.exception("Could not accept a TaskRouter event")
             return _error(500, "server_error", "Try again.")
         return response.json({"ok": True, "duplicate": not fresh},
                              headers={"Cache-Control": "no-store"})

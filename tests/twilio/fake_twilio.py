@@ -52,27 +52,25 @@ from urllib.parse import urlsplit
 from aiohttp import ClientSession, ClientTimeout, web
 from twilio.request_validator import RequestValidator
 
+from tests.twilio.fake_flex import FlexFake, TwilioError as _TwilioError, iso as _iso, now as _now
+from tests.twilio.fake_flex import sid as _sid
+
 __all__ = ["Fault", "FakeTwilio", "sign"]
 
 CONVERSATIONS_HOST = "https://conversations.twilio.com"
 API_HOST = "https://api.twilio.com"
 
+MAX_BODY_CHARS = 1600  # a message Body (SMS/WhatsApp: docs "Conversations Limits")
+MAX_CONVERSATION_ATTRIBUTES = 16 * 1024  # a Conversation's Attributes: 16 KB
+MAX_ITEM_ATTRIBUTES = 4 * 1024  # a Message's or Participant's Attributes: 4 KB
+MAX_PAGE_SIZE = 100  # Conversations lists: "the default is 50, and the maximum is 100"
+WEBHOOK_TIMEOUT = 5.0  # "Conversations webhooks have a maximum timeout of 5 seconds"
+CONVERSATION_STATES = ("active", "inactive", "closed")
+
 
 def sign(auth_token: str, url: str, params: Dict[str, Any]) -> str:
     """``X-Twilio-Signature`` of a form POST to ``url`` (as Twilio computes it)."""
     return RequestValidator(auth_token).compute_signature(url, params)
-
-
-def _sid(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
 
 
 @dataclass
@@ -120,9 +118,10 @@ class _State:
     messages: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
     webhooks: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
     calls: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    service_webhook: Optional[Dict[str, Any]] = None  # the Conversation Service's webhook
 
 
-class FakeTwilio:
+class FakeTwilio(FlexFake):
     """The fake server. Use as a context manager or :meth:`start`/:meth:`stop`.
 
     Args:
@@ -146,6 +145,8 @@ class FakeTwilio:
         self._lock = threading.RLock()
         self._background: set = set()
         self.base_url = ""
+        self.webhook_timeout = WEBHOOK_TIMEOUT
+        FlexFake.__init__(self)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -239,6 +240,24 @@ class FakeTwilio:
             self.faults.extend(faults)
         return faults
 
+    def set_service_webhook(self, url: Optional[str], filters: Tuple[str, ...] = (
+            "onConversationAdded", "onParticipantAdded", "onMessageAdded",
+            "onConversationStateUpdated"), method: str = "POST") -> None:
+        """Configure the Conversation Service's (post-event) webhook, as an operator does in
+        the console (*Conversations → Services → Webhooks*); None removes it. Like Twilio,
+        it fires for SDK actions and for REST actions sent with
+        ``X-Twilio-Webhook-Enabled: true`` only."""
+        with self._lock:
+            self.state.service_webhook = None if url is None else {
+                "url": url, "filters": list(filters), "method": method}
+
+    def webhook_flags(self, method: str, path_contains: str) -> List[Optional[str]]:
+        """The ``X-Twilio-Webhook-Enabled`` header of every matching request (None: absent)."""
+        with self._lock:
+            return [next((v for k, v in h.items() if k.lower() == "x-twilio-webhook-enabled"),
+                         None) for m, p, _f, h in self.requests
+                    if m == method and path_contains in p]
+
     def clear_faults(self) -> None:
         """Forget every fault not used up yet."""
         with self._lock:
@@ -292,11 +311,17 @@ class FakeTwilio:
         return self._submit(self._set_state(conversation_sid, "closed", fire=True,
                                             reason="API"))
 
+    def deliveries_to(self, url_contains: str) -> List[Delivery]:
+        """The webhooks sent to URLs containing ``url_contains`` (every try)."""
+        with self._lock:
+            return [d for d in self.deliveries if url_contains in d.url]
+
     def send_webhook(self, url: str, params: Dict[str, str], *, token: Optional[str] = None,
                      signature: Optional[str] = None) -> Delivery:
         """POST a (signed unless ``signature`` is given) webhook to ``url``; for tests of
         forged signatures and duplicate deliveries (reuse ``token``)."""
-        return self._submit(self._deliver(url, params, token=token, signature=signature))
+        return self._submit(self._deliver(url, params, token=token, signature=signature,
+                                          retries=False))
 
     def advance_call(self, call_sid: str, status: str, **extra: str) -> List[Delivery]:
         """Move a call to ``status`` (``ringing``, ``in-progress``, ``completed``, ``busy``,
@@ -334,11 +359,18 @@ class FakeTwilio:
                                                      webhook_enabled)
                 elif parts[:1] == ["2010-04-01"] and len(parts) >= 4 and parts[1] == "Accounts":
                     result = self._calls_api(request.method, parts[2:], one, fields)
+                elif parts[:2] == ["v1", "Interactions"]:
+                    result = self._interactions_api(request.method, parts[2:], one)
+                elif parts[:2] == ["v1", "Workspaces"]:
+                    result = self._taskrouter_api(request.method, parts[2:], one,
+                                                  {**query, **fields})
                 else:
                     result = (404, {"code": 20404, "message": "The requested resource "
                                     f"{request.path} was not found"})
             except _TwilioError as error:
                 result = (error.status, {"code": error.code, "message": str(error)})
+            except (KeyError, ValueError) as error:  # a malformed parameter
+                result = (400, {"code": 20001, "message": f"Invalid parameter: {error}"})
         status, body, *fire = result
         for job in fire[0] if fire else []:  # webhooks follow the answer, as at Twilio
             task = asyncio.get_running_loop().create_task(self._after(job))
@@ -406,11 +438,16 @@ class FakeTwilio:
                            fields: Dict[str, List[str]], webhook_enabled: bool) -> Tuple:
         if not rest:
             if method == "POST":
-                return (201, self._create_conversation(one))
+                conversation = self._create_conversation(one)
+                jobs = [self._fire_service("onConversationAdded",
+                                           self._conversation_params(conversation,
+                                                                     "onConversationAdded"))] \
+                    if webhook_enabled else []
+                return (201, conversation, jobs)
             if method == "GET":
                 items = list(self.state.conversations.values())
                 return (200, _page("conversations", items, "/v1/Conversations",
-                                   int(one.get("PageSize", 50))))
+                                   page_size(one)))
             raise _TwilioError(405, 20004, "Method not allowed")
         conversation = self._require(rest[0])
         sid = conversation["sid"]
@@ -419,6 +456,9 @@ class FakeTwilio:
                 return (200, conversation)
             if method == "POST":
                 jobs = []
+                _check_attributes(one, MAX_CONVERSATION_ATTRIBUTES)
+                if "State" in one:
+                    _check_transition(conversation["state"], one["State"])
                 for name, key in (("FriendlyName", "friendly_name"),
                                   ("UniqueName", "unique_name"), ("Attributes", "attributes")):
                     if name in one:
@@ -436,14 +476,29 @@ class FakeTwilio:
                 return (204, {})
         kind = rest[1]
         if kind == "Participants":
-            return self._participants(method, sid, rest[2:], one)
+            return self._participants(method, sid, rest[2:], one, webhook_enabled)
         if kind == "Messages":
             return self._messages(method, sid, rest[2:], one, webhook_enabled)
         if kind == "Webhooks":
             return self._webhooks(method, sid, rest[2:], one, fields)
         raise _TwilioError(404, 20404, f"No resource {kind}")
 
+    def _conversation_params(self, conversation: Dict[str, Any], event: str
+                             ) -> Dict[str, str]:
+        return {"AccountSid": self.account_sid, "EventType": event,
+                "ConversationSid": conversation["sid"], "ChatServiceSid": self.chat_service_sid,
+                "MessagingServiceSid": conversation["messaging_service_sid"],
+                "DateCreated": conversation["date_created"],
+                "DateUpdated": conversation["date_updated"],
+                "FriendlyName": conversation["friendly_name"] or "",
+                "UniqueName": conversation["unique_name"] or "",
+                "Attributes": conversation["attributes"] or "{}",
+                "State": conversation["state"], "Source": "API", "RetryCount": "0"}
+
     def _create_conversation(self, one: Dict[str, str]) -> Dict[str, Any]:
+        _check_attributes(one, MAX_CONVERSATION_ATTRIBUTES)
+        if one.get("State", "active") not in CONVERSATION_STATES:
+            raise _TwilioError(400, 20001, f"Invalid State {one['State']!r}")
         name = one.get("UniqueName")
         if name and self._find(name) is not None:
             raise _TwilioError(409, 50353, "Conversation with provided unique name already "
@@ -469,10 +524,11 @@ class FakeTwilio:
         return conversation
 
     def _participants(self, method: str, sid: str, rest: List[str],
-                      one: Dict[str, str]) -> Tuple:
+                      one: Dict[str, str], webhook_enabled: bool = False) -> Tuple:
         items = self.state.participants[sid]
         base = f"/v1/Conversations/{sid}/Participants"
         if not rest and method == "POST":
+            _check_attributes(one, MAX_ITEM_ATTRIBUTES)
             identity = one.get("Identity")
             if identity and any(p["identity"] == identity for p in items):
                 raise _TwilioError(409, 50433, "Participant already exists")
@@ -488,9 +544,15 @@ class FakeTwilio:
                 "last_read_message_index": None, "last_read_timestamp": None,
             }
             items.append(participant)
-            return (201, participant)
+            jobs = [self._fire_service("onParticipantAdded", {
+                "AccountSid": self.account_sid, "EventType": "onParticipantAdded",
+                "ConversationSid": sid, "ChatServiceSid": self.chat_service_sid,
+                "ParticipantSid": participant_sid, "Identity": identity or "",
+                "Attributes": participant["attributes"], "DateCreated": now,
+                "Source": "API", "RetryCount": "0"})] if webhook_enabled else []
+            return (201, participant, jobs)
         if not rest and method == "GET":
-            return (200, _page("participants", items, base, int(one.get("PageSize", 50))))
+            return (200, _page("participants", items, base, page_size(one)))
         participant = next((p for p in items if p["sid"] == rest[0]
                             or p["identity"] == rest[0]), None) if rest else None
         if participant is None:
@@ -526,6 +588,10 @@ class FakeTwilio:
         if not rest and method == "POST":
             if self.state.conversations[sid]["state"] == "closed":
                 raise _TwilioError(409, 50407, "Conversation is closed")
+            if len(one.get("Body", "")) > MAX_BODY_CHARS:
+                raise _TwilioError(400, 21617, f"The message body exceeds the "
+                                               f"{MAX_BODY_CHARS} character limit")
+            _check_attributes(one, MAX_ITEM_ATTRIBUTES)
             message = self._add_message(sid, one.get("Author", "system"), one.get("Body", ""),
                                         one.get("Attributes", "{}"), one.get("DateCreated"))
             jobs = [self._fire(sid, "onMessageAdded", self._message_params(message, "API"))] \
@@ -533,10 +599,13 @@ class FakeTwilio:
             return (201, message, jobs)
         if not rest and method == "GET":
             return (200, _page("messages", self.state.messages[sid], base,
-                               int(one.get("PageSize", 50))))
+                               page_size(one)))
         message = next((m for m in self.state.messages[sid] if m["sid"] == rest[0]), None)
         if message is None:
             raise _TwilioError(404, 20404, "Message not found")
+        if method == "DELETE":
+            self.state.messages[sid].remove(message)
+            return (204, {})
         return (200, message)
 
     def _webhooks(self, method: str, sid: str, rest: List[str], one: Dict[str, str],
@@ -573,7 +642,7 @@ class FakeTwilio:
                                                if m["index"] >= after])]
             return (201, webhook, jobs)
         if not rest and method == "GET":
-            return (200, _page("webhooks", items, base, int(one.get("PageSize", 50))))
+            return (200, _page("webhooks", items, base, page_size(one)))
         webhook = next((w for w in items if w["sid"] == rest[0]), None) if rest else None
         if webhook is None:
             raise _TwilioError(404, 20404, "Webhook not found")
@@ -629,6 +698,7 @@ class FakeTwilio:
         with self._lock:
             conversation = self._require(sid)
             previous = conversation["state"]
+            _check_transition(previous, state)
             conversation["state"] = state
             conversation["date_updated"] = _iso(_now())
             common = {"AccountSid": self.account_sid, "ConversationSid": sid,
@@ -652,6 +722,8 @@ class FakeTwilio:
         return fire()
 
     async def _fire(self, sid: str, event: str, params: Dict[str, str]) -> List[Delivery]:
+        """Send ``event`` to the conversation's scoped webhooks, then the service webhook
+        (callers only fire for SDK actions and REST actions that enabled webhooks)."""
         with self._lock:
             hooks = [w for w in self.state.webhooks.get(sid, [])
                      if w["target"] == "webhook" and event in w["configuration"]["filters"]]
@@ -659,13 +731,46 @@ class FakeTwilio:
         for hook in hooks:
             sent.append(await self._deliver(hook["configuration"]["url"],
                                             {**params, "WebhookSid": hook["sid"],
-                                             "WebhookType": "webhook"}))
-        return sent
+                                             "WebhookType": "webhook"}, retries=True))
+        return sent + await self._fire_service(event, params)
+
+    async def _fire_service(self, event: str, params: Dict[str, str]) -> List[Delivery]:
+        with self._lock:
+            hook = self.state.service_webhook
+            if hook is None or event not in hook["filters"]:
+                return []
+            url = hook["url"]
+        return [await self._deliver(url, {**params, "EventType": event}, retries=True)]
 
     async def _deliver(self, url: str, params: Dict[str, str], *, token: Optional[str] = None,
-                       signature: Optional[str] = None) -> Delivery:
-        params = {k: v for k, v in params.items() if v is not None}
+                       signature: Optional[str] = None, retries: bool = True) -> Delivery:
+        """POST a signed webhook; retried like Twilio (docs "Webhooks: Connection Overrides"):
+        ``rc`` more tries (default 1, at most 5) for the failures the retry policy ``rp``
+        names (default ``ct``: the connection failed; ``rt``: no answer in time; ``5xx``;
+        ``4xx``; ``all``), set per URL in its fragment (``https://x/events#rc=3&rp=all``).
+        The fragment is neither sent nor signed; every try carries the same
+        ``I-Twilio-Idempotency-Token`` (and ``RetryCount`` when the event has one)."""
+        url, _, fragment = url.partition("#")
+        options = dict(part.split("=", 1) for part in fragment.split("&") if "=" in part)
+        extra = min(5, max(0, int(options.get("rc", "1")))) if retries else 0
+        policy = set(options.get("rp", "ct").split(","))
         token = token or secrets.token_hex(16)
+        delivery = None
+        for attempt in range(extra + 1):
+            tried = dict(params)
+            if "RetryCount" in tried:
+                tried["RetryCount"] = str(attempt)
+            delivery, failure = await self._post_once(url, tried, token, signature)
+            retry = failure in policy or "all" in policy
+            if failure is None or not retry:
+                break
+        assert delivery is not None
+        return delivery
+
+    async def _post_once(self, url: str, params: Dict[str, str], token: str,
+                         signature: Optional[str]) -> Tuple[Delivery, Optional[str]]:
+        """One try; returns the delivery and the kind of failure (None: a 2xx answer)."""
+        params = {k: v for k, v in params.items() if v is not None}
         headers = {
             "X-Twilio-Signature": signature if signature is not None else sign(
                 self.auth_token, url, params),
@@ -679,16 +784,26 @@ class FakeTwilio:
                 if url.startswith(public):
                     target = actual + url[len(public):]
                     break
+        failure: Optional[str] = None
         try:
-            async with ClientSession(timeout=ClientTimeout(total=5), trust_env=False) as http:
+            async with ClientSession(timeout=ClientTimeout(total=self.webhook_timeout),
+                                     trust_env=False) as http:
                 async with http.post(target, data=params, headers=headers) as response:
                     delivery = Delivery(url, params, token, response.status,
                                         await response.text())
+            if response.status >= 500:
+                failure = "5xx"
+            elif response.status >= 400:
+                failure = "4xx"
+        except asyncio.TimeoutError as error:
+            delivery = Delivery(url, params, token, 0, f"timeout: {error}")
+            failure = "rt"
         except Exception as error:  # noqa: BLE001 - recorded as a failed delivery
             delivery = Delivery(url, params, token, 0, f"{type(error).__name__}: {error}")
+            failure = "ct"
         with self._lock:
             self.deliveries.append(delivery)
-        return delivery
+        return delivery, failure
 
     # ------------------------------------------------------------------ Calls
 
@@ -709,7 +824,7 @@ class FakeTwilio:
             if method == "GET":
                 items = list(self.state.calls.values())
                 return (200, _page("calls", items, f"{base}.json",
-                                   int(one.get("PageSize", 50)), api2010=True))
+                                   page_size(one, 1000), api2010=True))
         if len(rest) == 2 and rest[0] == "Calls" and rest[1].endswith(".json"):
             call = self.state.calls.get(rest[1][:-5])
             if call is None:
@@ -798,11 +913,26 @@ class FakeTwilio:
         return fire()
 
 
-class _TwilioError(Exception):
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
+def _check_attributes(one: Dict[str, str], limit: int) -> None:
+    """Attributes must be JSON and at most ``limit`` bytes (Twilio answers 400)."""
+    raw = one.get("Attributes")
+    if raw is None:
+        return
+    if len(raw.encode("utf-8")) > limit:
+        raise _TwilioError(400, 50201, f"Attributes exceed the {limit // 1024} KB limit")
+    try:
+        json.loads(raw)
+    except ValueError:
+        raise _TwilioError(400, 50201, "Attributes must be valid JSON") from None
+
+
+def _check_transition(previous: str, state: str) -> None:
+    """active <-> inactive -> closed; a closed Conversation stays closed."""
+    if state not in CONVERSATION_STATES:
+        raise _TwilioError(400, 20001, f"Invalid State {state!r}")
+    if previous == "closed" and state != "closed":
+        raise _TwilioError(400, 50355, f"Conversation state can not be changed from "
+                                       f"closed to {state}")
 
 
 def _error(status: int, code: int, message: str,
@@ -810,6 +940,20 @@ def _error(status: int, code: int, message: str,
     return web.json_response({"code": code, "message": message,
                               "more_info": f"https://www.twilio.com/docs/errors/{code}",
                               "status": status}, status=status, headers=headers)
+
+
+def page_size(one: Dict[str, str], maximum: int = MAX_PAGE_SIZE) -> int:
+    """The ``PageSize`` asked for (default 50); outside ``1..maximum`` (the documented
+    maximum of the list) Twilio answers 400."""
+    raw = one.get("PageSize", "50")
+    try:
+        size = int(raw)
+    except ValueError:
+        raise _TwilioError(400, 20001, f"Invalid PageSize {raw!r}") from None
+    if not 1 <= size <= maximum:
+        raise _TwilioError(400, 20001, f"PageSize must be between 1 and {maximum}, "
+                                       f"got {size}")
+    return size
 
 
 def _page(key: str, items: List[Dict[str, Any]], path: str, page_size: int,

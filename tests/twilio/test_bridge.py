@@ -163,14 +163,15 @@ async def test_handoff_creates_the_conversation_with_the_transcript(
         handed["conversation_id"], {"id": handed["message_id"],
                                     "text": "Order 104233, please hurry"}) is True
     assert len(fake_twilio.messages(sid)) == 3
-    # a new one is, as the customer, without webhooks for our own post
+    # a new one is, as the customer, with webhooks on (service webhooks expect its words)
     assert await bridge_.forward_customer_message(
         handed["conversation_id"], {"id": 999_001, "text": "Hello?"}) is True
     last = fake_twilio.messages(sid)[-1]
     assert (last["author"], last["body"]) == (handed["customer"], "Hello?")
     posted = [h for m, p, _f, h in fake_twilio.requests
               if m == "POST" and p.endswith(f"{sid}/Messages")]
-    assert all(h.get("X-Twilio-Webhook-Enabled") == "false" for h in posted)
+    flags = [h.get("X-Twilio-Webhook-Enabled") for h in posted]
+    assert flags == ["false"] * 3 + ["true"], "transcript: history; the customer: webhooks"
     # handing off again changes nothing
     assert await bridge_.on_handoff(handed["conversation_id"], handed["reference"]) is None
     assert len(fake_twilio.conversations()) >= 1 and len(fake_twilio.messages(sid)) == 4
