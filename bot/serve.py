@@ -112,10 +112,11 @@ def _configure_logging() -> None:
 def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: Any) -> None:
     import rasa.core.run
 
-    from bot import action_validation, resilience
+    from bot import action_validation, multi_request, resilience
 
     action_validation.install()  # Rasa's per-call schema check, built once (issue 14)
     resilience.install()  # tracker/lock stores ride out short service outages (issue 13)
+    multi_request.install()  # each request of a message that asks several things (issue 12)
 
     rasa.core.run.serve_application(
         model_path=args.model,
