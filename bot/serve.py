@@ -15,18 +15,29 @@ differences (docs/deployment.md, docs/security.md):
 * action-server responses are checked against Rasa's schema by a validator built once
   (:mod:`bot.action_validation`), not rebuilt for every call;
 * with ``SUPPORT_ENV=production`` it refuses to start on a demo default
-  (:mod:`bot.production`, plus an SQLite or missing tracker store in the endpoints file).
+  (:mod:`bot.production`, plus an SQLite or missing tracker store in the endpoints file);
+* with ``RASA_REUSE_PORT=true`` it binds its listening socket itself with ``SO_REUSEPORT``
+  (and ``SO_REUSEADDR``) and hands it to Sanic, so several Rasa processes share one
+  host:port and the kernel spreads new connections over them (``python -m bot.supervise``
+  runs ``RASA_PROCESSES`` of them; docs/deployment.md "One Rasa process per core"). The
+  socket is bound before the model is loaded but only *listens* once it is loaded (Sanic
+  calls ``listen()`` after its ``before_server_start`` listeners), and the kernel hands
+  connections only to listening sockets: a process that is (re)starting gets none.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import os
+import socket
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 from bot.settings import Settings, get_settings
 
-__all__ = ["authorize_action_endpoint", "endpoint_problems", "main"]
+__all__ = ["ReusePortUnavailable", "authorize_action_endpoint", "endpoint_problems", "main",
+           "reuse_port_problems", "reuse_port_socket"]
 
 DEFAULT_PORT = 5005
 
@@ -77,6 +88,121 @@ def endpoint_problems(endpoints: Any) -> List[str]:
     return problems
 
 
+class ReusePortUnavailable(OSError):
+    """This system cannot share a listening port between processes (no ``SO_REUSEPORT``)."""
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEADDR`` and ``SO_REUSEPORT``,
+    **not yet listening**.
+
+    Sanic (through asyncio/uvloop ``create_server(sock=...)``) calls ``listen()`` when it
+    starts serving, after Rasa has loaded the model. Until then the kernel gives this socket
+    no connection: they all go to the processes of the group that already listen.
+
+    Args:
+        host: ``RASA_INTERFACE`` (an IPv4/IPv6 address or a host name).
+        port: The shared port.
+
+    Raises:
+        ReusePortUnavailable: ``SO_REUSEPORT`` is missing or refused by the kernel.
+        OSError: The address cannot be bound (e.g. held by a process without
+            ``SO_REUSEPORT``, or by another user: Linux shares a port only between
+            processes of the same effective user).
+    """
+    option = getattr(socket, "SO_REUSEPORT", None)
+    if option is None or not sys.platform.startswith("linux"):
+        # macOS and the BSDs have the option, but it does not spread connections there.
+        raise ReusePortUnavailable(
+            f"this platform ({sys.platform}) has no SO_REUSEPORT that spreads connections "
+            "over processes (Linux 3.9+ has); several Rasa processes cannot share a port here. "
+            "Unset RASA_REUSE_PORT and put a load balancer in front of one port per process.")
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        address: Any = (host, port)
+    except ValueError:  # a host name
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        except OSError as error:
+            raise ReusePortUnavailable(
+                f"the kernel refuses SO_REUSEPORT ({error.strerror or error}); several Rasa "
+                "processes cannot share a port here. Unset RASA_REUSE_PORT.") from None
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reuse_port_problems(settings: Settings, endpoints: Any) -> List[str]:
+    """Why ``RASA_REUSE_PORT=true`` would be unsafe with this configuration.
+
+    Processes that share a port share every conversation: each needs the Redis lock store
+    (one message at a time per conversation across processes) and ``REDIS_URL`` (live
+    frames between processes, no sticky sessions).
+    """
+    problems: List[str] = []
+    lock_store = getattr(endpoints, "lock_store", None)
+    kind = str(getattr(lock_store, "type", "") or "").lower() if lock_store else ""
+    if kind in ("", "in_memory"):
+        problems.append(
+            "RASA_REUSE_PORT=true: the endpoints file has the in-memory lock store, which "
+            "cannot stop two processes from answering one conversation at once; use the Redis "
+            "lock store (deploy/endpoints.production.yml).")
+    if not settings.redis_url:
+        problems.append(
+            "RASA_REUSE_PORT=true: REDIS_URL is not set, so live frames (agent replies, typing, "
+            "receipts) would not reach sockets on the other processes; set REDIS_URL.")
+    workers = os.environ.get("SANIC_WORKERS", "").strip()
+    if workers not in ("", "1"):
+        problems.append(
+            f"RASA_REUSE_PORT=true with SANIC_WORKERS={workers}: run one process per core with "
+            "RASA_PROCESSES (python -m bot.supervise) instead of Sanic workers.")
+    return problems
+
+
+@contextlib.contextmanager
+def _sanic_serves_on(sock: socket.socket) -> Iterator[None]:
+    """Make Rasa's ``app.run(host=..., port=..., ...)`` serve on ``sock`` instead.
+
+    :func:`rasa.core.run.serve_application` builds the app and calls ``app.run`` itself;
+    this replaces only the address of that one call (everything else Rasa passes, SSL,
+    backlog, workers, is kept). This process runs one server, so patching the class for
+    the duration of the call is enough.
+    """
+    from sanic import Sanic
+
+    original = Sanic.run
+
+    def run(app: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
+        return original(app, *args, sock=sock, **kwargs)
+
+    Sanic.run = run  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        Sanic.run = original  # type: ignore[assignment]
+
+
+def _announce_listening(host: str, port: int) -> Any:
+    """An ``after_server_start`` listener: one line once this process accepts connections
+    (the supervisor, the tests and operators look for it; Rasa's own "up and running" line
+    comes before the socket listens)."""
+
+    async def listening(_app: Any, _loop: Any) -> None:
+        print(f"Rasa server: process {os.getpid()} listening on {host}:{port} (SO_REUSEPORT)",
+              file=sys.stderr, flush=True)
+
+    return listening
+
+
 def _refuse(message: str) -> int:
     print(f"Rasa server: refusing to start: {message}", file=sys.stderr, flush=True)
     return 2
@@ -109,7 +235,8 @@ def _configure_logging() -> None:
     configure_structlog(None)
 
 
-def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: Any) -> None:
+def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: Any,
+           sock: Optional[socket.socket] = None) -> None:
     import rasa.core.run
 
     from bot import action_validation, multi_request, resilience
@@ -118,15 +245,20 @@ def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: 
     resilience.install()  # tracker/lock stores ride out short service outages (issue 13)
     multi_request.install()  # each request of a message that asks several things (issue 12)
 
-    rasa.core.run.serve_application(
-        model_path=args.model,
-        credentials=args.credentials,
-        interface=settings.rasa_interface,
-        port=args.port,
-        auth_token=token,
-        enable_api=True,
-        endpoints=endpoints,
-    )
+    serve = contextlib.nullcontext() if sock is None else _sanic_serves_on(sock)
+    listeners = [] if sock is None else [
+        (_announce_listening(settings.rasa_interface, args.port), "after_server_start")]
+    with serve:
+        rasa.core.run.serve_application(
+            model_path=args.model,
+            credentials=args.credentials,
+            interface=settings.rasa_interface,
+            port=args.port,
+            auth_token=token,
+            enable_api=True,
+            endpoints=endpoints,
+            server_listeners=listeners or None,
+        )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -172,9 +304,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _refuse(f"{args.endpoints}: {error}")
     enforce_production(settings, "Rasa server", endpoint_problems(endpoints))
 
+    sock = None
+    if settings.rasa_reuse_port:
+        problems = reuse_port_problems(settings, endpoints)
+        if problems:
+            return _refuse(" ".join(problems))
+        try:
+            sock = reuse_port_socket(settings.rasa_interface, args.port)
+        except ReusePortUnavailable as error:
+            return _refuse(str(error))
+        except OSError as error:
+            return _refuse(
+                f"cannot bind {settings.rasa_interface}:{args.port} with SO_REUSEPORT: "
+                f"{error.strerror or error}. Every process sharing the port must set "
+                "RASA_REUSE_PORT=true and run as the same user.")
+
     _configure_logging()
     sys.path.insert(1, os.getcwd())  # like `rasa`: custom components next to the project
-    _serve(settings, args, token, endpoints)
+    _serve(settings, args, token, endpoints, sock)
     return 0
 
 

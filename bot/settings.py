@@ -147,6 +147,9 @@ class Settings:
     # --- live events across processes (bot/live.py, bot/live_redis.py; issue 14) ---
     redis_url: Optional[str] = None  # REDIS_URL: the bus is Redis pub/sub; None: in-process
     live_prefix: str = "northwind"  # REDIS_KEY_PREFIX: channel and presence key prefix
+    # --- one Rasa process per core on one port (bot/serve.py, bot/supervise.py; issue 14) ---
+    rasa_reuse_port: bool = False  # RASA_REUSE_PORT: bind with SO_REUSEPORT (share the port)
+    rasa_processes: int = 1  # RASA_PROCESSES: Rasa processes bot.supervise runs (default: cores)
 
     @property
     def production(self) -> bool:
@@ -279,6 +282,23 @@ def _closed_dates() -> Tuple[Tuple[date, str], ...]:
             )
         found[day] = (match["name"] or "").strip()
     return tuple(sorted(found.items()))
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name, "true" if default else "false").strip().lower()
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}.")
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -417,6 +437,8 @@ def get_settings() -> Settings:
         notify_webhook_url=os.environ.get("SUPPORT_NOTIFY_URL") or None,
         redis_url=_redis_url(),
         live_prefix=_env("REDIS_KEY_PREFIX", "northwind").strip() or "northwind",
+        rasa_reuse_port=_bool("RASA_REUSE_PORT", False),
+        rasa_processes=_int("RASA_PROCESSES", cpu_cores()),
         notify_webhook_secret=os.environ.get("SUPPORT_NOTIFY_SECRET") or None,
         twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", "").strip() or None,
         twilio_auth_token=_secret("TWILIO_AUTH_TOKEN", var_dir / "twilio_auth_token"),

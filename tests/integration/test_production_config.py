@@ -107,7 +107,8 @@ def _procfile(path: Path) -> Dict[str, str]:
 def test_production_processes_are_the_two_servers_only() -> None:
     production = _procfile(ROOT / "deploy" / "Procfile.production")
     assert set(production) == {"rasa", "actions"}
-    assert "-m bot.serve " in production["rasa"]
+    # One Rasa process per core on one port: bot.supervise runs bot.serve RASA_PROCESSES times.
+    assert "-m bot.supervise " in production["rasa"]
     assert "deploy/endpoints.production.yml" in production["rasa"]
     assert "-m bot.action_server " in production["actions"]
     text = " ".join(production.values()).lower()
@@ -117,8 +118,9 @@ def test_production_processes_are_the_two_servers_only() -> None:
     development = _procfile(ROOT / "Procfile")
     assert set(development) == {"rasa", "actions", "demo"}
     assert development["actions"] == production["actions"]
+    # (development runs one bot.serve directly; production the same arguments supervised)
     assert development["rasa"].replace("endpoints.yml", "") == production["rasa"].replace(
-        "deploy/endpoints.production.yml", "")
+        "deploy/endpoints.production.yml", "").replace("-m bot.supervise ", "-m bot.serve ")
 
 
 def test_production_example_sets_every_trust_boundary_variable() -> None:
