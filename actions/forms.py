@@ -29,6 +29,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import triage_rules, typed_text
 from bot.prefill import (
     FormConfig,
+    confirm_answer,
     detail,
     is_digression,
     load_form_config,
@@ -324,10 +325,14 @@ class SupportForm(FormValidationAction, ABC):
             return None  # "wait, how do I reset my password?" is not the ticket's text
         if slot == "confirm":
             intent = message.get("intent") or {}
+            name, confidence = str(intent.get("name") or ""), float(intent.get("confidence") or 0.0)
             # ...without new details ("call me at 11 instead" is not a yes)
-            again = str(intent.get("name") or "") in self.confirm_intents \
-                and not message.get("entities")
-            return True if again and float(intent.get("confidence") or 0.0) >= 0.5 else None
+            again = name in self.confirm_intents and not message.get("entities")
+            if again and confidence >= 0.5:
+                return True
+            if name in ("affirm", "deny") or confidence >= config.question_confidence:
+                return None  # the slot mapping has it, or it is another request
+            return confirm_answer(text, config)  # unsure: "no dont send it, found the email"
         if slot in STRUCTURED_SLOTS:
             intent = message.get("intent") or {}
             other = str(intent.get("name") or "") not in ANSWER_INTENTS

@@ -62,6 +62,9 @@ class FormConfig:
     question_confidence: float
     slots: Mapping[str, DetailRule]
     order_choices: Tuple[Tuple[int, str], ...] = ()
+    #: ``(answer, phrases)``: a reply to a confirmation that the NLU was unsure about and
+    #: that starts with one of the phrases is that answer (``confirm_answers``).
+    confirm_answers: Tuple[Tuple[bool, Tuple[str, ...]], ...] = ()
     #: A question inside a flow that the NLU was less sure about than ``not_understood_below``
     #: is answered from its intent's article at least this sure, else from the FAQ search.
     unsure_question_confidence: float = 0.5
@@ -118,6 +121,7 @@ def parse_config(raw: Any, source: str = "forms.yml") -> FormConfig:
             "must be numbers") from None
     return FormConfig(
         order_choices=_order_choices(raw.get("order_choices"), source),
+        confirm_answers=_confirm_answers(raw.get("confirm_answers"), source),
         recent_order_turns=max(0, turns),
         filler_words=frozenset(_words(raw.get("filler_words"), f"{source}: filler_words")),
         stop_intents=frozenset(_words(raw.get("stop_intents"), f"{source}: stop_intents")),
@@ -126,6 +130,30 @@ def parse_config(raw: Any, source: str = "forms.yml") -> FormConfig:
         unsure_question_confidence=unsure,
         slots=rules,
     )
+
+
+def _confirm_answers(raw: Any, source: str) -> Tuple[Tuple[bool, Tuple[str, ...]], ...]:
+    """``confirm_answers`` as (answer, phrases) pairs: ``yes`` True, ``no`` False."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not set(raw) <= {"yes", "no", True, False}:
+        raise FormConfigError(f"{source}: confirm_answers must map yes and no to phrases")
+    # YAML 1.1 reads a bare yes/no key as a boolean
+    return tuple((key in ("yes", True), _words(raw[key], f"{source}: confirm_answers"))
+                 for key in raw)
+
+
+def confirm_answer(text: str, config: FormConfig) -> Optional[bool]:
+    """The yes/no that ``text`` starts with (``confirm_answers``), else None.
+
+    "no dont send it, found the email" → False; "not sure" is no "no" (whole words only).
+    """
+    lowered = " ".join(text.lower().split())
+    for answer, phrases in config.confirm_answers:
+        for phrase in phrases:
+            if re.match(re.escape(phrase) + r"(?![\w'])", lowered):
+                return answer
+    return None
 
 
 def _order_choices(raw: Any, source: str) -> Tuple[Tuple[int, str], ...]:

@@ -31,15 +31,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from bot.channels.widget_wire import WidgetChannel
+from bot.channels.widget_wire import FRAMES_TOPIC, WidgetChannel, push_everywhere
 from bot.live import ORIGIN, REMOTE, bus
 from bot.messages import notice
 from bot.support.agents import AgentStore, RatingRefused
 
 __all__ = ["AgentBridge", "FRAMES_TOPIC"]
 
-FRAMES_TOPIC = "widget.frames"
-"""Bus topic: ``frames`` already stored, for whichever process holds the customer's sockets."""
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +182,7 @@ class AgentBridge:
             thanks = await chat.do_store_outgoing(
                 conversation_id, "bot",
                 notice("widget_agent_resolved", reference=event.get("ticket") or ""),
+                buttons=_transcript_button(),
             )
         await self._push_everywhere(conversation_id, [
             {"type": "message", "message": thanks.to_wire()},
@@ -204,9 +203,7 @@ class AgentBridge:
         """Frames to this process's sockets now (in the order of this subscriber group's
         events: the "joined" notice before the agent's first reply), and to the other
         processes' over the bus."""
-        for frame in frames:
-            await self._channel.hub.push(conversation_id, frame)
-        await bus().publish(FRAMES_TOPIC, {"conversation_id": conversation_id, "frames": frames})
+        await push_everywhere(self._channel.hub, conversation_id, *frames)
 
     # ------------------------------------------------------- customer → agent
 
@@ -247,3 +244,13 @@ class AgentBridge:
     async def publish(topic: str, event: Dict[str, Any]) -> None:
         """Publish a customer-side event on the live bus."""
         await bus().publish(topic, event)
+
+
+def _transcript_button() -> Optional[List[Dict[str, str]]]:
+    """"Email me this conversation" (``action_email_transcript``), while email is on."""
+    from bot.settings import get_settings
+
+    mail = get_settings().mail
+    if mail is None or not mail.enabled:
+        return None
+    return [{"title": notice("transcript_button"), "payload": "/email_transcript"}]

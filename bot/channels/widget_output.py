@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Text
 
 from rasa.core.channels.channel import OutputChannel
 
-from bot.channels.widget_wire import WidgetChannel
+from bot.channels.widget_wire import WidgetChannel, push_everywhere
 from bot.support.chat import MessageView
 
 __all__ = ["WidgetOutput"]
@@ -87,4 +87,5 @@ class WidgetOutput(OutputChannel):
             logger.warning("No widget conversation %s; bot message dropped.", recipient_id)
             return
         self.sent.append(view)
-        await self._channel.hub.push(recipient_id, {"type": "message", "message": view.to_wire()})
+        await push_everywhere(self._channel.hub, recipient_id,
+                              {"type": "message", "message": view.to_wire()})

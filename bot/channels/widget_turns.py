@@ -21,7 +21,7 @@ from bot import db
 from bot.channels.auth import Customer
 from bot.channels.text import as_free_text
 from bot.channels.widget_output import WidgetOutput
-from bot.channels.widget_wire import ClientError
+from bot.channels.widget_wire import ClientError, push_everywhere
 from bot.messages import notice
 from bot.support.chat import MessageView, TurnClaim
 
@@ -202,15 +202,15 @@ class WidgetBotTurns:
             # Handed to the bot (or the agent's queue) now. The row is written once at the
             # end of the turn: "read" when the bot answered (delivered_at set too), else
             # "delivered".
-            await self.hub.push(
-                conversation_id, {"type": "receipt", "ids": [message.id], "status": "delivered"}
-            )
+            await push_everywhere(
+                self.hub, conversation_id,
+                {"type": "receipt", "ids": [message.id], "status": "delivered"})
             if claim.conversation.with_person:  # the bot is silent; the agent gets it
                 await self._finish(claim, "delivered")
                 return None
             output = WidgetOutput(self, reply_to=message.id)
-            await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
-                                                  "state": "start"})
+            await push_everywhere(self.hub, conversation_id,
+                                  {"type": "typing", "sender": "bot", "state": "start"})
             error: Optional[str] = None
             try:
                 # An (offered) quick reply goes as its /intent; typed text always as text.
@@ -221,8 +221,8 @@ class WidgetBotTurns:
             except Exception as failure:  # noqa: BLE001 - retried, then the customer is told
                 logger.exception("The bot failed on message %s", message.id)
                 error = f"{type(failure).__name__}: {failure}"
-            await self.hub.push(conversation_id, {"type": "typing", "sender": "bot",
-                                                  "state": "stop"})
+            await push_everywhere(self.hub, conversation_id,
+                                  {"type": "typing", "sender": "bot", "state": "stop"})
             if output.sent:
                 await self._finish(claim, "read")
                 return None
@@ -242,10 +242,8 @@ class WidgetBotTurns:
             logger.warning("Turn of message %s finished without its claim.", message_id)
             return
         if status == "read":
-            await self.hub.push(
-                claim.conversation.conversation_id,
-                {"type": "receipt", "ids": [message_id], "status": "read"},
-            )
+            await push_everywhere(self.hub, claim.conversation.conversation_id,
+                                  {"type": "receipt", "ids": [message_id], "status": "read"})
 
     async def _turn_failed(self, claim: TurnClaim, error: str) -> None:
         """The last attempt failed: ``failed``, a stored notice, an ``error`` frame."""
@@ -256,9 +254,10 @@ class WidgetBotTurns:
             message.id, self.owner, error, notice("widget_bot_unavailable"))
         if stored is None:
             return
-        await self.hub.push(conversation_id, {"type": "message", "message": stored.to_wire()})
-        await self.hub.push(
-            conversation_id,
+        await push_everywhere(self.hub, conversation_id,
+                              {"type": "message", "message": stored.to_wire()})
+        await push_everywhere(
+            self.hub, conversation_id,
             ClientError(
                 "bot_unavailable",
                 "The assistant could not answer this message.",

@@ -21,7 +21,8 @@ from sanic.response import HTTPResponse
 from bot.channels.hub import SLOW_CONSUMER_CLOSE, Hub
 from bot.support.chat import ChatStore
 
-__all__ = ["CLOSE_CODES", "ClientError", "OnNewMessage", "WidgetChannel", "WidgetConfig",
+__all__ = ["CLOSE_CODES", "ClientError", "FRAMES_TOPIC", "OnNewMessage", "WidgetChannel",
+           "WidgetConfig", "push_everywhere",
            "close_socket", "is_closed_error", "optional_int", "send_raw"]
 
 HISTORY_PAGE = 50
@@ -49,6 +50,26 @@ CLOSE_CODES: Dict[str, int] = {
 }
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
+
+
+FRAMES_TOPIC = "widget.frames"
+"""Bus topic: ``frames`` already stored, for whichever process holds the customer's sockets."""
+
+
+async def push_everywhere(hub: Hub, conversation_id: str, *frames: Dict[str, Any]) -> None:
+    """Frames to this process's sockets of the conversation now, and over the live bus to
+    the other processes' (``FRAMES_TOPIC``, pushed there by the agent bridge).
+
+    Behind a load balancer the process that runs a turn (or answers for a person) is not
+    always the one holding the customer's socket: a turn another process's sweep picked up,
+    a customer on two devices. With the in-process bus nothing leaves the process.
+    """
+    from bot.live import bus
+
+    for frame in frames:
+        await hub.push(conversation_id, frame)
+    await bus().publish(FRAMES_TOPIC, {"conversation_id": conversation_id,
+                                       "frames": list(frames)})
 
 
 class WidgetChannel(Protocol):

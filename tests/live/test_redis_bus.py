@@ -139,3 +139,48 @@ async def test_publishing_never_waits_for_a_dead_redis() -> None:
         assert await live.online("c") is False  # Redis cannot be asked: offline
     finally:
         live.close()
+
+
+class _RecordingHub:
+    """The hub of a process: the frames pushed to its sockets of each conversation."""
+
+    def __init__(self) -> None:
+        self.pushed: List[Tuple[str, Dict[str, Any]]] = []
+
+    async def push(self, conversation_id: str, frame: Dict[str, Any]) -> int:
+        self.pushed.append((conversation_id, frame))
+        return 1
+
+
+async def test_a_turn_run_on_another_process_reaches_the_customers_socket(
+        two_buses: Tuple[LiveBus, LiveBus], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind the balancer, process A may run a turn (its sweep took it) while the
+    customer's socket is on process B: A's frames reach B's socket once, in order, and
+    A's own hub gets them too (a second device of the customer on A)."""
+    import bot.live
+    from bot.channels.agent_bridge import FRAMES_TOPIC, AgentBridge
+    from bot.channels.widget_wire import push_everywhere
+
+    a, b = two_buses
+    hub_a, hub_b = _RecordingHub(), _RecordingHub()
+
+    class _Channel:
+        hub = hub_b
+
+    bridge_b = AgentBridge(_Channel())  # type: ignore[arg-type]
+    b.subscribe(FRAMES_TOPIC, bridge_b._on_frames, scope=REMOTE)
+    a.subscribe(FRAMES_TOPIC, AgentBridge(type("C", (), {"hub": hub_a})())._on_frames,
+                scope=REMOTE)  # type: ignore[arg-type]
+    monkeypatch.setattr(bot.live, "bus", lambda: a)
+    frames = [{"type": "receipt", "ids": [5], "status": "delivered"},
+              {"type": "typing", "sender": "bot", "state": "start"},
+              {"type": "message", "message": {"id": 6, "text": "Order #104233 is on its way"}},
+              {"type": "typing", "sender": "bot", "state": "stop"}]
+
+    for frame in frames:
+        await push_everywhere(hub_a, "widget:cust-anna", frame)
+    await _until(lambda: len(hub_b.pushed) >= 4)
+    await asyncio.sleep(0.3)
+
+    assert hub_b.pushed == [("widget:cust-anna", f) for f in frames]
+    assert hub_a.pushed == [("widget:cust-anna", f) for f in frames]  # not twice

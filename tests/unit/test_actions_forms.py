@@ -333,6 +333,32 @@ async def test_repeating_the_request_at_the_confirmation_means_yes(svc: Any) -> 
     assert messages == []
 
 
+async def test_an_unsure_no_at_the_confirmation_is_a_no(svc: Any) -> None:
+    tracker = form_tracker("cancel_order_form", {}, requested_slot="confirm",
+                           text="no dont do it, found it in my account already",
+                           intent="nlu_fallback",
+                           slots={"order_number": "104301", "order_eligible": True},
+                           customer="cust-anna")
+    tracker.latest_message["intent"]["confidence"] = 0.25
+
+    events, messages = await run(ValidateCancelOrderForm(), tracker)
+
+    assert events == [SlotSet("confirm", False)]
+    assert messages == []
+
+
+async def test_a_confident_other_intent_at_the_confirmation_is_not_read_as_a_no(
+        svc: Any) -> None:
+    tracker = form_tracker("cancel_order_form", {}, requested_slot="confirm",
+                           text="no wait, where is my refund for 104012", intent="track_refund",
+                           slots={"order_number": "104301", "order_eligible": True},
+                           customer="cust-anna")
+
+    events, _ = await run(ValidateCancelOrderForm(), tracker)
+
+    assert SlotSet("confirm", False) not in events
+
+
 async def test_a_marker_alone_is_no_refund_reason(svc: Any) -> None:
     tracker = form_tracker("refund_request_form", {}, requested_slot="refund_reason",
                            text="because", intent="out_of_scope",

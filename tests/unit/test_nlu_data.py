@@ -43,7 +43,7 @@ BITEXT_INTENTS = {
 EXTRA_INTENTS = {
     "greet", "goodbye", "thanks", "affirm", "deny", "bot_challenge", "out_of_scope",
     "request_callback", "cancel_callback", "reschedule_callback", "open_ticket",
-    "inform",
+    "inform", "email_transcript",
 }  # fmt: skip
 ENTITIES = {"order_number", "email", "phone", "time"}
 REGEX_ENTITIES = {"order_number", "email", "phone"}

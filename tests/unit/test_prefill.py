@@ -158,3 +158,20 @@ def test_a_change_with_only_or_not_is_a_change() -> None:
     assert detail("modify 104275: the linen shirt in white, not blue", rule, CONFIG) == \
         "The linen shirt in white, not blue"
     assert detail("change the size", rule, CONFIG) is None
+
+
+@pytest.mark.parametrize(("text", "answer"), [
+    ("no dont send it, found the email, it was used already", False),
+    ("nope", False),
+    ("Don't, I'll call instead", False),
+    ("yes please", True),
+    ("sure, go ahead", True),
+    ("not sure", None),  # "not" is no "no"
+    ("nothing else", None),
+    ("yesterday it arrived", None),  # whole words only
+    ("the blue one", None),
+])
+def test_an_unsure_reply_to_a_confirmation_starts_with_its_answer(text: str, answer: Any) -> None:
+    from bot.prefill import confirm_answer
+
+    assert confirm_answer(text, CONFIG) is answer
