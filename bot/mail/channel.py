@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any, Awaitable, Callable, Dict, Optional, Text
+from typing import Any, Awaitable, Callable, Dict, Optional, Text, Tuple
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import Blueprint, response
@@ -55,6 +55,15 @@ def _invalid() -> HTTPResponse:
                  "from us, exactly as it is.</p>")
 
 
+def _token_address(request: Request) -> Tuple[str, Optional[str]]:
+    """The link's token and the address it was signed for (None: forged or altered)."""
+    token = request.args.get("token") or ""
+    try:
+        return token, verify(token)
+    except InvalidToken:
+        return token, None
+
+
 def unsubscribe_blueprint(store: Callable[[], Awaitable[MailStore]],
                           name: str = "mail_webhook") -> Blueprint:
     """The unsubscribe routes (``store()`` opens the mail store on first use)."""
@@ -62,10 +71,8 @@ def unsubscribe_blueprint(store: Callable[[], Awaitable[MailStore]],
 
     @bp.route("/unsubscribe", methods=["GET"])
     async def confirm(request: Request) -> HTTPResponse:
-        token = request.args.get("token") or ""
-        try:
-            address = verify(token)
-        except InvalidToken:
+        token, address = _token_address(request)
+        if address is None:
             return _invalid()
         done = await (await store()).is_unsubscribed(address)
         if done:
@@ -81,10 +88,8 @@ def unsubscribe_blueprint(store: Callable[[], Awaitable[MailStore]],
 
     @bp.route("/unsubscribe", methods=["POST"])
     async def unsubscribe(request: Request) -> HTTPResponse:
-        token = request.args.get("token") or ""
-        try:
-            address = verify(token)
-        except InvalidToken:
+        _, address = _token_address(request)
+        if address is None:
             return _invalid()
         await (await store()).do_unsubscribe(address, source="one-click")
         return _page(200, "You are unsubscribed",

@@ -442,3 +442,36 @@ async def table_rows(engine: Any, model: Any, **where: Any) -> List[Dict[str, An
         query = query.where(table.c[column] == value)
     async with engine.connect() as connection:
         return [dict(row._mapping) for row in await connection.execute(query)]
+
+
+# ------------------------------------------------------------ action_route
+
+
+def triage(
+    intent: Any, confidence: float, category: str, route: str, priority: str, reasons: List[str]
+) -> Dict[str, Any]:
+    """The ``triage`` slot value action_route sets."""
+    return {
+        "intent": intent,
+        "confidence": confidence,
+        "category": category,
+        "route": route,
+        "priority": priority,
+        "reasons": reasons,
+    }
+
+
+def guided_resets(time: bool = False, order_number: bool = False) -> List[Dict[str, Any]]:
+    """The slots a guided flow resets; ``time``/``order_number``: the message names one."""
+    from rasa_sdk.events import SlotSet
+
+    return [
+        SlotSet("confirm", None),
+        SlotSet("change_request", None),
+        SlotSet("refund_reason", None),
+        SlotSet("ticket_summary", None),
+        SlotSet("prefilled", None),
+        *([] if time else [SlotSet("callback_time", None)]),
+        *([] if order_number else [SlotSet("order_number", None), SlotSet("order_eligible", None)]),
+        SlotSet("order_attempts", 0),
+    ]

@@ -11,6 +11,8 @@ from actions.session import ActionSessionStart
 from actions.triage import ActionRoute
 from tests.unit.actions_helpers import (
     action_env,
+    guided_resets,
+    triage,
     bot_message,
     dispatcher,
     domain,
@@ -25,33 +27,6 @@ PERSON = {"title": "Talk to a person", "payload": "/contact_human_agent"}
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with action_env(monkeypatch):
         yield
-
-
-def triage(
-    intent: Any, confidence: float, category: str, route: str, priority: str, reasons: List[str]
-) -> Dict[str, Any]:
-    return {
-        "intent": intent,
-        "confidence": confidence,
-        "category": category,
-        "route": route,
-        "priority": priority,
-        "reasons": reasons,
-    }
-
-
-def guided_resets(time: bool = False, order_number: bool = False) -> List[Dict[str, Any]]:
-    """The slots a guided flow resets; ``time``/``order_number``: the message names one."""
-    return [
-        SlotSet("confirm", None),
-        SlotSet("change_request", None),
-        SlotSet("refund_reason", None),
-        SlotSet("ticket_summary", None),
-        SlotSet("prefilled", None),
-        *([] if time else [SlotSet("callback_time", None)]),
-        *([] if order_number else [SlotSet("order_number", None), SlotSet("order_eligible", None)]),
-        SlotSet("order_attempts", 0),
-    ]
 
 
 async def route(**tracker: Any) -> Any:

@@ -18,7 +18,9 @@ from tests.unit.actions_helpers import (
     dispatcher,
     domain,
     entity,
+    guided_resets,
     make_tracker,
+    triage,
     user_event,
 )
 
@@ -41,27 +43,15 @@ def answer(article_id: str) -> Dict[str, Any]:
                        custom={"format": "markdown", "markdown": article.body})
 
 
-def summary(intent: str, confidence: float, category: str, route: str, priority: str,
-            reasons: List[str]) -> Dict[str, Any]:
-    return {"intent": intent, "confidence": confidence, "category": category, "route": route,
-            "priority": priority, "reasons": reasons}
-
-
-def guided(flow: str, triage: Dict[str, Any], order_number: bool) -> List[Any]:
+def guided(flow: str, summary: Dict[str, Any], order_number: bool) -> List[Any]:
+    """The events of action_route starting ``flow`` (the message names no time)."""
     return [
         SlotSet("route", "guided"),
         SlotSet("flow", flow),
-        SlotSet("triage", triage),
+        SlotSet("triage", summary),
         SlotSet("failed_turns", 0),
-        SlotSet("flow_triage", triage),
-        SlotSet("confirm", None),
-        SlotSet("change_request", None),
-        SlotSet("refund_reason", None),
-        SlotSet("ticket_summary", None),
-        SlotSet("prefilled", None),
-        SlotSet("callback_time", None),
-        *([] if order_number else [SlotSet("order_number", None), SlotSet("order_eligible", None)]),
-        SlotSet("order_attempts", 0),
+        SlotSet("flow_triage", summary),
+        *guided_resets(order_number=order_number),
     ]
 
 
@@ -81,7 +71,7 @@ async def test_a_question_besides_a_flow_is_answered_before_the_flow_starts() ->
     )
 
     assert events == guided(
-        "track_order", summary("track_order", 0.97, "ORDER", "guided", "normal", []),
+        "track_order", triage("track_order", 0.97, "ORDER", "guided", "normal", []),
         order_number=True)
     assert messages == [answer("payment-methods")]
 
@@ -96,7 +86,7 @@ async def test_a_question_first_then_a_flow_answers_and_runs_the_flow() -> None:
     )
 
     assert events == guided(
-        "track_order", summary("track_order", 0.99, "ORDER", "guided", "normal", []),
+        "track_order", triage("track_order", 0.99, "ORDER", "guided", "normal", []),
         order_number=True)
     assert messages == [answer("payment-methods")]
 
@@ -112,7 +102,7 @@ async def test_two_questions_are_both_answered_in_their_order() -> None:
     assert events == [
         SlotSet("route", "self_service"),
         SlotSet("flow", None),
-        SlotSet("triage", summary("check_payment_methods", 0.94, "PAYMENT", "self_service",
+        SlotSet("triage", triage("check_payment_methods", 0.94, "PAYMENT", "self_service",
                                   "low", [])),
         SlotSet("failed_turns", 0),
     ]
@@ -129,7 +119,7 @@ async def test_a_message_not_understood_whole_is_led_by_its_flow_request() -> No
     )
 
     assert events == guided(
-        "track_refund", summary("track_refund", 1.0, "REFUND", "guided", "normal", []),
+        "track_refund", triage("track_refund", 1.0, "REFUND", "guided", "normal", []),
         order_number=False)
     assert messages == [answer("refund-policy")]
 
@@ -148,7 +138,7 @@ async def test_an_order_number_fallback_does_not_hide_the_requests() -> None:
     )
 
     assert events == guided(
-        "cancel_order", summary("cancel_order", 1.0, "ORDER", "guided", "normal", []),
+        "cancel_order", triage("cancel_order", 1.0, "ORDER", "guided", "normal", []),
         order_number=True)
     assert messages == [answer("cancellation-fees")]
 
@@ -164,7 +154,7 @@ async def test_statements_in_a_description_are_not_answered_as_questions() -> No
     )
 
     assert events == guided(
-        "create_ticket", summary("open_ticket", 0.96, "OTHER", "guided", "normal", []),
+        "create_ticket", triage("open_ticket", 0.96, "OTHER", "guided", "normal", []),
         order_number=False)
     assert messages == []
 
@@ -224,7 +214,7 @@ async def test_status_typed_after_a_refund_status_quick_reply_means_the_refund()
         intent="track_order", confidence=0.99, events=events)
 
     assert result == guided(
-        "track_refund", summary("track_refund", 0.99, "REFUND", "guided", "normal", []),
+        "track_refund", triage("track_refund", 0.99, "REFUND", "guided", "normal", []),
         order_number=False)
     assert messages == []
 
