@@ -1,4 +1,4 @@
-"""The unsubscribe routes on a real Sanic server (GET: confirmation page, POST: one click,
+"""The unsubscribe routes on the real Rasa server (bot.mail.channel.MailInput) (GET: confirmation page, POST: one click,
 RFC 8058), then nothing more is sent to the address."""
 from __future__ import annotations
 
@@ -10,36 +10,30 @@ import aiohttp
 import pytest
 
 from bot.mail import tokens
-from tests.mail.conftest import SmtpServer, free_port
+from tests.mail.conftest import SmtpServer
 
 ANNA = "anna@example.com"
 
 
+#: MAIL_UNSUBSCRIBE_SECRET of the test process (tests/mail/conftest.py) and of the bot.
+SECRET = "test-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def mail_bot(bot_factory: Any) -> Any:
+    """The real Rasa server, whose credentials.yml serves /webhooks/mail/ (MailInput)."""
+    return bot_factory.start("mail-routes", env={"MAIL_UNSUBSCRIBE_SECRET": SECRET})
+
+
 @pytest.fixture
-async def routes(stores: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    from sanic import Sanic
+def db_url(mail_bot: Any) -> str:
+    """The stores of these tests are the bot's own support database."""
+    return mail_bot.support_db_url
 
-    from bot.mail.channel import unsubscribe_blueprint
 
-    # Sanic 21.12 rewrites its request handler once per app unless in test mode (a second
-    # app in one process then fails with KeyError 'connection_task')
-    monkeypatch.setattr(Sanic, "test_mode", True)
-
-    mail = stores[3]
-
-    async def store() -> Any:
-        return mail
-
-    app = Sanic(f"mail_test_{uuid.uuid4().hex[:8]}")
-    app.blueprint(unsubscribe_blueprint(store), url_prefix="/webhooks/mail")
-    port = free_port()
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
-                                     access_log=False)
-    await server.startup()
-    try:
-        yield f"http://127.0.0.1:{port}/webhooks/mail/unsubscribe"
-    finally:
-        await server.close()
+@pytest.fixture
+def routes(mail_bot: Any) -> str:
+    return f"{mail_bot.rasa_url}/webhooks/mail/unsubscribe"
 
 
 async def _call(method: str, url: str, **kwargs: Any) -> Tuple[int, str]:
@@ -75,13 +69,15 @@ async def test_get_confirms_post_unsubscribes_then_nothing_is_sent(
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_a_forged_or_altered_token_is_refused_with_a_clear_error(
         routes: str, stores: Any, method: str) -> None:
-    forged = tokens.sign(ANNA, secret="not-our-secret")
-    good = tokens.sign(ANNA)
-    altered = tokens.sign("ben@example.com").split(".")[0] + "." + good.split(".")[1]
+    # addresses of their own: the bot's database is shared by this module's tests
+    victim, other = (f"{name}-{uuid.uuid4().hex[:8]}@example.com" for name in ("anna", "ben"))
+    forged = tokens.sign(victim, secret="not-our-secret")
+    good = tokens.sign(victim)
+    altered = tokens.sign(other).split(".")[0] + "." + good.split(".")[1]
     for token in (forged, altered, "garbage", ""):
         status, page = await _call(method, f"{routes}?token={quote(token)}")
         assert status == 400, token
         assert "This unsubscribe link is not valid" in page and "invalid_token" in page
         assert "Nothing was changed" in page
-    assert not await stores[3].is_unsubscribed(ANNA)
-    assert not await stores[3].is_unsubscribed("ben@example.com")
+    assert not await stores[3].is_unsubscribed(victim)
+    assert not await stores[3].is_unsubscribed(other)
