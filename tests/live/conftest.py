@@ -16,7 +16,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Set, Tuple
 
 import pytest
 import requests
@@ -46,15 +46,22 @@ def second_rasa(bot: BotServers, label: str) -> BotServers:
         rasa_log=bot.rasa_log.with_name(f"rasa-{label}.log"), _rasa=None, _actions=None,
         _http=requests.Session())
     other.start_rasa()
-    deadline = time.monotonic() + 180
-    while not other._ready(f"{other.rasa_url}/status", token=other.token):
-        if other._rasa is not None and other._rasa.poll() is not None:
-            pytest.fail(f"Rasa process {label} exited during start-up.\n{other.logs()}",
+    _wait_until(other, label, "ready", 180.0, 0.5,
+                lambda: other._ready(f"{other.rasa_url}/status", token=other.token))
+    return other
+
+
+def _wait_until(bot: Any, label: str, what: str, timeout: float, step: float,
+                done: Callable[[], bool]) -> None:
+    """Wait until ``done()``; fail (with the logs) if the Rasa process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if bot._rasa is not None and bot._rasa.poll() is not None:
+            pytest.fail(f"Rasa process {label} exited during start-up.\n{bot.logs()}",
                         pytrace=False)
         if time.monotonic() > deadline:
-            pytest.fail(f"Rasa process {label} not ready.\n{other.logs()}", pytrace=False)
-        time.sleep(0.5)
-    return other
+            pytest.fail(f"Rasa process {label} not {what}.\n{bot.logs()}", pytrace=False)
+        time.sleep(step)
 
 
 def _tcp_sockets() -> List[Tuple[int, int, str, str]]:
@@ -123,14 +130,7 @@ def same_port_rasa(bot: BotServers, label: str, wait: bool = True) -> BotServers
 def wait_listening(bot: BotServers, label: str, timeout: float = 180.0) -> None:
     """Wait until ``bot``'s Rasa process listens on its port; fail if it exits."""
     port = int(bot.rasa_url.rsplit(":", 1)[1])
-    deadline = time.monotonic() + timeout
-    while not listens(bot.rasa_pid, port):
-        if bot._rasa is not None and bot._rasa.poll() is not None:
-            pytest.fail(f"Rasa process {label} exited during start-up.\n{bot.logs()}",
-                        pytrace=False)
-        if time.monotonic() > deadline:
-            pytest.fail(f"Rasa process {label} not listening.\n{bot.logs()}", pytrace=False)
-        time.sleep(0.3)
+    _wait_until(bot, label, "listening", timeout, 0.3, lambda: listens(bot.rasa_pid, port))
 
 
 @pytest.fixture(scope="module")
