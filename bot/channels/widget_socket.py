@@ -32,6 +32,41 @@ __all__ = ["WidgetSocketSession"]
 logger = logging.getLogger("bot.channels.widget")  # the channel logs under one name
 
 
+DRAIN_SECONDS = 2.0
+"""How long a socket the server closed is still read (and what it sends dropped) while
+waiting for the client's close frame."""
+
+
+async def _drain_until_closed(ws: Any, seconds: float) -> None:
+    """Read and drop frames until the client answers the close frame (or ``seconds`` pass).
+
+    RFC 6455 (7.1.1): an endpoint that sent Close goes on reading until the peer's Close.
+    Without it, a client still flooding the socket leaves unread data in the server's
+    receive buffer; closing the TCP connection then sends a reset, which can destroy the
+    close frame (and the error before it) in the client's buffer: it sees 1006, not the
+    close code the server sent.
+    """
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await ws.recv(timeout=remaining)
+    except asyncio.CancelledError:
+        # Sanic cancels a waiting recv when the peer's close frame arrives
+        if _state_name(ws) != "CLOSED":
+            raise
+    except Exception:  # noqa: BLE001 - the close handshake finished (or the peer vanished)
+        return
+
+
+def _state_name(ws: Any) -> str:
+    """The protocol state of a Sanic WebSocket (``OPEN``, ``CLOSING``, ``CLOSED``)."""
+    state = getattr(getattr(ws, "connection", None), "state", None)
+    return str(getattr(state, "name", state))
+
+
 class WidgetSocketSession:
     """The WebSocket side of the widget channel (a mixin of ``WidgetInput``)."""
 
@@ -105,6 +140,7 @@ class WidgetSocketSession:
                     continue
                 if connection.frames is not None and not connection.frames.take():
                     await self._rate_limited(connection)
+                    await _drain_until_closed(ws, DRAIN_SECONDS)
                     break
                 if len(raw) > self.config.max_frame_bytes:  # the socket refuses these first
                     await connection.close(1009, "frame_too_large")
