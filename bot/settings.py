@@ -144,6 +144,8 @@ class Settings:
     limiter_max_keys: int = 10000
     # --- email to customers (bot/mail, docs/email.md; issue 16) ---
     mail: Optional["MailSettings"] = None  # None only in Settings built by hand (tests)
+    # --- photos and PDFs in the chat (bot/attachments, docs/widget-protocol.md; issue 16) ---
+    attachments: Optional["AttachmentSettings"] = None  # None only in Settings built by hand
     # --- live events across processes (bot/live.py, bot/live_redis.py; issue 14) ---
     redis_url: Optional[str] = None  # REDIS_URL: the bus is Redis pub/sub; None: in-process
     live_prefix: str = "northwind"  # REDIS_KEY_PREFIX: channel and presence key prefix
@@ -357,6 +359,86 @@ def _mail_settings(var_dir: Path, demo_port: int, public_url: str) -> MailSettin
     )
 
 
+@dataclass(frozen=True)
+class AttachmentSettings:
+    """Photos and PDFs in the chat (``bot.attachments``, docs/widget-protocol.md)."""
+
+    max_bytes: int  # ATTACHMENT_MAX_BYTES: largest upload (refused while it is read)
+    max_pixels: int  # ATTACHMENT_MAX_PIXELS: largest image (width x height)
+    thumb_px: int  # ATTACHMENT_THUMB_PX: longest side of a thumbnail
+    upload_rate: int  # ATTACHMENT_UPLOAD_RATE: uploads per user (customer, agent) per minute
+    storage: str  # ATTACHMENT_STORAGE: local (a directory) or s3 (an S3-compatible store)
+    local_dir: Path  # ATTACHMENT_DIR: the local store's directory
+    s3_bucket: Optional[str]  # ATTACHMENT_S3_BUCKET
+    s3_prefix: str  # ATTACHMENT_S3_PREFIX: key prefix inside the bucket
+    s3_endpoint_url: Optional[str]  # ATTACHMENT_S3_ENDPOINT_URL (MinIO, R2, ...; None: AWS)
+    s3_region: Optional[str]  # ATTACHMENT_S3_REGION
+    s3_access_key_id: Optional[str]  # ATTACHMENT_S3_ACCESS_KEY_ID (None: boto3's chain)
+    s3_secret_access_key: Optional[str]  # ATTACHMENT_S3_SECRET_ACCESS_KEY(_FILE)
+
+
+def _attachment_settings(var_dir: Path) -> AttachmentSettings:
+    storage = _choice("ATTACHMENT_STORAGE", "local", ("local", "s3"))
+    bucket = os.environ.get("ATTACHMENT_S3_BUCKET", "").strip() or None
+    if storage == "s3" and bucket is None:
+        raise ValueError("ATTACHMENT_STORAGE=s3 needs ATTACHMENT_S3_BUCKET.")
+    return AttachmentSettings(
+        max_bytes=_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
+        max_pixels=_int("ATTACHMENT_MAX_PIXELS", 40_000_000, minimum=10_000),
+        thumb_px=_int("ATTACHMENT_THUMB_PX", 320, minimum=32),
+        upload_rate=_int("ATTACHMENT_UPLOAD_RATE", 10),
+        storage=storage,
+        local_dir=Path(_env("ATTACHMENT_DIR", str(var_dir / "attachments"))).expanduser()
+        .resolve(),
+        s3_bucket=bucket,
+        s3_prefix=_env("ATTACHMENT_S3_PREFIX", "attachments/").strip().lstrip("/"),
+        s3_endpoint_url=os.environ.get("ATTACHMENT_S3_ENDPOINT_URL", "").strip() or None,
+        s3_region=os.environ.get("ATTACHMENT_S3_REGION", "").strip() or None,
+        s3_access_key_id=os.environ.get("ATTACHMENT_S3_ACCESS_KEY_ID", "").strip() or None,
+        s3_secret_access_key=_secret("ATTACHMENT_S3_SECRET_ACCESS_KEY",
+                                     var_dir / "attachment_s3_secret"),
+    )
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """Web Push notifications to agents (``bot.push``, docs/agent-console.md "Push")."""
+
+    enabled: bool  # PUSH_ENABLED (default: on when both VAPID keys are set)
+    vapid_private_key: Optional[str]  # VAPID_PRIVATE_KEY(_FILE): raw P-256 key, base64url
+    vapid_public_key: Optional[str]  # VAPID_PUBLIC_KEY(_FILE): uncompressed point, base64url
+    vapid_subject: str  # VAPID_SUBJECT: mailto: or https: contact for the push services
+    ttl: int  # PUSH_TTL: seconds a push service keeps an undelivered notification
+    timeout: float  # PUSH_TIMEOUT: seconds per POST to a push service
+    max_attempts: int  # PUSH_MAX_ATTEMPTS per notification before it is marked failed
+    backoff_base: float  # PUSH_BACKOFF_BASE: first retry after this many seconds (doubling)
+    backoff_max: float  # PUSH_BACKOFF_MAX: longest wait between two tries
+    poll_interval: float  # PUSH_POLL_INTERVAL: how often the sender looks for due rows
+    lease: float  # PUSH_LEASE: seconds a sending process owns a claimed row
+    allowed_hosts: Tuple[str, ...]  # PUSH_ALLOWED_HOSTS: push service hosts (``*.`` prefix)
+
+
+def _push_settings(var_dir: Path) -> PushSettings:
+    private = _secret("VAPID_PRIVATE_KEY", var_dir / "vapid_private_key")
+    public = _secret("VAPID_PUBLIC_KEY", var_dir / "vapid_public_key")
+    return PushSettings(
+        enabled=_flag("PUSH_ENABLED", bool(private and public)),
+        vapid_private_key=private,
+        vapid_public_key=public,
+        vapid_subject=_env("VAPID_SUBJECT", "mailto:support@northwind.example").strip(),
+        ttl=_int("PUSH_TTL", 3600, minimum=0),
+        timeout=_float("PUSH_TIMEOUT", 10.0, minimum=0.1),
+        max_attempts=_int("PUSH_MAX_ATTEMPTS", 5),
+        backoff_base=_float("PUSH_BACKOFF_BASE", 5.0, minimum=0.01),
+        backoff_max=_float("PUSH_BACKOFF_MAX", 600.0, minimum=0.01),
+        poll_interval=_float("PUSH_POLL_INTERVAL", 2.0, minimum=0.05),
+        lease=_float("PUSH_LEASE", 60.0, minimum=1.0),
+        allowed_hosts=tuple(h.lower() for h in _list(
+            "PUSH_ALLOWED_HOSTS", "fcm.googleapis.com,*.push.services.mozilla.com,"
+            "*.notify.windows.com,*.push.apple.com")),
+    )
+
+
 def _redis_url() -> Optional[str]:
     """``REDIS_URL`` (``redis://[:password@]host:port/db``, ``rediss://`` or ``unix://``)."""
     value = os.environ.get("REDIS_URL", "").strip()
@@ -505,6 +587,7 @@ def get_settings() -> Settings:
         limiter_max_keys=_int("LIMITER_MAX_KEYS", 10000, minimum=100),
         mail=_mail_settings(var_dir, _int("DEMO_PORT", 8080),
                             _env("WIDGET_PUBLIC_URL", "http://localhost:5005").rstrip("/")),
+        attachments=_attachment_settings(var_dir),
     )
 
 

@@ -80,6 +80,7 @@ WIDGET_TEST_ENV: Dict[str, str] = {
     "WIDGET_MAX_FRAME_BYTES": "8192",
     "WIDGET_TOKEN_WARNING": "60",
     "WIDGET_TYPING_INTERVAL": "2",
+    "ATTACHMENT_MAX_BYTES": "1048576",  # 1 MB: the oversized upload test stays small
 }
 
 #: The metadata an app would send with every message of Anna's conversation.

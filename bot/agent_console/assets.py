@@ -20,7 +20,7 @@ ASSETS = {
     "console.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
 
 

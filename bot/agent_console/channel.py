@@ -44,6 +44,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.agent_console.assets import ASSETS, serve_asset
+from bot.attachments.console_routes import ConsoleAttachments
 from bot.agent_console.connection import SEND_QUEUE, SEND_TIMEOUT, AgentConnection
 from bot.agent_console.live_feed import ConsoleLiveFeed, TicketState
 from bot.agent_console.live_socket import ConsoleSocket
@@ -107,6 +108,7 @@ class AgentConsoleInput(
         self._login_throttle = LoginThrottle(
             config.login_rate, config.login_account_failures, config.login_backoff_max,
             config.limiter_max_keys)
+        self.attachments = ConsoleAttachments(self)  # photos and PDFs (bot/attachments)
 
     @classmethod
     def name(cls) -> Text:
@@ -203,6 +205,8 @@ class AgentConsoleInput(
         async def websocket(request: Request, ws: Any) -> None:
             await self._serve_socket(request, ws)
 
+        self.attachments.register(bp)  # /api/tickets/<ref>/attachments, /api/attachments/<id>
+
         return bp
 
     def _bind(self, handler: Callable[[Request, AgentView], Awaitable[Any]]) -> Any:
@@ -231,3 +235,4 @@ class AgentConsoleInput(
             if store is not None:
                 await store.dispose()
         self._agents = self._chat = None
+        self.attachments.reset()

@@ -137,10 +137,12 @@ class ConsoleTicketRoutes:
         from bot.live import bus
 
         body = read_body(request)
-        text = str_field(body, "text")
+        extra = await self.attachments.reply_extra(agent, reference, body)  # photos, files
+        text = str_field(body, "text", required=extra is None)
         client_id = str_field(body, "client_id", required=False, max_chars=64)
         agents, _ = await self.stores()
-        message = await agents.do_agent_message(reference, agent, text or "", client_id=client_id)
+        message = await agents.do_agent_message(reference, agent, text or "", client_id=client_id,
+                                                extra=extra)
         wire = message.to_wire()
         await bus().publish("agent.message",
                             {"conversation_id": message.conversation_id, "message": wire})

@@ -54,6 +54,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.attachments.widget_routes import WidgetAttachments
 from bot.channels.agent_bridge import AgentBridge
 from bot.channels.auth import TokenVerifier, verifier_from_settings
 from bot.channels.hub import Hub, RateLimiter
@@ -122,6 +123,7 @@ class WidgetInput(
         self._app: Any = None
         self._on_new_message: Optional[OnNewMessage] = None
         self._call_subscribed = False
+        self.attachments = WidgetAttachments(self)  # photos and PDFs (bot/attachments)
 
     @classmethod
     def name(cls) -> Text:
@@ -164,6 +166,7 @@ class WidgetInput(
             turn_backoff=settings.widget_turn_backoff,
             send_queue=settings.widget_send_queue,
             send_timeout=settings.widget_send_timeout,
+            attachment_max_bytes=settings.attachments.max_bytes,
         )
         return cls(verifier, config, settings.support_db_url)
 
@@ -284,6 +287,7 @@ class WidgetInput(
         async def websocket(request: Request, ws: Any) -> None:
             await self._serve_socket(request, ws)
 
+        self.attachments.register(bp)  # POST /attachments, GET /attachments/<id>[/thumb]
         return bp
 
 

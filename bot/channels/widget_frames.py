@@ -37,8 +37,9 @@ class WidgetFrameHandlers:
             raise ClientError(
                 "bad_request", "client_id must be 1-64 characters of A-Za-z0-9_.:-."
             )
-        text = frame.get("text")
-        if not isinstance(text, str) or not text.strip():
+        attachments = await self.attachments.message_refs(connection, frame, client_id)
+        text = frame.get("text", "" if attachments else None)  # a photo needs no words
+        if not isinstance(text, str) or not (text.strip() or attachments):
             raise ClientError("bad_request", "text must be a non-empty string.", client_id=client_id)
         text = text.strip()
         if len(text) > self.config.max_message_chars:
@@ -78,7 +79,8 @@ class WidgetFrameHandlers:
             )
         try:
             result = await chat.do_store_customer_message(
-                connection.conversation_id, client_id, text, payload
+                connection.conversation_id, client_id, text, payload,
+                extra={"attachments": attachments} if attachments else None,
             )
         except LookupError:
             raise

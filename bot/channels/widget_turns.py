@@ -21,6 +21,7 @@ from bot import db
 from bot.channels.auth import Customer
 from bot.channels.text import as_free_text
 from bot.channels.widget_output import WidgetOutput
+from bot.attachments.turns import answer_attachment_only
 from bot.channels.widget_wire import ClientError, push_everywhere
 from bot.messages import notice
 from bot.support.chat import MessageView, TurnClaim
@@ -207,6 +208,9 @@ class WidgetBotTurns:
                 {"type": "receipt", "ids": [message.id], "status": "delivered"})
             if claim.conversation.with_person:  # the bot is silent; the agent gets it
                 await self._finish(claim, "delivered")
+                return None
+            if await answer_attachment_only(self, claim):  # a photo without words
+                await self._finish(claim, "read")
                 return None
             output = WidgetOutput(self, reply_to=message.id)
             await push_everywhere(self.hub, conversation_id,

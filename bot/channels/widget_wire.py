@@ -107,6 +107,7 @@ class WidgetConfig:
     turn_backoff: float = 2.0
     send_queue: int = 256
     send_timeout: float = 10.0
+    attachment_max_bytes: int = 10 * 1024 * 1024  # ATTACHMENT_MAX_BYTES (bot/attachments)
 
     def limits(self) -> Dict[str, Any]:
         """The limits a client is told about."""
@@ -120,6 +121,7 @@ class WidgetConfig:
             "frame_rate": self.frame_rate,
             "frame_burst": self.frame_burst,
             "auth_timeout": self.auth_timeout,
+            "attachment_max_bytes": self.attachment_max_bytes,
         }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import bot.attachments.models  # noqa: F401 - its tables are in Base.metadata too
 import bot.mail.models  # noqa: F401 - its tables are in Base.metadata too
 import bot.twilio.models  # noqa: F401 - its tables are in Base.metadata too
 from bot.support.models import Base

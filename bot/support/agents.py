@@ -475,6 +475,7 @@ class AgentStore(StoreBase):
 
     async def do_agent_message(
         self, reference: str, agent: AgentView, text: str, client_id: Optional[str] = None,
+        extra: Optional[Dict[str, Any]] = None,
     ) -> MessageView:
         """Store an agent's reply to the customer; sets the ticket's first response time.
 
@@ -486,7 +487,7 @@ class AgentStore(StoreBase):
             StateError: The ticket is not assigned.
         """
         text = (text or "").strip()
-        if not text or len(text) > MAX_REPLY_CHARS:
+        if (not text and not extra) or len(text) > MAX_REPLY_CHARS:  # extra: attachments
             raise ValueError(f"A reply needs 1-{MAX_REPLY_CHARS} characters.")
         now = db.utcnow()
         async with db.write_session(self._sessions) as session:
@@ -502,7 +503,7 @@ class AgentStore(StoreBase):
             row = ChatMessage(conversation_pk=conversation.id, session=conversation.session,
                               client_id=client_id, sender="agent",
                               sender_name=agent.display_name, author_id=str(agent.id),
-                              text=text, status="sent", created_at=now)
+                              text=text, status="sent", created_at=now, extra=extra or None)
             session.add(row)
             conversation.last_message_at = now
             first = ticket.first_response_at is None

@@ -158,9 +158,12 @@ class MessageView:
             "session": self.session,
             "created_at": _iso(self.created_at),
         }
-        extra = {k: v for k, v in self.extra.items() if k not in ("blocks", "markdown")}
+        extra = {k: v for k, v in self.extra.items()
+                 if k not in ("blocks", "markdown", "attachments")}
         if self.extra.get("blocks"):
             wire["blocks"] = self.extra["blocks"]
+        if self.extra.get("attachments"):  # photos and files (bot.attachments)
+            wire["attachments"] = self.extra["attachments"]
         if extra:
             wire["extra"] = extra
         return wire
@@ -385,11 +388,13 @@ class ChatStore(StoreBase):
         client_id: str,
         text: str,
         payload: Optional[str] = None,
+        extra: Optional[Mapping[str, Any]] = None,
     ) -> StoredMessage:
         """Store a customer message once per ``client_id`` (status ``received``).
 
         A second call with the same ``client_id`` stores nothing and returns the
-        first message with ``duplicate=True``.
+        first message with ``duplicate=True``. ``extra``: ``{"attachments": [...]}`` of a
+        message with photos or files (:mod:`bot.attachments`).
         """
         now = db.utcnow()
         try:
@@ -399,7 +404,7 @@ class ChatStore(StoreBase):
                     insert(_MESSAGES).values(
                         conversation_pk=pk, session=number, client_id=client_id,
                         sender="customer", text=text, payload=payload, status="received",
-                        created_at=now,
+                        extra=dict(extra) if extra else None, created_at=now,
                     )
                 )
                 await session.execute(
@@ -412,7 +417,8 @@ class ChatStore(StoreBase):
                 view = MessageView(
                     id=result.inserted_primary_key[0], conversation_id=conversation_id,
                     session=number, client_id=client_id, sender="customer", sender_name=None,
-                    text=text, payload=payload, buttons=[], extra={}, status="received",
+                    text=text, payload=payload, buttons=[], extra=dict(extra or {}),
+                    status="received",
                     created_at=now, delivered_at=None, read_at=None,
                 )
         except IntegrityError:  # this client_id is stored already (a resend): answer once

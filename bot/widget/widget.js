@@ -512,11 +512,12 @@
       return {
         client_id: entry.client_id, sender: 'customer', text: entry.text,
         status: 'pending', created_at: entry.created_at, local: true,
+        ...(entry.refs ? { attachments: entry.refs } : {}),
       };
     }
 
     transmit(entry) {
-      this.send({ type: 'message', client_id: entry.client_id, text: entry.text, ...(entry.payload ? { payload: entry.payload } : {}) });
+      this.send({ type: 'message', client_id: entry.client_id, text: entry.text, ...(entry.payload ? { payload: entry.payload } : {}), ...(entry.attachments ? { attachments: entry.attachments } : {}) });
     }
 
     dropFromOutbox(clientId) {
@@ -540,6 +541,120 @@
       this.transmit(entry);
       this.scrollDown(true);
       return true;
+    }
+
+    // ------------------------------------------------------------------ attachments
+    // A photo or PDF goes over HTTP (POST /attachments, raw body, the customer's token), not
+    // the socket; the message that carries it is then an ordinary message frame naming the
+    // upload (docs/widget-protocol.md, "Attachments"). Files are fetched with the token and
+    // shown from blob: URLs (an <img src> cannot send the Authorization header).
+
+    attachControl() {
+      this.fileInput = h('input', {
+        type: 'file', class: 'sw-file', hidden: true, tabindex: '-1', 'aria-hidden': 'true',
+        accept: 'image/jpeg,image/png,image/webp,image/gif,application/pdf',
+        onchange: () => {
+          const file = this.fileInput.files && this.fileInput.files[0];
+          this.fileInput.value = '';
+          if (file) this.sendFile(file);
+        },
+      });
+      const svg = doc.createElementNS(SVG, 'svg');
+      svg.setAttribute('viewBox', '0 0 24 24');
+      svg.setAttribute('aria-hidden', 'true');
+      svg.setAttribute('class', 'sw-icon');
+      const path = doc.createElementNS(SVG, 'path');
+      path.setAttribute('d', 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z');
+      svg.appendChild(path);
+      this.attachBtn = h('button', {
+        type: 'button', class: 'sw-icon-btn sw-attach', 'aria-label': 'Send a photo or PDF',
+        title: 'Send a photo or PDF', onclick: () => this.fileInput.click(),
+      }, svg);
+      return h('span', { class: 'sw-attach-wrap' }, [this.fileInput, this.attachBtn]);
+    }
+
+    async sendFile(file) {
+      if (!this.sub || this.state === 'unavailable') return false;
+      const max = this.limits.attachment_max_bytes || 10485760;
+      if (file.size > max) {
+        this.notice('Files can be at most ' + Math.round(max / 1048576 * 10) / 10 + ' MB.');
+        return false;
+      }
+      this.attachBtn.disabled = true;
+      this.attachBtn.classList.add('sw-busy');
+      try {
+        const res = await fetch(this.server + PREFIX + '/attachments?name=' + encodeURIComponent(file.name || ''), {
+          method: 'POST', body: file, credentials: 'omit',
+          headers: { Authorization: 'Bearer ' + this.token, 'Content-Type': 'application/octet-stream' },
+        });
+        const body = await res.json().catch(() => ({}));
+        if (!res.ok) {
+          this.notice((body.error && body.error.message) || 'The file could not be sent.');
+          return false;
+        }
+        const ref = body.attachment;
+        const entry = { client_id: uuid(), text: '', attachments: [ref.id], refs: [ref], created_at: new Date().toISOString() };
+        this.outbox.push(entry);
+        save('outbox:' + this.sub, this.outbox);
+        this.upsert(this.localMessage(entry));
+        this.transmit(entry);
+        this.scrollDown(true);
+        return true;
+      } catch (e) {
+        this.notice('The file could not be sent. Check your connection and try again.');
+        return false;
+      } finally {
+        this.attachBtn.disabled = false;
+        this.attachBtn.classList.remove('sw-busy');
+      }
+    }
+
+    /** The bytes of an attachment (or its thumbnail) as a blob: URL, fetched once. */
+    async attachmentUrl(ref, thumb) {
+      this.blobs = this.blobs || new Map();
+      const key = ref.id + (thumb ? ':t' : '');
+      if (!this.blobs.has(key)) {
+        this.blobs.set(key, (async () => {
+          const res = await fetch(this.server + PREFIX + '/attachments/' + encodeURIComponent(ref.id) + (thumb ? '/thumb' : ''), {
+            headers: { Authorization: 'Bearer ' + this.token }, credentials: 'omit',
+          });
+          if (!res.ok) throw new Error('HTTP ' + res.status);
+          return URL.createObjectURL(await res.blob());
+        })());
+        this.blobs.get(key).catch(() => this.blobs.delete(key));
+      }
+      return this.blobs.get(key);
+    }
+
+    async openAttachment(ref) {
+      try {
+        const url = await this.attachmentUrl(ref, false);
+        const a = h('a', { href: url, target: '_blank', rel: 'noopener', download: ref.kind === 'pdf' ? ref.name : null });
+        this.root.appendChild(a);
+        a.click();
+        a.remove();
+      } catch (e) {
+        this.notice('The file could not be opened.');
+      }
+    }
+
+    attachmentList(msg) {
+      const refs = Array.isArray(msg.attachments) ? msg.attachments.filter((r) => r && typeof r.id === 'string') : [];
+      if (!refs.length) return null;
+      return h('div', { class: 'sw-atts' }, refs.map((ref) => {
+        const name = String(ref.name || 'file');
+        if (ref.kind === 'image' && ref.thumb) {
+          const img = h('img', { class: 'sw-att-thumb', alt: name, width: ref.thumb_width || null, height: ref.thumb_height || null });
+          this.attachmentUrl(ref, true).then((url) => { img.src = url; }, () => img.classList.add('sw-att-missing'));
+          return h('button', { type: 'button', class: 'sw-att sw-att-image', 'aria-label': 'Open ' + name, onclick: () => this.openAttachment(ref) }, img);
+        }
+        const size = ref.size > 1048576 ? (Math.round(ref.size / 104857.6) / 10) + ' MB' : Math.max(1, Math.round((ref.size || 0) / 1024)) + ' KB';
+        return h('button', { type: 'button', class: 'sw-att sw-att-file', onclick: () => this.openAttachment(ref) }, [
+          h('span', { class: 'sw-att-kind', 'aria-hidden': 'true', text: ref.kind === 'pdf' ? 'PDF' : 'FILE' }),
+          h('span', { class: 'sw-att-name', text: name }),
+          h('span', { class: 'sw-att-size', text: size }),
+        ]);
+      }));
     }
 
     /** Insert or update a message (server object or local pending one). */
@@ -612,6 +727,7 @@
         system ? null : h('div', { class: 'sw-sender' }, who),
         h('div', { class: 'sw-bubble' }, [
           h('span', { class: 'sw-text', text: String(msg.text || '') }),
+          this.attachmentList(msg),
           // the text is the short answer; the rich content (a FAQ article) unfolds below it
           rich && msg.text ? h('details', { class: 'sw-rich-more' }, [
             h('summary', {}, 'Read more'), h('div', { class: 'sw-rich' }, richBlocks(rich, 3)),
@@ -1017,6 +1133,7 @@
         }
       });
       this.composer = h('form', { class: 'sw-composer', onsubmit: (e) => { e.preventDefault(); this.submit(); } }, [
+        this.attachControl(),
         this.input,
         h('button', { type: 'submit', class: 'sw-icon-btn sw-send', 'aria-label': 'Send message' }, icon('send')),
       ]);

@@ -547,3 +547,53 @@ def test_a_refused_origin_shows_chat_unavailable(desktop: Any) -> None:
     expect(dialog.locator(".sw-status")).to_have_text("Chat unavailable")
     page.wait_for_timeout(2500)  # longer than the first reconnect delay: none happens
     assert [f["type"] for f in frames] == ["hello"]
+
+
+def test_a_photo_and_a_pdf_are_sent_and_shown(phone: Any, screenshots: Path) -> None:
+    """The paper clip uploads over HTTP; the photo shows as its thumbnail (fetched with the
+    token into a blob: URL), the PDF as a file chip; a disguised file is refused."""
+    from playwright.sync_api import expect
+
+    from tests.attachments.conftest import HTML_AS_JPEG, PDF, jpeg_with_gps
+
+    page = login(phone, "cust-ben")
+    dialog = open_chat(page)
+    clip = dialog.get_by_role("button", name="Send a photo or PDF")
+    expect(clip).to_be_visible()
+    size = clip.bounding_box()
+    assert size["width"] >= 44 and size["height"] >= 44, size  # a thumb can hit it
+    bots = count(page, ".sw-msg[data-sender=bot]")
+
+    page.locator(".sw-file").set_input_files(
+        files=[{"name": "broken mug.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps()}])
+    mine = page.locator(".sw-msg[data-sender=customer]").last
+    thumb = mine.locator("img.sw-att-thumb")
+    expect(thumb).to_have_attribute("alt", "broken mug.jpg")
+    expect(thumb).to_have_attribute("src", re.compile(r"^blob:"))
+    page.wait_for_function(
+        "() => { const i = [...document.querySelector('#support-widget').shadowRoot"
+        ".querySelectorAll('img.sw-att-thumb')].pop(); return i && i.complete"
+        " && i.naturalWidth === 320 && i.naturalHeight === 240; }", timeout=UI_MS)
+    expect(mine.locator(".sw-ticks")).to_have_attribute("data-status", "read", timeout=REPLY_MS)
+    reply = wait_for_bot_reply(page, bots)
+    expect(reply.locator(".sw-text")).to_contain_text("kept your file")
+
+    page.locator(".sw-file").set_input_files(
+        files=[{"name": "receipt.pdf", "mimeType": "application/pdf", "buffer": PDF}])
+    chip = page.locator(".sw-msg[data-sender=customer] .sw-att-file").last
+    expect(chip.locator(".sw-att-name")).to_have_text("receipt.pdf")
+    expect(chip.locator(".sw-att-kind")).to_have_text("PDF")
+    page.screenshot(path=str(screenshots / "phone-attachments.png"))
+
+    shown = count(page, ".sw-msg[data-sender=customer]")
+    page.locator(".sw-file").set_input_files(
+        files=[{"name": "cute.jpg", "mimeType": "image/jpeg", "buffer": HTML_AS_JPEG}])
+    expect(dialog.locator(".sw-notice")).to_have_text(
+        "Only photos (JPEG, PNG, WebP, GIF) and PDF files can be sent.")
+    assert count(page, ".sw-msg[data-sender=customer]") == shown  # nothing was sent
+
+    # after a reload the photo comes back from the history, thumbnail and all
+    page.reload()
+    open_chat(page)
+    expect(page.locator("img.sw-att-thumb[alt='broken mug.jpg']").last).to_have_attribute(
+        "src", re.compile(r"^blob:"))

@@ -139,7 +139,8 @@ def collect_uses() -> List[Use]:
     uses: List[Use] = []
     paths = [*sorted(ACTIONS_DIR.glob("*.py")), *sorted(CHANNELS_DIR.glob("*.py")),
              *sorted((PROJECT_ROOT / "bot" / "twilio").glob("*.py")),
-             *sorted((PROJECT_ROOT / "bot" / "mail").glob("*.py"))]
+             *sorted((PROJECT_ROOT / "bot" / "mail").glob("*.py")),
+             *sorted((PROJECT_ROOT / "bot" / "attachments").glob("*.py"))]
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for function, call in _functions(tree):

@@ -541,7 +541,7 @@
       maxlength: 4000, 'data-ticket': t.reference });
     box.value = draft;
     const send = h('button', { type: 'submit', class: 'ac-btn ac-primary', disabled: !d.can_act }, 'Send');
-    const form = h('form', { class: 'ac-reply', 'aria-label': 'Reply' }, [box, send]);
+    const form = h('form', { class: 'ac-reply', 'aria-label': 'Reply' }, [attachButton(d), box, send]);
     box.addEventListener('input', () => agentTyping(true));
     box.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
@@ -689,8 +689,95 @@
     if (mine) meta.appendChild(h('span', { class: 'ac-ticks', 'data-status': message.status,
       'aria-label': message.status }, ' ' + ticks(message.status)));
     log.appendChild(h('div', { class: 'ac-msg', 'data-sender': message.sender, 'data-id': message.id },
-      [message.text, richPart(message), meta]));
+      [message.text, richPart(message), attachmentPart(message), meta]));
     if (!initial) log.scrollTop = log.scrollHeight;
+  }
+
+  // ------------------------------------------------------------------ attachments
+  // Photos and PDFs (docs/agent-console.md, "Attachments"): fetched with the session token
+  // into blob: URLs (an <img src> cannot send the Authorization header); an upload is the
+  // raw file to tickets/<ref>/attachments, then a reply naming it.
+
+  const blobs = new Map();
+  function attachmentUrl(ref, thumb) {
+    const key = ref.id + (thumb ? ':t' : '');
+    if (!blobs.has(key)) {
+      const made = fetch(BASE + 'api/attachments/' + encodeURIComponent(ref.id) + (thumb ? '/thumb' : ''), {
+        headers: { Authorization: 'Bearer ' + state.token },
+      }).then(async (response) => {
+        if (!response.ok) throw new Error('HTTP ' + response.status);
+        return URL.createObjectURL(await response.blob());
+      });
+      made.catch(() => blobs.delete(key));
+      blobs.set(key, made);
+    }
+    return blobs.get(key);
+  }
+
+  async function openAttachment(ref) {
+    try {
+      const url = await attachmentUrl(ref, false);
+      const a = h('a', { href: url, target: '_blank', rel: 'noopener', download: ref.kind === 'pdf' ? ref.name : null });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+    } catch (e) {
+      toast('The file could not be opened.', true);
+    }
+  }
+
+  function attachmentPart(message) {
+    const refs = Array.isArray(message.attachments) ? message.attachments.filter((r) => r && typeof r.id === 'string') : [];
+    if (!refs.length) return null;
+    return h('div', { class: 'ac-atts' }, refs.map((ref) => {
+      const name = String(ref.name || 'file');
+      if (ref.kind === 'image' && ref.thumb) {
+        const img = h('img', { class: 'ac-att-thumb', alt: name });
+        attachmentUrl(ref, true).then((url) => { img.src = url; }, () => img.classList.add('ac-att-missing'));
+        return h('button', { type: 'button', class: 'ac-att ac-att-image', 'aria-label': 'Open ' + name, onclick: () => openAttachment(ref) }, [img]);
+      }
+      return h('button', { type: 'button', class: 'ac-att ac-att-file', onclick: () => openAttachment(ref) },
+        [(ref.kind === 'pdf' ? 'PDF · ' : '') + name + ' (' + Math.max(1, Math.round((ref.size || 0) / 1024)) + ' KB)']);
+    }));
+  }
+
+  function attachButton(d) {
+    const input = h('input', { type: 'file', class: 'ac-file', hidden: true,
+      accept: 'image/jpeg,image/png,image/webp,image/gif,application/pdf' });
+    const button = h('button', { type: 'button', class: 'ac-btn ac-attach', disabled: !d.can_act,
+      'aria-label': 'Send a photo or PDF', title: 'Send a photo or PDF' }, '📎');
+    button.addEventListener('click', () => input.click());
+    input.addEventListener('change', () => {
+      const file = input.files && input.files[0];
+      input.value = '';
+      if (file) sendFile(file, button);
+    });
+    return h('span', { class: 'ac-attach-wrap' }, [input, button]);
+  }
+
+  async function sendFile(file, button) {
+    const reference = state.detail.ticket.reference;
+    button.disabled = true;
+    try {
+      let response;
+      try {
+        response = await fetch(BASE + 'api/tickets/' + encodeURIComponent(reference) + '/attachments?name=' + encodeURIComponent(file.name || ''), {
+          method: 'POST', body: file,
+          headers: { Authorization: 'Bearer ' + state.token, 'Content-Type': 'application/octet-stream' },
+        });
+      } catch (e) {
+        throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.');
+      }
+      const data = await response.json().catch(() => ({}));
+      if (!response.ok) throw new ApiError(response.status, 'refused', (data.error && data.error.message) || 'The file could not be sent.');
+      const clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).slice(0, 64);
+      const sent = await api('POST', 'tickets/' + reference + '/reply', { attachments: [data.attachment.id], client_id: clientId });
+      addMessage(sent.message);
+    } catch (e) {
+      toast(e.message, true);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   function ticks(status) {
