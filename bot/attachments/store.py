@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from bot import db
 from bot.attachments.models import Attachment
 from bot.support.base import StoreBase
-from bot.support.models import AuditLog, Conversation
+from bot.support.models import AuditLog, ChatMessage, Conversation
 
 __all__ = ["AttachmentRef", "AttachmentStore", "AttachmentView", "NewAttachment",
            "new_public_id"]
@@ -183,6 +183,30 @@ class AttachmentStore(StoreBase):
         if missing:
             raise LookupError("Unknown attachment.")
         return [found[i] for i in ids]
+
+    async def session_customer_files(self, conversation_id: str,
+                                     limit: int = 200) -> List[Dict[str, Any]]:
+        """The customer's messages with attachments in the conversation's current session,
+        oldest first: ``[{"message_id", "text", "at", "media": [ids]}]``."""
+        async with db.read_session(self._sessions) as session:
+            conversation = (await session.execute(select(Conversation).where(
+                Conversation.conversation_id == conversation_id))).scalar_one_or_none()
+            if conversation is None:
+                return []
+            rows = (await session.execute(
+                select(ChatMessage).where(ChatMessage.conversation_pk == conversation.id,
+                                          ChatMessage.session == conversation.session,
+                                          ChatMessage.sender == "customer",
+                                          ChatMessage.extra.isnot(None))
+                .order_by(ChatMessage.id).limit(limit))).scalars().all()
+        found = []
+        for row in rows:
+            refs = (row.extra or {}).get("attachments") or []
+            ids = [r["id"] for r in refs if isinstance(r, dict) and isinstance(r.get("id"), str)]
+            if ids:
+                found.append({"message_id": row.id, "text": row.text or "",
+                              "at": row.created_at.isoformat(), "media": ids})
+        return found
 
     async def do_set_twilio_media(self, attachment_id: int, media_sid: str) -> None:
         """Remember the Twilio Media SID an attachment was uploaded as (no audit row:

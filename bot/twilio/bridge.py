@@ -45,6 +45,7 @@ from urllib.parse import quote
 
 from twilio.base.exceptions import TwilioRestException
 
+from bot.attachments.twilio_media import TwilioMedia, media_ids
 from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import RetriesExhausted, RetryPolicy, TwilioApi, describe, with_retries
 from bot.twilio.flex import (FALLBACK_AGENT_NAME, OPEN_TASK_STATUSES, RESOLVING_EVENTS,
@@ -170,6 +171,7 @@ class TwilioBridge(BackgroundWork):
         self._health: Optional[Tuple[float, bool]] = None
         self.inbox = InboxProcessor(InboxStore(store.engine), config.inbox)
         self.inbox.register(WEBHOOK_KIND, self.handle_webhook)
+        self.media = TwilioMedia(self)  # photos and PDFs both ways (bot/attachments)
         self.workers = WorkerNames(self._fetch_worker, config.flex.worker_cache_seconds)
         if config.flex.enabled:
             self.inbox.register(TASKROUTER_KIND, self.handle_task_event)
@@ -282,6 +284,7 @@ class TwilioBridge(BackgroundWork):
             if material is None:
                 return None
             payload = self._handoff_payload(material)
+            await self.media.add_session_files(payload, material)  # photos sent before
             return await self.deliver("handoff", f"handoff:{reference}", payload,
                                       conversation_id)
 
@@ -296,11 +299,13 @@ class TwilioBridge(BackgroundWork):
             lines.append({"kind": kind, "text": str(line["text"])[:MAX_BODY_CHARS],
                           "at": line.get("at")})
         for message in material.messages:
-            if not message.text.strip():
+            media = media_ids(message.extra)  # photos and files (bot/attachments)
+            if not message.text.strip() and not media:
                 continue
             lines.append({"kind": message.sender, "text": message.text[:MAX_BODY_CHARS],
                           "at": message.created_at.isoformat(), "name": message.sender_name,
-                          "message_id": message.id if message.sender == "customer" else None})
+                          "message_id": message.id if message.sender == "customer" else None,
+                          **({"media": media} if media else {})})
         customer = {"id": material.customer_id, **{k: v for k, v in material.profile.items()
                                                     if isinstance(v, (str, int, float, bool))}}
         attributes: Dict[str, Any] = {
@@ -368,11 +373,17 @@ class TwilioBridge(BackgroundWork):
             line = lines[index]
             author = self._author(line, identity)
             at = parse_time(line.get("at"))
-            await self._call("import transcript", lambda: conversation.messages.create_async(
-                x_twilio_webhook_enabled="false", author=author, body=line["text"],
-                date_created=at if at is not None else _unset(),
-                attributes=json.dumps({"origin": ORIGIN, "transcript": True,
-                                       "sender": line.get("kind")})))
+            if line.get("media"):  # with the customer's photos and files as Twilio Media
+                await self.media.post(conversation, author=author, body=line["text"],
+                                      media=line["media"], webhooks="false", date_created=at,
+                                      attributes=json.dumps({"origin": ORIGIN, "transcript": True,
+                                                             "sender": line.get("kind")}))
+            else:
+                await self._call("import transcript", lambda: conversation.messages.create_async(
+                    x_twilio_webhook_enabled="false", author=author, body=line["text"],
+                    date_created=at if at is not None else _unset(),
+                    attributes=json.dumps({"origin": ORIGIN, "transcript": True,
+                                           "sender": line.get("kind")})))
             link = await self.store.do_update_link(link.id, imported=index + 1)
             if line.get("message_id"):
                 await self.store.do_claim_keys(
@@ -381,14 +392,22 @@ class TwilioBridge(BackgroundWork):
         for message in await self.store.messages_after(conversation_id,
                                                        int(payload.get("after_id") or 0)):
             key = f"out:msg:{conversation_id}:{message.id}"
-            if not message.text.strip() or await self.store.is_processed(key):
+            media = media_ids(message.extra)  # photos and files (bot/attachments)
+            if (not message.text.strip() and not media) or await self.store.is_processed(key):
                 continue
             author = identity if message.sender == "customer" else self.config.bot_identity
-            await self._call("post late message", lambda: conversation.messages.create_async(
-                x_twilio_webhook_enabled="false", author=author,
-                body=message.text[:MAX_BODY_CHARS], date_created=message.created_at,
-                attributes=json.dumps({"origin": ORIGIN, "message_id": message.id,
-                                       "sender": message.sender})))
+            late = json.dumps({"origin": ORIGIN, "message_id": message.id,
+                               "sender": message.sender})
+            if media:
+                await self.media.post(conversation, author=author,
+                                      body=message.text[:MAX_BODY_CHARS], media=media,
+                                      webhooks="false", attributes=late,
+                                      date_created=message.created_at)
+            else:
+                await self._call("post late message", lambda: conversation.messages.create_async(
+                    x_twilio_webhook_enabled="false", author=author,
+                    body=message.text[:MAX_BODY_CHARS], date_created=message.created_at,
+                    attributes=late))
             await self.store.do_claim_keys([key])
         if link.webhook_sid is None:
             webhook = await self._call("attach webhook", lambda: conversation.webhooks.create_async(
@@ -468,7 +487,8 @@ class TwilioBridge(BackgroundWork):
             None when the conversation has no open link; else whether it was delivered.
         """
         text = str(message.get("text") or "").strip()
-        if not text:
+        media = media_ids(message)  # the customer's photos and files (bot/attachments)
+        if not text and not media:
             return None
         async with self._lock(f"conversation:{conversation_id}"):
             link = await self.store.open_link(conversation_id)
@@ -476,7 +496,7 @@ class TwilioBridge(BackgroundWork):
             return None
         payload = {"conversation_sid": link.conversation_sid, "author": link.customer_identity,
                    "body": text[:MAX_BODY_CHARS], "at": message.get("created_at"),
-                   "webhooks": True,
+                   "webhooks": True, **({"media": media} if media else {}),
                    "attributes": {"origin": ORIGIN, "message_id": message.get("id")}}
         return await self.deliver("message", f"msg:{conversation_id}:{message['id']}", payload,
                                   conversation_id)
@@ -486,6 +506,12 @@ class TwilioBridge(BackgroundWork):
         # the customer's own words: service webhooks (Flex, Studio) expect them; payloads
         # dead-lettered before this flag existed keep the old behaviour
         enabled = "true" if payload.get("webhooks") else "false"
+        if payload.get("media"):  # photos and files go as Twilio Media (bot/attachments)
+            await self.media.post(conversation, author=payload["author"], body=payload["body"],
+                                  media=payload["media"], webhooks=enabled,
+                                  attributes=json.dumps(payload.get("attributes")
+                                                        or {"origin": ORIGIN}))
+            return
         await self._call("post message", lambda: conversation.messages.create_async(
             x_twilio_webhook_enabled=enabled, author=payload["author"], body=payload["body"],
             attributes=json.dumps(payload.get("attributes") or {"origin": ORIGIN})))
@@ -595,13 +621,16 @@ class TwilioBridge(BackgroundWork):
         if link.state == "closed":
             return "closed"
         text = (params.get("Body") or "").strip()
-        if not text and params.get("Media"):
+        # the agent's photos and files, checked and stored like uploads (bot/attachments)
+        attachments = await self.media.receive(link, author, params.get("Media"))
+        if not text and params.get("Media") and not attachments:
             text = "(attachment)"
-        if not text:
+        if not text and not attachments:
             return "empty"
         name = self._agent_name(author, link)
         message, duplicate, first = await self.store.do_agent_message(
-            link, params.get("MessageSid") or "", name, text)
+            link, params.get("MessageSid") or "", name, text,
+            extra={"attachments": attachments} if attachments else None)
         if duplicate:
             return "duplicate"
         if first and not (self.config.flex.enabled and link.last_agent):

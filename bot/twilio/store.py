@@ -382,7 +382,8 @@ class TwilioStore(StoreBase):
         return True
 
     async def do_agent_message(self, link: LinkView, message_sid: str, author: str,
-                               text: str) -> Tuple[MessageView, bool, bool]:
+                               text: str, extra: Optional[Dict[str, Any]] = None,
+                               ) -> Tuple[MessageView, bool, bool]:
         """Store a Twilio agent's message for the customer once per message SID.
 
         Sets the ticket's first response time (audit ``ticket.first_response``) on the
@@ -393,7 +394,7 @@ class TwilioStore(StoreBase):
             LookupError: The conversation is gone.
         """
         text = (text or "").strip()[:4000]
-        if not text or not message_sid:
+        if (not text and not extra) or not message_sid:  # extra: attachments
             raise ValueError("An agent message needs a SID and text.")
         client_id = f"tw:{message_sid}"[:64]
         now = db.utcnow()
@@ -410,7 +411,7 @@ class TwilioStore(StoreBase):
             row = ChatMessage(conversation_pk=conversation.id, session=conversation.session,
                               client_id=client_id, sender="agent", sender_name=author[:200],
                               author_id=f"twilio:{author}"[:255], text=text, status="sent",
-                              created_at=now)
+                              created_at=now, extra=extra or None)
             session.add(row)
             conversation.last_message_at = now
             first = False

@@ -279,3 +279,19 @@ async def test_the_service_on_s3(db_url: str, tmp_path: Path, s3_server: str) ->
         assert len(client.list_objects_v2(Bucket=bucket)["Contents"]) == 2
     finally:
         await chat.dispose()
+
+
+# ------------------------------------------------------------- Twilio media
+
+
+def test_twilio_media_lists_are_read_defensively() -> None:
+    from bot.attachments.twilio_media import media_ids, media_list
+
+    raw = ('[{"Sid": "ME' + "1" * 32 + '", "Filename": "a.jpg", "ContentType": "image/jpeg",'
+           ' "Size": 10}, {"MediaSid": "ME' + "2" * 32 + '"}, {"Sid": "XX1"}, 5]')
+    assert [m["sid"] for m in media_list(raw)] == ["ME" + "1" * 32, "ME" + "2" * 32]
+    assert media_list(raw)[0]["filename"] == "a.jpg"
+    for bad in (None, "", "not json", '{"Sid": "ME1"}', "[]"):
+        assert media_list(bad) == []
+    assert media_ids({"attachments": [{"id": "abc"}, {"x": 1}, "y"]}) == ["abc"]
+    assert media_ids({}) == [] and media_ids(None) == []

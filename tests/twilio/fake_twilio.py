@@ -7,6 +7,12 @@ It serves the real resource shapes the ``twilio`` library parses, on one base UR
   update e.g. ``State=closed``, delete), ``.../Participants``, ``.../Messages`` and
   ``.../Webhooks`` (conversation-scoped; create, list, fetch, delete; ``ReplayAfter``
   replays ``onMessageAdded`` of the existing messages from that index).
+* Media Content Service (``mcs.us1.twilio.com``): ``/v1/Services/{ChatServiceSid}/Media``
+  (create from the raw body and its ``Content-Type``; fetch, with
+  ``links.content_direct_temporary``, a signed URL that needs no auth, as at Twilio); a
+  Message created with ``MediaSid`` carries it in ``media``, and its ``onMessageAdded`` in
+  ``Media`` (a JSON list of ``Sid``, ``Filename``, ``ContentType``, ``Size``, ``Category``);
+  :meth:`FakeTwilio.agent_says` may attach media (``media=[(bytes, type, filename)]``).
 * Voice (API 2010-04-01): ``/2010-04-01/Accounts/{AccountSid}/Calls.json`` (create, list)
   and ``.../Calls/{CallSid}.json`` (fetch, update: ``Status=completed|canceled``, ``Url``,
   ``Twiml``); :meth:`FakeTwilio.advance_call` moves a call on and sends its signed
@@ -118,6 +124,7 @@ class _State:
     messages: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
     webhooks: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
     calls: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    media: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # MCS, by ME SID
     service_webhook: Optional[Dict[str, Any]] = None  # the Conversation Service's webhook
 
 
@@ -301,10 +308,15 @@ class FakeTwilio(FlexFake):
             return sum(1 for m, p, _f, _h in self.requests if m == method and path_contains in p)
 
     def agent_says(self, conversation_sid: str, author: str, body: str,
-                   attributes: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any],
-                                                                         List[Delivery]]:
-        """An agent posts (SDK): the message is added and ``onMessageAdded`` is sent."""
-        return self._submit(self._agent_says(conversation_sid, author, body, attributes))
+                   attributes: Optional[Dict[str, Any]] = None,
+                   media: Optional[List[Tuple[bytes, str, str]]] = None
+                   ) -> Tuple[Dict[str, Any], List[Delivery]]:
+        """An agent posts (SDK): the message is added and ``onMessageAdded`` is sent.
+
+        ``media``: ``(bytes, content type, file name)`` uploaded to MCS first and attached.
+        """
+        sids = [self.add_media(data, kind, name, author)["sid"] for data, kind, name in media or []]
+        return self._submit(self._agent_says(conversation_sid, author, body, attributes, sids))
 
     def close_conversation(self, conversation_sid: str) -> List[Delivery]:
         """An agent closes the conversation: state ``closed``, state webhooks sent."""
@@ -336,6 +348,10 @@ class FakeTwilio(FlexFake):
         for key in form:
             fields[key] = [str(v) for v in form.getall(key)]  # type: ignore[attr-defined]
         query = {k: request.query.getall(k) for k in request.query}
+        raw = await request.read() if request.method == "POST" and not form else b""
+        parts = [p for p in request.path.split("/") if p]
+        if request.method == "GET" and len(parts) == 1 and parts[0].startswith("ME"):
+            return self._media_content(parts[0], request.query.get("Signature", ""))
         with self._lock:
             self.requests.append((request.method, request.path, fields,
                                   {k: v for k, v in request.headers.items()}))
@@ -359,6 +375,10 @@ class FakeTwilio(FlexFake):
                                                      webhook_enabled)
                 elif parts[:1] == ["2010-04-01"] and len(parts) >= 4 and parts[1] == "Accounts":
                     result = self._calls_api(request.method, parts[2:], one, fields)
+                elif parts[:2] == ["v1", "Services"] and len(parts) >= 4 \
+                        and parts[3] == "Media":
+                    result = self._media_api(request.method, parts[2], parts[4:], raw,
+                                             request.headers.get("Content-Type", ""))
                 elif parts[:2] == ["v1", "Interactions"]:
                     result = self._interactions_api(request.method, parts[2:], one)
                 elif parts[:2] == ["v1", "Workspaces"]:
@@ -382,6 +402,8 @@ class FakeTwilio(FlexFake):
             return web.Response(status=204)
         if status >= 400:
             return _error(status, body["code"], body["message"])
+        if "_bytes" in body:  # MCS content
+            return web.Response(body=body["_bytes"], content_type=body["_type"])
         return web.json_response(body, status=status)
 
     async def _fault_answer(self, fault: Fault) -> web.StreamResponse:
@@ -562,8 +584,76 @@ class FakeTwilio(FlexFake):
             return (204, {})
         return (200, participant)
 
+    # ------------------------------------------------- Media Content Service
+
+    def add_media(self, data: bytes, content_type: str, filename: Optional[str] = None,
+                  author: str = "system") -> Dict[str, Any]:
+        """Store a Media resource (as an upload to MCS would) and return it."""
+        with self._lock:
+            media_sid = _sid("ME")
+            now = _iso(_now())
+            url = f"/v1/Services/{self.chat_service_sid}/Media/{media_sid}"
+            signature = secrets.token_urlsafe(16)
+            media = {
+                "sid": media_sid, "account_sid": self.account_sid,
+                "service_sid": self.chat_service_sid, "date_created": now,
+                "date_upload_updated": now, "date_updated": now,
+                "links": {"content": f"{url}/Content",
+                          "content_direct_temporary":
+                              f"https://media.us1.twilio.com/{media_sid}"
+                              f"?Expires=1900000000&Signature={signature}"},
+                "size": len(data), "content_type": content_type, "filename": filename,
+                "author": author, "category": "media", "message_sid": None,
+                "channel_sid": None, "url": url, "is_multipart_upstream": False,
+            }
+            self.state.media[media_sid] = {"resource": media, "data": bytes(data),
+                                           "signature": signature}
+            return dict(media)
+
+    def media_bytes(self, media_sid: str) -> bytes:
+        """The bytes of a stored Media resource."""
+        with self._lock:
+            return self.state.media[media_sid]["data"]
+
+    def _media_api(self, method: str, service_sid: str, rest: List[str], raw: bytes,
+                   content_type: str) -> Tuple:
+        if service_sid != self.chat_service_sid:
+            raise _TwilioError(404, 20404, f"Service {service_sid} not found")
+        if not rest and method == "POST":
+            if not raw:
+                raise _TwilioError(400, 20001, "Empty media")
+            return (201, self.add_media(raw, content_type.split(";")[0].strip() or
+                                        "application/octet-stream"))
+        stored = self.state.media.get(rest[0]) if rest else None
+        if stored is None or method != "GET":
+            raise _TwilioError(404, 20404, "Media not found")
+        if rest[1:] == ["Content"]:
+            return (200, {"_bytes": stored["data"],
+                          "_type": stored["resource"]["content_type"]})
+        return (200, dict(stored["resource"]))
+
+    def _media_content(self, media_sid: str, signature: str) -> web.StreamResponse:
+        with self._lock:
+            stored = self.state.media.get(media_sid)
+        if stored is None or not secrets.compare_digest(signature, stored["signature"]):
+            return _error(403, 20403, "Forbidden")
+        return web.Response(body=stored["data"],
+                            content_type=stored["resource"]["content_type"])
+
+    def _media_of(self, media_sid: Optional[str]) -> Optional[List[Dict[str, Any]]]:
+        if not media_sid:
+            return None
+        stored = self.state.media.get(media_sid)
+        if stored is None:
+            raise _TwilioError(400, 20001, f"Invalid parameter: MediaSid {media_sid}")
+        resource = stored["resource"]
+        return [{"sid": resource["sid"], "content_type": resource["content_type"],
+                 "filename": resource["filename"], "size": resource["size"],
+                 "category": "media"}]
+
     def _add_message(self, sid: str, author: str, body: str, attributes: str,
-                     date_created: Optional[str] = None) -> Dict[str, Any]:
+                     date_created: Optional[str] = None,
+                     media: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
         items = self.state.messages[sid]
         now = _iso(_now())
         message_sid = _sid("IM")
@@ -572,7 +662,7 @@ class FakeTwilio(FlexFake):
         url = f"{CONVERSATIONS_HOST}/v1/Conversations/{sid}/Messages/{message_sid}"
         message = {
             "account_sid": self.account_sid, "conversation_sid": sid, "sid": message_sid,
-            "index": len(items), "author": author, "body": body, "media": None,
+            "index": len(items), "author": author, "body": body, "media": media,
             "attributes": attributes or "{}",
             "participant_sid": participant["sid"] if participant else None,
             "date_created": date_created or now, "date_updated": now, "url": url,
@@ -592,8 +682,12 @@ class FakeTwilio(FlexFake):
                 raise _TwilioError(400, 21617, f"The message body exceeds the "
                                                f"{MAX_BODY_CHARS} character limit")
             _check_attributes(one, MAX_ITEM_ATTRIBUTES)
+            media = self._media_of(one.get("MediaSid"))
+            if not one.get("Body") and not media:
+                raise _TwilioError(400, 20001, "Body or MediaSid is required")
             message = self._add_message(sid, one.get("Author", "system"), one.get("Body", ""),
-                                        one.get("Attributes", "{}"), one.get("DateCreated"))
+                                        one.get("Attributes", "{}"), one.get("DateCreated"),
+                                        media)
             jobs = [self._fire(sid, "onMessageAdded", self._message_params(message, "API"))] \
                 if webhook_enabled else []
             return (201, message, jobs)
@@ -661,6 +755,10 @@ class FakeTwilio(FlexFake):
             "ParticipantSid": message["participant_sid"] or "",
             "Attributes": message["attributes"] or "{}", "Source": source,
             "ClientIdentity": message["author"] or "", "RetryCount": "0",
+            **({"Media": json.dumps([
+                {"Sid": m["sid"], "Filename": m["filename"], "ContentType": m["content_type"],
+                 "Size": m["size"], "Category": m["category"]} for m in message["media"]])}
+               if message.get("media") else {}),
         }
 
     async def _replay(self, webhook: Dict[str, Any], messages: List[Dict[str, Any]]
@@ -676,11 +774,14 @@ class FakeTwilio(FlexFake):
         return sent
 
     async def _agent_says(self, sid: str, author: str, body: str,
-                          attributes: Optional[Dict[str, Any]]) -> Tuple[Dict[str, Any],
-                                                                          List[Delivery]]:
+                          attributes: Optional[Dict[str, Any]],
+                          media_sids: Optional[List[str]] = None
+                          ) -> Tuple[Dict[str, Any], List[Delivery]]:
         with self._lock:
             self._require(sid)
-            message = self._add_message(sid, author, body, json.dumps(attributes or {}))
+            media = [m for s in media_sids or [] for m in self._media_of(s) or []] or None
+            message = self._add_message(sid, author, body, json.dumps(attributes or {}),
+                                        media=media)
             params = self._message_params(message, "SDK")
         return dict(message), await self._fire(sid, "onMessageAdded", params)
 

@@ -218,3 +218,80 @@ def test_without_credentials_the_channel_is_inert(embedded_bot: Any) -> None:
         events = http.post(f"{embedded_bot.rasa_url}{EVENTS}", data={"x": "1"}, timeout=30)
     assert health.status_code == 503 and health.json()["configured"] is False
     assert events.status_code == 503 and events.json()["error"]["code"] == "not_configured"
+
+
+async def test_files_go_to_twilio_as_media_and_the_agents_come_back(stack: TwilioStack) -> None:
+    """A photo sent before the handoff is imported as Twilio Media (uploaded once to the
+    Media Content Service), one sent during the chat goes with its caption, and an agent's
+    PDF from Twilio reaches the widget as an attachment; disguised media is dropped."""
+    from tests.attachments.conftest import HTML_AS_JPEG, PDF, jpeg_with_gps, png_bytes
+    from tests.widget.conftest import rest
+
+    fake, bot = stack.fake, stack.bot
+    user = new_user("tw-media")
+    token = token_for(user, name="Nora")
+    loop = asyncio.get_running_loop()
+
+    def upload(data: bytes, name: str) -> Dict[str, Any]:
+        answer = rest(bot, "POST", f"/attachments?name={name}", token, data=data)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["attachment"]
+
+    client = await WidgetClient.connect(bot, token)
+    photo = await loop.run_in_executor(None, upload, jpeg_with_gps(), "mug.jpg")
+    await client.send({"type": "message", "client_id": "m1", "attachments": [photo["id"]]})
+    await client.expect("ack", lambda f: f.get("client_id") == "m1")
+    await client.expect("message", lambda f: f["message"]["sender"] == "bot")
+    await client.turn("I want to talk to a real person")
+    remote = await loop.run_in_executor(None, _ready_conversation, stack, f"widget:{user}")
+    sid = remote["sid"]
+
+    def with_media() -> list:
+        return [m for m in fake.messages(sid) if m["media"]]
+
+    [imported] = await loop.run_in_executor(None, lambda: wait_for(
+        "the photo in Twilio", with_media, logs=bot.logs))
+    assert imported["author"] == user and imported["body"] == ""
+    assert json.loads(imported["attributes"])["transcript"] is True
+    [media] = imported["media"]
+    assert media["content_type"] == "image/jpeg" and media["size"] == photo["size"]
+    clean = await loop.run_in_executor(
+        None, lambda: rest(bot, "GET", f"/attachments/{photo['id']}", token).content)
+    assert fake.media_bytes(media["sid"]) == clean  # the re-encoded photo, no EXIF
+    assert fake.requests_to("POST", f"/v1/Services/{fake.chat_service_sid}/Media")
+
+    box = await loop.run_in_executor(None, upload, png_bytes(), "box.png")
+    await client.send({"type": "message", "client_id": "m2", "text": "and the box",
+                       "attachments": [box["id"]]})
+    await client.expect("ack", lambda f: f.get("client_id") == "m2")
+    [_, live] = await loop.run_in_executor(None, lambda: wait_for(
+        "the captioned photo in Twilio", lambda: len(with_media()) == 2 and with_media(),
+        logs=bot.logs))
+    assert (live["author"], live["body"]) == (user, "and the box")
+    assert live["media"][0]["content_type"] == "image/png"
+    assert fake.count_requests("POST", "/Media") == 2  # each file uploaded once
+
+    _message, deliveries = await loop.run_in_executor(None, lambda: fake.agent_says(
+        sid, "Maria", "", media=[(PDF, "application/pdf", "returns label.pdf")]))
+    assert [d.status for d in deliveries] == [200], deliveries
+    frame = await client.expect("message", lambda f: f["message"]["sender"] == "agent")
+    [label] = frame["message"]["attachments"]
+    assert (label["kind"], label["name"], label["content_type"]) == (
+        "pdf", "returns label.pdf", "application/pdf")
+    got = await loop.run_in_executor(
+        None, lambda: rest(bot, "GET", f"/attachments/{label['id']}", token))
+    assert got.status_code == 200 and got.content == PDF
+    # the same webhook again: one message, one attachment
+    again = await loop.run_in_executor(None, lambda: fake.send_webhook(
+        deliveries[0].url, deliveries[0].params, token=deliveries[0].token))
+    assert again.status == 200
+    # HTML posing as a photo is not accepted; the words still arrive
+    await loop.run_in_executor(None, lambda: fake.agent_says(
+        sid, "Maria", "Here is a picture", media=[(HTML_AS_JPEG, "image/jpeg", "x.jpg")]))
+    words = await client.expect("message", lambda f: f["message"]["sender"] == "agent"
+                                and f["message"]["text"] == "Here is a picture")
+    assert "attachments" not in words["message"]
+    with _db(bot) as db:
+        assert db.execute("SELECT COUNT(*) FROM attachments WHERE uploader LIKE 'twilio:%'"
+                          ).fetchone()[0] == 1
+    await client.close()
