@@ -9,6 +9,7 @@ Screenshots: test-output/screenshots/agent-*.png.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -137,6 +138,22 @@ def test_customer_to_agent_and_back(customer_page: Any, agent_page: Any,
     mine = customer.locator(".sw-msg[data-sender=customer]", has_text="My parcel is late").last
     expect(mine.locator(".sw-ticks")).to_have_attribute("data-status", "read", timeout=UI_MS)
     agent.screenshot(path=str(screenshots / "agent-conversation.png"), full_page=True)
+
+    # a photo from the customer shows in the console as its thumbnail; the agent's PDF
+    # reaches the widget as a file chip (bot/attachments)
+    from tests.attachments.conftest import PDF, jpeg_with_gps
+
+    customer.locator(".sw-file").set_input_files(
+        files=[{"name": "parcel.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps()}])
+    thumb = agent.locator("#ac-log .ac-msg[data-sender=customer] img.ac-att-thumb").last
+    expect(thumb).to_have_attribute("src", re.compile(r"^blob:"), timeout=UI_MS)
+    expect(thumb).to_have_attribute("alt", "parcel.jpg")
+    agent.locator(".ac-file").set_input_files(
+        files=[{"name": "returns label.pdf", "mimeType": "application/pdf", "buffer": PDF}])
+    chip = customer.locator(".sw-msg[data-sender=agent] .sw-att-file").last
+    expect(chip.locator(".sw-att-name")).to_have_text("returns label.pdf", timeout=UI_MS)
+    expect(agent.locator("#ac-log .ac-msg[data-sender=agent] .ac-att-file").last).to_contain_text(
+        "returns label.pdf")
 
     # resolve → the customer is asked for a rating and rates 5
     agent.locator("#ac-resolve-note").fill("parcel late, carrier asked")

@@ -227,7 +227,7 @@ async def test_a_pdf_is_stored_without_a_thumbnail(service: Any) -> None:
     (b"\xff\xd8\xff" + b"\x00" * 100, "bad_file", 422),
     (b"%PDF-1.4\n" + b"x" * 5000, "bad_file", 422),  # no %%EOF: cut off
     (b"\xff\xd8\xff" + b"\x00" * 200_001, "too_large", 413),
-])
+], ids=["html-as-jpeg", "exe", "empty", "broken-jpeg", "cut-off-pdf", "too-large"])
 async def test_refused_uploads_store_nothing(service: Any, tmp_path: Path, data: bytes,
                                              code: str, status: int) -> None:
     with pytest.raises(AttachmentError) as refused:

@@ -745,7 +745,9 @@
     const input = h('input', { type: 'file', class: 'ac-file', hidden: true,
       accept: 'image/jpeg,image/png,image/webp,image/gif,application/pdf' });
     const button = h('button', { type: 'button', class: 'ac-btn ac-attach', disabled: !d.can_act,
-      'aria-label': 'Send a photo or PDF', title: 'Send a photo or PDF' }, '📎');
+      'aria-label': 'Send a photo or PDF', title: 'Send a photo or PDF' },
+    [s('svg', { viewBox: '0 0 24 24', width: 22, height: 22, 'aria-hidden': 'true', focusable: 'false' }, [
+      s('path', { fill: 'currentColor', d: 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z' })])]);
     button.addEventListener('click', () => input.click());
     input.addEventListener('change', () => {
       const file = input.files && input.files[0];
