@@ -5,6 +5,7 @@ forged, disguised and oversized uploads are refused with nothing stored."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List
@@ -246,8 +247,14 @@ async def test_forged_disguised_and_oversized_uploads_store_nothing(embedded_bot
         await client.close()
     history = await asyncio.to_thread(rest, bot, "GET", "/history", token)
     assert [m for m in history.json()["messages"] if m["sender"] == "customer"] == []
-    # no token, an unknown origin
+    # no token, a forged token, an expired token, an unknown origin
     assert (await asyncio.to_thread(upload, bot, None, png_bytes())).status_code == 401
+    forged = token_for(user, secret="another-secret-0123456789abcdefghijklmnopqrstuvwxyz")
+    refused = await asyncio.to_thread(upload, bot, forged, png_bytes())
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
+    expired = token_for(user, ttl=60, now=time.time() - 3600)
+    refused = await asyncio.to_thread(upload, bot, expired, png_bytes())
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_expired"
     foreign = await asyncio.to_thread(upload, bot, token, png_bytes(), "a.png", "image/png",
                                       origin="https://evil.test")
     assert foreign.status_code == 403
