@@ -97,6 +97,7 @@ class Settings:
     twilio_flex_workspace_sid: Optional[str] = None
     twilio_flex_workflow_sid: Optional[str] = None
     twilio_flex_task_channel: str = "chat"
+    twilio_flex_worker_cache_seconds: float = 300.0  # worker friendly names kept this long
     # --- Twilio webhook inbox and Retry-After (bot/twilio/inbox.py, docs/twilio.md) ---
     twilio_inbox_max_attempts: int = 8
     twilio_inbox_backoff_base: float = 1.0
@@ -543,6 +544,7 @@ def get_settings() -> Settings:
         twilio_flex_workspace_sid=os.environ.get("TWILIO_FLEX_WORKSPACE_SID", "").strip() or None,
         twilio_flex_workflow_sid=os.environ.get("TWILIO_FLEX_WORKFLOW_SID", "").strip() or None,
         twilio_flex_task_channel=_env("TWILIO_FLEX_TASK_CHANNEL", "chat").strip(),
+        twilio_flex_worker_cache_seconds=_float("TWILIO_FLEX_WORKER_CACHE_SECONDS", 300.0),
         twilio_inbox_max_attempts=_int("TWILIO_INBOX_MAX_ATTEMPTS", 8, minimum=1),
         twilio_inbox_backoff_base=_float("TWILIO_INBOX_BACKOFF_BASE", 1.0, minimum=0.01),
         twilio_inbox_backoff_max=_float("TWILIO_INBOX_BACKOFF_MAX", 300.0, minimum=0.01),

@@ -48,9 +48,10 @@ from twilio.base.exceptions import TwilioRestException
 from bot.attachments.twilio_media import TwilioMedia, media_ids
 from bot.twilio.tasks import BackgroundWork
 from bot.twilio.client import RetriesExhausted, RetryPolicy, TwilioApi, describe, with_retries
-from bot.twilio.flex import (FALLBACK_AGENT_NAME, OPEN_TASK_STATUSES, RESOLVING_EVENTS,
-                             FlexConfig, WorkerNames, event_attributes, interaction_request,
-                             task_attributes, ticket_expression)
+from bot.twilio.flex import (CLOSED_CHANNEL_STATUSES, FALLBACK_AGENT_NAME, OPEN_TASK_STATUSES,
+                             RESOLVING_EVENTS, FlexConfig, WorkerNames, event_attributes,
+                             flex_sids, interaction_request, task_attributes,
+                             ticket_expression)
 from bot.twilio.inbox import InboxConfig, InboxProcessor, InboxStore
 from bot.twilio.store import DeadLetterView, HandoffMaterial, LinkView, TwilioStore
 from bot.twilio.timestamps import parse_time
@@ -450,9 +451,19 @@ class TwilioBridge(BackgroundWork):
                 channel=channel, routing=routing)
 
         made = await self._call("create Flex interaction", create)
+        interaction_sid, channel_sid, task_sid = flex_sids(made)
+        if task_sid is None:  # the Interaction's task is made asynchronously: look it up
+            found = await self._call("find Flex task", lambda: tasks.list_async(
+                evaluate_task_attributes=expression, limit=1))
+            task_sid = flex_sids(found[0])[2] if found else None
+        fresh = await self.store.link_for_ticket(payload["ticket"]) or link
+        sids = {"flex_interaction_sid": interaction_sid, "flex_channel_sid": channel_sid,
+                "flex_task_sid": fresh.flex_task_sid or task_sid}
+        await self.store.do_update_link(link.id, **{k: v for k, v in sids.items() if v})
         await self.store.do_claim_keys([done])
-        logger.info("Routed %s to Flex (workspace %s, workflow %s): %s", payload["ticket"],
-                    flex.workspace_sid, flex.workflow_sid, made.sid)
+        logger.info("Routed %s to Flex (workspace %s, workflow %s): interaction %s, channel "
+                    "%s, task %s", payload["ticket"], flex.workspace_sid, flex.workflow_sid,
+                    interaction_sid, channel_sid, task_sid)
 
     async def _fetch_worker(self, worker_sid: str) -> Any:
         workers = self.api.client.taskrouter.v1.workspaces(
@@ -627,7 +638,7 @@ class TwilioBridge(BackgroundWork):
             text = "(attachment)"
         if not text and not attachments:
             return "empty"
-        name = self._agent_name(author, link)
+        name = await self._agent_name(author, link)
         message, duplicate, first = await self.store.do_agent_message(
             link, params.get("MessageSid") or "", name, text,
             extra={"attachments": attachments} if attachments else None)
@@ -641,13 +652,14 @@ class TwilioBridge(BackgroundWork):
                                               "message": message.to_wire()})
         return "delivered"
 
-    def _agent_name(self, author: str, link: LinkView) -> str:
+    async def _agent_name(self, author: str, link: LinkView) -> str:
         """What the customer sees as the agent's name. Plain mode: the author. Flex: the
-        worker's friendly name (by identity, else the worker who accepted the task), never
+        worker's friendly name (by identity, fetched again when older than
+        ``TWILIO_FLEX_WORKER_CACHE_SECONDS``, else the worker who accepted the task), never
         the raw identity, which is often an e-mail address."""
         if not self.config.flex.enabled:
             return author
-        return self.workers.for_identity(author) or link.last_agent or FALLBACK_AGENT_NAME
+        return await self.workers.for_identity(author) or link.last_agent or FALLBACK_AGENT_NAME
 
     # ----------------------------------------------------- TaskRouter events
 
@@ -672,32 +684,95 @@ class TwilioBridge(BackgroundWork):
         return True
 
     async def handle_task_event(self, params: Dict[str, str]) -> str:
-        """Act on one TaskRouter event; returns what was done (for logs and tests)."""
+        """Act on one TaskRouter event; returns what was done (for logs and tests).
+
+        The link is found by the event's task SID (the task stored with it), else by the
+        task attributes we set (``ticket``, then Flex's ``conversationSid``). A task of our
+        ticket that is not the link's task is a **transfer** (Flex made a new task for the
+        same chat): when it is created or accepted it becomes the link's task, and the end of
+        the earlier task resolves nothing.
+        """
         if params.get("WorkspaceSid") != self.config.flex.workspace_sid:
             return "other_workspace"
+        task_sid = params.get("TaskSid") or ""
         attributes = event_attributes(params)
-        if attributes.get("origin") != ORIGIN:
-            return "not_ours"  # a task of another channel in the same workspace
-        link = None
-        if attributes.get("ticket"):
-            link = await self.store.link_for_ticket(str(attributes["ticket"]))
-        if link is None and attributes.get("conversationSid"):
-            link = await self.store.link_for_sid(str(attributes["conversationSid"]))
+        link = await self.store.link_for_task(task_sid)
+        if link is None:
+            if attributes.get("origin") != ORIGIN:
+                return "not_ours"  # a task of another channel in the same workspace
+            if attributes.get("ticket"):
+                link = await self.store.link_for_ticket(str(attributes["ticket"]))
+            if link is None and attributes.get("conversationSid"):
+                link = await self.store.link_for_sid(str(attributes["conversationSid"]))
         if link is None:
             return "unknown_ticket"
         event = params.get("EventType") or ""
+        transferred = False
+        if task_sid and link.flex_task_sid != task_sid:
+            if link.flex_task_sid and event in RESOLVING_EVENTS:
+                return "superseded"  # the task a transfer replaced ends: the chat goes on
+            if link.state != "closed" and event in ("task.created", "reservation.accepted"):
+                transferred = bool(link.flex_task_sid)
+                link = await self.store.do_update_link(link.id, **_task_sids(
+                    task_sid, attributes, link))
+                if transferred:
+                    logger.info("Flex task of %s transferred to %s", link.ticket_reference,
+                                task_sid)
+                if event == "task.created":
+                    return "transferred" if transferred else "task"
         if event == "reservation.accepted" and params.get("WorkerSid"):
             name = await self.workers.name(params["WorkerSid"])
             if link.state == "closed" or link.last_agent == name:
                 return "ignored"
             await self.store.do_update_link(link.id, last_agent=name[:255])
-            await self._publish("ticket.claimed", {
+            # someone had the chat before: a transfer ("... is taking over your chat")
+            topic = "ticket.transferred" if link.last_agent else "ticket.claimed"
+            await self._publish(topic, {
                 "conversation_id": link.conversation_id, "ticket": link.ticket_reference,
                 "agent_name": name})
             return "accepted"
         if event in RESOLVING_EVENTS:
+            if link.state == "closed":
+                return "already_closed"
+            going_on = await self._chat_goes_on(link, task_sid, event, attributes)
+            if going_on:
+                return going_on
             return await self._closed(link, params)
         return "ignored"
+
+    async def _chat_goes_on(self, link: LinkView, task_sid: str, event: str,
+                            attributes: Dict[str, Any]) -> Optional[str]:
+        """Whether the end of the link's task is not the end of the chat: another open task
+        of the ticket exists (a transfer: it becomes the link's task; ``"transferred"``), or
+        the task is wrapping while its Interaction channel is still open (the agent left
+        without ending the chat, e.g. a transfer whose new task is not made yet;
+        ``"agent_left"``: ``task.completed`` decides). None: the chat is over."""
+        flex = self.config.flex
+        tasks = self.api.client.taskrouter.v1.workspaces(flex.workspace_sid).tasks
+        expression = ticket_expression(link.ticket_reference, link.conversation_id)
+        found = await self._call("find Flex tasks", lambda: tasks.list_async(
+            evaluate_task_attributes=expression, assignment_status=list(OPEN_TASK_STATUSES),
+            limit=20))
+        others = [task for task in found if task.sid != task_sid]
+        if others:
+            newest = max(others, key=lambda task: (task.date_created or datetime.min
+                                                   .replace(tzinfo=timezone.utc)))
+            await self.store.do_update_link(link.id, **_task_sids(
+                newest.sid, event_attributes({"TaskAttributes": newest.attributes}), link))
+            logger.info("Flex task %s of %s ended (%s); the chat goes on in task %s",
+                        task_sid, link.ticket_reference, event, newest.sid)
+            return "transferred"
+        if event != "task.wrapup":
+            return None
+        interaction = link.flex_interaction_sid or attributes.get("flexInteractionSid")
+        channel_sid = link.flex_channel_sid or attributes.get("flexInteractionChannelSid")
+        if not (interaction and channel_sid):
+            return None
+        context = self.api.client.flex_api.v1.interaction(interaction).channels(channel_sid)
+        channel = await self._call("fetch Flex channel", lambda: context.fetch_async())
+        if str(getattr(channel, "status", "") or "") in CLOSED_CHANNEL_STATUSES:
+            return None
+        return "agent_left"
 
     async def _closed(self, link: LinkView, params: Dict[str, str]) -> str:
         fresh = await self.store.link_for_sid(link.conversation_sid) or link
@@ -827,6 +902,15 @@ class TwilioBridge(BackgroundWork):
             self._health = (loop.time(), reachable)
         return {"configured": True, "reachable": self._health[1],
                 "dead_letters": await self.store.count_dead_letters()}
+
+
+def _task_sids(task_sid: str, attributes: Dict[str, Any], link: LinkView) -> Dict[str, Any]:
+    """The link's Flex columns for its (new) task ``task_sid``."""
+    return {"flex_task_sid": task_sid,
+            "flex_interaction_sid": link.flex_interaction_sid
+            or attributes.get("flexInteractionSid"),
+            "flex_channel_sid": link.flex_channel_sid
+            or attributes.get("flexInteractionChannelSid")}
 
 
 def _conflict(error: BaseException) -> bool:

@@ -17,7 +17,17 @@ webhook, stored in the webhook inbox before the 200):
   ``friendly_name`` (``GET .../Workspaces/{WS}/Workers/{WK}``, cached), never the raw
   identity (often an e-mail address); the customer is told who joined.
 * ``task.wrapup`` / ``task.completed`` / ``task.canceled``: the ticket is resolved and the bot
-  resumes (once: the link is closed by the first of them).
+  resumes (once: the link is closed by the first of them), unless the chat goes on in another
+  task (below).
+
+The Interaction (``KD``), its channel (``UO``) and the task (``WT``) are stored with the link
+(``twilio_links.flex_*``, migration 0013); an event is matched by its task SID first.
+**Transfers**: Flex transfers a chat by making a new task for the same Interaction channel
+(to a worker or a queue) and wrapping the old one up. A task of our ticket other than the
+link's becomes the link's task when it is created or accepted (the customer is told the new
+agent is taking over), and the end of the replaced task resolves nothing; when the link's
+task ends while another task of the ticket is open, or it wraps up while its Interaction
+channel is still open, the chat goes on.
 
 ``TWILIO_FLEX_MODE=conversations`` (the default) keeps plain Conversations (no Flex calls).
 """
@@ -30,14 +40,19 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 
-__all__ = ["FLEX_MODES", "FlexConfig", "TASKROUTER_EVENTS", "WorkerNames", "interaction_request",
-           "task_attributes"]
+__all__ = ["FLEX_MODES", "FlexConfig", "TASKROUTER_EVENTS", "WorkerNames", "flex_sids",
+           "interaction_request", "task_attributes"]
 
 FLEX_MODES = ("conversations", "interactions")
 RESOLVING_EVENTS = ("task.wrapup", "task.completed", "task.canceled")
-TASKROUTER_EVENTS = ("reservation.accepted",) + RESOLVING_EVENTS
+TASKROUTER_EVENTS = ("task.created", "reservation.accepted") + RESOLVING_EVENTS
 """The TaskRouter events the bot acts on (select them for the Event Callback URL)."""
 OPEN_TASK_STATUSES = ("pending", "reserved", "assigned")
+CLOSED_CHANNEL_STATUSES = ("closed", "inactive", "failed")
+"""Interaction channel statuses that end the chat (``active``, ``transfer``, ``pause`` do not)."""
+_SIDS = {"interaction": re.compile(r"^KD[0-9a-fA-F]{32}$"),
+         "channel": re.compile(r"^UO[0-9a-fA-F]{32}$"),
+         "task": re.compile(r"^WT[0-9a-fA-F]{32}$")}
 _SID = {"workspace_sid": re.compile(r"^WS[0-9a-fA-F]{32}$"),
         "workflow_sid": re.compile(r"^WW[0-9a-fA-F]{32}$")}
 FALLBACK_AGENT_NAME = "our support team"
@@ -79,7 +94,8 @@ class FlexConfig:
         return cls(mode=settings.twilio_flex_mode,
                    workspace_sid=settings.twilio_flex_workspace_sid,
                    workflow_sid=settings.twilio_flex_workflow_sid,
-                   task_channel=settings.twilio_flex_task_channel)
+                   task_channel=settings.twilio_flex_task_channel,
+                   worker_cache_seconds=settings.twilio_flex_worker_cache_seconds)
 
 
 def task_attributes(payload: Dict[str, Any], transcript_url: str) -> Dict[str, Any]:
@@ -143,26 +159,37 @@ class WorkerNames:
         self._fetch = fetch
         self.ttl = ttl
         self._by_sid: Dict[str, Tuple[float, str, Optional[str]]] = {}
-        self._by_identity: Dict[str, str] = {}
+        self._by_identity: Dict[str, str] = {}  # identity -> worker SID
         self._lock = asyncio.Lock()
 
     async def name(self, worker_sid: str) -> str:
-        """The worker's friendly name (fetched at most once per ``ttl``)."""
+        """The worker's friendly name (fetched at most once per ``ttl``: a worker renamed in
+        TaskRouter is shown with the new name once the cached one is older than ``ttl``)."""
         cached = self._by_sid.get(worker_sid)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
         async with self._lock:
+            cached = self._by_sid.get(worker_sid)  # fetched while we waited for the lock
+            if cached is not None and time.monotonic() - cached[0] < self.ttl:
+                return cached[1]
             worker = await self._fetch(worker_sid)
             name = _display_name(worker)
             identity = _identity(getattr(worker, "attributes", None))
             self._by_sid[worker_sid] = (time.monotonic(), name, identity)
             if identity:
-                self._by_identity[identity] = name
+                self._by_identity[identity] = worker_sid
             return name
 
-    def for_identity(self, identity: str) -> Optional[str]:
-        """The friendly name of a worker seen before, by its Flex identity (message author)."""
-        return self._by_identity.get(identity)
+    async def for_identity(self, identity: str) -> Optional[str]:
+        """The friendly name of a worker seen before, by its Flex identity (message author);
+        fetched again when the cached name is older than ``ttl``. None for a stranger."""
+        worker_sid = self._by_identity.get(identity)
+        if not worker_sid:
+            return None
+        try:
+            return await self.name(worker_sid)
+        except Exception:  # noqa: BLE001 - TaskRouter unreachable: the name we had will do
+            return self._by_sid[worker_sid][1]
 
 
 def _display_name(worker: Any) -> str:
@@ -187,6 +214,27 @@ def _json(raw: Any) -> Dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def flex_sids(made: Any) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """``(interaction KD, channel UO, task WT)`` SIDs of what ``POST /v1/Interactions``
+    answered (its ``channel.sid`` and ``routing.properties.sid``) or of a TaskRouter task
+    found for the ticket (Flex's ``flexInteractionSid``/``flexInteractionChannelSid``
+    attributes); None for what is missing or not shaped like such a SID."""
+    sid = str(getattr(made, "sid", "") or "")
+    if _SIDS["task"].match(sid):
+        attributes = _json(getattr(made, "attributes", None))
+        found = (attributes.get("flexInteractionSid"),
+                 attributes.get("flexInteractionChannelSid"), sid)
+    else:
+        channel = getattr(made, "channel", None)
+        routing = getattr(made, "routing", None)
+        channel = channel if isinstance(channel, dict) else {}
+        properties = (routing if isinstance(routing, dict) else {}).get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        found = (sid, channel.get("sid"), properties.get("sid"))
+    return tuple(str(value) if value and _SIDS[kind].match(str(value)) else None  # type: ignore
+                 for kind, value in zip(("interaction", "channel", "task"), found))
 
 
 def event_attributes(params: Dict[str, str]) -> Dict[str, Any]:

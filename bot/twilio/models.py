@@ -4,7 +4,8 @@ They are declared on :data:`bot.support.models.Base`, so Alembic's model compari
 sees them as soon as this module is imported (the ``0004`` migration imports it).
 
 * :class:`TwilioLink`: our conversation (and ticket) ↔ a Twilio Conversation SID, and how
-  far its set-up got (participant, imported transcript lines, scoped webhook).
+  far its set-up got (participant, imported transcript lines, scoped webhook); in Flex mode
+  also the Interaction, Interaction channel and current TaskRouter task SIDs (``0013``).
 * :class:`TwilioDeadLetter`: an outbound operation that failed after every retry.
 * :class:`TwilioProcessed`: idempotency keys: webhooks already handled (idempotency
   token, message SID) and outbound operations already delivered.
@@ -57,6 +58,11 @@ class TwilioLink(Base):
     created_at = Column(UTCDateTime, nullable=False)
     updated_at = Column(UTCDateTime, nullable=False)
     closed_at = Column(UTCDateTime, nullable=True)
+    # Flex mode (migration 0013): the Interaction (KD), its channel (UO) and the TaskRouter
+    # task (WT) now working the chat (a transfer moves it to the new task)
+    flex_interaction_sid = Column(String(34), nullable=True)
+    flex_channel_sid = Column(String(34), nullable=True)
+    flex_task_sid = Column(String(34), nullable=True, index=True)
 
     __table_args__ = (CheckConstraint(_in("state", LINK_STATES), name="state"),)
 

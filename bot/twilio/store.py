@@ -47,13 +47,29 @@ class LinkView:
     last_agent: Optional[str]
     created_at: datetime
     closed_at: Optional[datetime]
+    flex_interaction_sid: Optional[str] = None
+    flex_channel_sid: Optional[str] = None
+    flex_task_sid: Optional[str] = None
 
     @classmethod
     def from_row(cls, row: TwilioLink) -> "LinkView":
         return cls(row.id, row.conversation_id, row.ticket_reference, row.conversation_sid,
                    row.unique_name, row.customer_identity, row.participant_sid,
                    row.webhook_sid, int(row.imported or 0), row.state, row.last_agent,
-                   row.created_at, row.closed_at)
+                   row.created_at, row.closed_at, row.flex_interaction_sid,
+                   row.flex_channel_sid, row.flex_task_sid)
+
+    def to_json(self) -> Dict[str, Any]:
+        """JSON-friendly dict (for the operator command ``python -m bot.twilio.links``)."""
+        return {"id": self.id, "conversation_id": self.conversation_id,
+                "ticket": self.ticket_reference, "conversation_sid": self.conversation_sid,
+                "unique_name": self.unique_name, "customer_identity": self.customer_identity,
+                "participant_sid": self.participant_sid, "webhook_sid": self.webhook_sid,
+                "imported": self.imported, "state": self.state, "last_agent": self.last_agent,
+                "flex_interaction_sid": self.flex_interaction_sid,
+                "flex_channel_sid": self.flex_channel_sid, "flex_task_sid": self.flex_task_sid,
+                "created_at": self.created_at.isoformat(),
+                "closed_at": self.closed_at.isoformat() if self.closed_at else None}
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,30 @@ class TwilioStore(StoreBase):
         """The link of this Twilio Conversation SID, if any."""
         return await self._link(TwilioLink.conversation_sid == conversation_sid)
 
+    async def link_for_task(self, task_sid: str) -> Optional[LinkView]:
+        """The link whose current Flex task is ``task_sid`` (WT...), if any."""
+        if not task_sid:
+            return None
+        async with db.read_session(self._sessions) as session:
+            row = (await session.execute(select(TwilioLink).where(
+                TwilioLink.flex_task_sid == task_sid).order_by(TwilioLink.id.desc()).limit(1)))\
+                .scalar_one_or_none()
+            return LinkView.from_row(row) if row is not None else None
+
+    async def find_links(self, key: str) -> List[LinkView]:
+        """Links by ticket reference, our conversation id or any SID stored with them
+        (Conversation CH, Interaction KD, Interaction channel UO, task WT), newest first."""
+        from sqlalchemy import or_
+
+        columns = (TwilioLink.ticket_reference, TwilioLink.conversation_id,
+                   TwilioLink.conversation_sid, TwilioLink.flex_interaction_sid,
+                   TwilioLink.flex_channel_sid, TwilioLink.flex_task_sid)
+        async with db.read_session(self._sessions) as session:
+            rows = (await session.execute(select(TwilioLink).where(
+                or_(*(column == key for column in columns)))
+                .order_by(TwilioLink.id.desc()).limit(100))).scalars().all()
+            return [LinkView.from_row(row) for row in rows]
+
     async def open_link(self, conversation_id: str) -> Optional[LinkView]:
         """The newest link of our conversation that is not closed."""
         async with db.read_session(self._sessions) as session:
@@ -162,13 +202,15 @@ class TwilioStore(StoreBase):
 
     async def do_update_link(self, link_id: int, **values: Any) -> LinkView:
         """Change columns of a link (``participant_sid``, ``webhook_sid``, ``imported``,
-        ``state``, ``last_agent``).
+        ``state``, ``last_agent``, ``flex_interaction_sid``, ``flex_channel_sid``,
+        ``flex_task_sid``).
 
         Raises:
             ValueError: An unknown column.
             LookupError: No such link.
         """
-        allowed = {"participant_sid", "webhook_sid", "imported", "state", "last_agent"}
+        allowed = {"participant_sid", "webhook_sid", "imported", "state", "last_agent",
+                   "flex_interaction_sid", "flex_channel_sid", "flex_task_sid"}
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"Cannot change {sorted(unknown)} of a Twilio link.")
@@ -431,6 +473,13 @@ class TwilioStore(StoreBase):
                 link_row.last_agent = author[:255]
                 link_row.updated_at = now
             await session.flush()
+            if ticket is not None:
+                # "you have a reply", queued in this transaction as for console agents; sent
+                # only if the customer has not seen it by then (bot/mail/, docs/email.md)
+                from bot.mail.outbox import stage_agent_reply
+
+                await stage_agent_reply(session, ticket=ticket, conversation=conversation,
+                                        message=row, agent_name=author, now=now)
             return MessageView.from_row(row, link.conversation_id), False, first
 
     async def do_resolve(self, link: LinkView, actor: str, *,

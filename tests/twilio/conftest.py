@@ -19,6 +19,11 @@ ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-twilio-auth-token-0123456789"
 PUBLIC_URL = "https://support-bot.example.test"
 WAIT = 60.0
+VOICE_FROM = "+15005550006"
+SUPPORT_LINE = "+4930123456789"
+CALLBACK_POLL = 1.0
+WORKER_CACHE_SECONDS = 2.0
+"""``TWILIO_FLEX_WORKER_CACHE_SECONDS`` of the Flex stack (a rename shows after this long)."""
 
 
 @dataclass
@@ -28,6 +33,7 @@ class TwilioStack:
     fake: FakeTwilio
     bot: Any  # tests.servers.BotServers
     demo_url: str
+    smtp: Any = None  # tests.mail.conftest.SmtpServer when email is on
 
 
 @contextlib.contextmanager
@@ -104,6 +110,43 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="package")
+def flex_stack(bot_factory: Any) -> Iterator[TwilioStack]:
+    """ONE real bot for the Flex, Voice and Twilio email end-to-end tests (one Rasa start for
+    all of them): Flex mode (``TWILIO_FLEX_MODE=interactions``, the fake's workspace and
+    workflow), Voice call-backs, and email to a local SMTP server (aiosmtpd, collected in
+    ``stack.smtp.received``). Package scope: ``test_twilio_flex_e2e.py`` and
+    ``test_voice_e2e.py`` share it."""
+    from tests.mail.conftest import SmtpServer, free_port
+
+    from tests.twilio.fake_flex import FlexFake
+
+    smtp = SmtpServer(free_port())
+    smtp.start()
+    probe = FlexFake()  # the fake's workspace and workflow SIDs
+    try:
+        with twilio_stack(bot_factory, "twilio-flex-voice", {
+            "TWILIO_POLL_INTERVAL": "0.2", "TWILIO_MAX_ATTEMPTS": "3",
+            "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3",
+            "TWILIO_VOICE_FROM": VOICE_FROM, "SUPPORT_LINE_NUMBER": SUPPORT_LINE,
+            "TWILIO_CALLBACK_POLL": str(CALLBACK_POLL),
+            "TWILIO_FLEX_MODE": "interactions",
+            "TWILIO_FLEX_WORKSPACE_SID": probe.workspace_sid,
+            "TWILIO_FLEX_WORKFLOW_SID": probe.workflow_sid,
+            "TWILIO_FLEX_WORKER_CACHE_SECONDS": str(WORKER_CACHE_SECONDS),
+            "MAIL_ENABLED": "true", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
+            "SMTP_STARTTLS": "false", "SMTP_TIMEOUT": "5", "MAIL_REPLY_DELAY": "1",
+            "MAIL_POLL_INTERVAL": "0.3", "MAIL_UNSUBSCRIBE_SECRET": "test-mail-secret-0123456789",
+            "MAIL_PUBLIC_URL": PUBLIC_URL, "APP_LINK_BASE": "https://shop.example/app",
+        }) as running:
+            running.smtp = smtp
+            running.fake.configure_event_callback(
+                PUBLIC_URL + "/webhooks/twilio_conversations/taskrouter")
+            yield running
+    finally:
+        smtp.stop()
 
 
 @pytest.fixture(scope="module")

@@ -173,6 +173,25 @@ class FlexFake:
         """Nobody took the task (or a supervisor cancelled it): ``task.canceled``."""
         return self._submit(self._task_event(task_sid, "canceled", reason))  # type: ignore
 
+    def transfer_task(self, task_sid: str, worker_sid: Optional[str] = None,
+                      queue: str = "Everyone", wrap_first: bool = False) -> Tuple[str, List[Any]]:
+        """The agent transfers the chat (Flex's cold messaging transfer) to a worker (Known
+        Agent Routing) or a queue: a NEW task for the same Interaction channel, with the
+        old task's attributes plus ``transferTargetType``/``transferTargetSid``/
+        ``transferQueueName``, and the old task wrapping up; the Interaction channel and the
+        Conversation stay open. Sends ``task.created`` (new) and ``task.wrapup`` (old), in
+        that order unless ``wrap_first``. Returns ``(new task SID, deliveries)``."""
+        return self._submit(self._transfer(task_sid, worker_sid, queue, wrap_first))  # type: ignore
+
+    def rename_worker(self, worker_sid: str, friendly_name: str) -> None:
+        """An admin renames the worker (*TaskRouter → Workers*; ``full_name`` too)."""
+        with self._lock:  # type: ignore[attr-defined]
+            worker = self.workers[worker_sid]
+            attributes = json.loads(worker["attributes"])
+            attributes["full_name"] = friendly_name
+            worker.update(friendly_name=friendly_name, attributes=json.dumps(attributes),
+                          date_updated=iso(now()))
+
     # ------------------------------------------------------------ Interactions
 
     def _interactions_api(self, method: str, rest: List[str], one: Dict[str, str]) -> Tuple:
@@ -254,6 +273,18 @@ class FlexFake:
                       "flexInteractionChannelSid": channel_sid}
         task = self._create_task(attributes, route.get("task_channel_unique_name", "chat"))
         self.interaction_channels[channel_sid]["status"] = "active"
+        # as Twilio answers (the API overview's example): the task in routing.properties
+        interaction["routing"] = {"properties": {
+            **{k: task[k] for k in ("account_sid", "addons", "age", "assignment_status",
+                                    "attributes", "priority", "reason", "sid",
+                                    "task_channel_sid", "task_channel_unique_name",
+                                    "timeout", "workflow_sid", "workspace_sid")},
+            "queue_sid": task["task_queue_sid"],
+            "queue_name": task["task_queue_friendly_name"],
+            "workflow_name": task["workflow_friendly_name"],
+            "date_created": int(task["_created"]), "date_updated": int(task["_created"]),
+            "task_queue_entered_date": int(task["_created"]), "age_in_queue": 0,
+            "assignmentCounter": 0, "routing_target": None}, "reservation": None}
         return (200, _public(interaction), [self._events("task.created", task)])
 
     def _close_channel(self, channel: Dict[str, Any], status: str) -> List[Any]:
@@ -413,6 +444,27 @@ class FlexFake:
         for job in jobs:
             sent += await job
         return sent
+
+    async def _transfer(self, task_sid: str, worker_sid: Optional[str], queue: str,
+                        wrap_first: bool) -> Tuple[str, List[Any]]:
+        with self._lock:  # type: ignore[attr-defined]
+            task = self.tasks.get(task_sid)
+            if task is None:
+                raise KeyError(f"No task {task_sid}")
+            if task["assignment_status"] != "assigned":
+                raise TwilioError(400, 20001, f"The task is {task['assignment_status']}")
+            attributes = {**json.loads(task["attributes"]),
+                          "transferTargetType": "worker" if worker_sid else "queue",
+                          "transferTargetSid": worker_sid, "transferQueueName": queue,
+                          "transferringWorkerSid": task["_worker"]}
+            new = self._create_task(attributes, task["task_channel_unique_name"])
+            created = self._events("task.created", new)
+            wrapped = self._set_task(task, "wrapping", "Task transferred")
+            jobs = [wrapped, created] if wrap_first else [created, wrapped]
+        sent: List[Any] = []
+        for job in jobs:
+            sent += await job
+        return new["sid"], sent
 
     async def _task_event(self, task_sid: str, status: str,
                           reason: Optional[str] = None) -> List[Any]:

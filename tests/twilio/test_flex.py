@@ -207,10 +207,13 @@ async def test_canceled_task_resolves_and_foreign_events_are_ignored(
     base = dict(sent[0].params)
     assert await bridge.handle_task_event({**base, "WorkspaceSid": "WS" + "0" * 32}) \
         == "other_workspace"
-    assert await bridge.handle_task_event({**base, "TaskAttributes": json.dumps(
+    foreign = {**base, "TaskSid": "WT" + "9" * 32}  # a task that is not stored with a link
+    assert await bridge.handle_task_event({**foreign, "TaskAttributes": json.dumps(
         {"from": "+4930"})}) == "not_ours"
-    assert await bridge.handle_task_event({**base, "TaskAttributes": json.dumps(
+    assert await bridge.handle_task_event({**foreign, "TaskAttributes": json.dumps(
         {"origin": "support-bot", "ticket": "T-999999"})}) == "unknown_ticket"
+    # our task is known by its SID, whatever its attributes say now
+    assert await bridge.handle_task_event({**base, "TaskAttributes": "{}"}) == "already_closed"
 
 
 async def test_customer_leaving_closes_the_interaction_channel(
@@ -273,3 +276,143 @@ async def test_taskrouter_route_checks_signatures_and_stores(
         await plain.close()
     finally:
         await channel.close()
+
+
+def _results(url: str) -> List[str]:
+    with _db(url) as db:
+        return [r[0] for r in db.execute(
+            "SELECT result FROM twilio_inbox WHERE kind = 'taskrouter' ORDER BY id")]
+
+
+async def test_sids_are_stored_and_a_transfer_resolves_nothing(
+        flex: Any, fake_twilio: FakeTwilio, flex_config: TwilioConfig, capsys: Any) -> None:
+    bridge, published, store = flex
+    fake_twilio.configure_event_callback(flex_config.taskrouter_url)
+    handed = await hand_off(flex_config.support_db_url)
+    assert await bridge.on_handoff(handed["conversation_id"], handed["reference"]) is True
+    sid = fake_twilio.conversation(handed["conversation_id"])["sid"]
+    first = fake_twilio.task_for_conversation(sid)
+    attributes = json.loads(first["attributes"])
+    link = await store.link_for_ticket(handed["reference"])
+    assert (link.flex_interaction_sid, link.flex_channel_sid, link.flex_task_sid) == (
+        attributes["flexInteractionSid"], attributes["flexInteractionChannelSid"], first["sid"])
+    for key in (first["sid"], link.flex_interaction_sid, link.flex_channel_sid, sid,
+                handed["reference"]):
+        assert [found.id for found in await store.find_links(key)] == [link.id]
+
+    maria = fake_twilio.add_worker("Maria Lopez", "maria.lopez@northwind.example")
+    await _deliver_events(bridge, fake_twilio,
+                          await _run(fake_twilio, "accept_task", first["sid"], maria))
+    # Maria transfers the chat to Ben: a new task for the same Interaction channel
+    new_sid, sent = await _run(fake_twilio, "transfer_task", first["sid"], None, "Senior")
+    assert [d.params["EventType"] for d in sent] == ["task.created", "task.wrapup"]
+    await _deliver_events(bridge, fake_twilio, sent)
+    assert (await store.link_for_ticket(handed["reference"])).flex_task_sid == new_sid
+    assert fake_twilio.conversation(sid)["state"] == "active"
+    ben = fake_twilio.add_worker("Ben Okafor", "ben.okafor@northwind.example")
+    await _deliver_events(bridge, fake_twilio, await _run(fake_twilio, "accept_task", new_sid,
+                                                          ben))
+    assert [(t, e["agent_name"]) for t, e in published
+            if t in ("ticket.claimed", "ticket.transferred")] == [
+        ("ticket.claimed", "Maria Lopez"), ("ticket.transferred", "Ben Okafor")]
+    _message, hook = await _run(fake_twilio, "agent_says", sid, "ben.okafor@northwind.example",
+                                "Ben here, I have your order open.")
+    assert await bridge.accept_webhook(hook[0].params, hook[0].token)
+    await bridge.idle()
+    assert [e["message"]["sender_name"] for t, e in published if t == "agent.message"] == [
+        "Ben Okafor"]
+    # Maria finishes her wrap-up: the old task completes, the chat goes on with Ben
+    await _deliver_events(bridge, fake_twilio,
+                          await _run(fake_twilio, "complete_task", first["sid"]))
+    assert not [e for t, e in published if t == "ticket.resolved"]
+    with _db(flex_config.support_db_url) as db:
+        assert db.execute("SELECT status FROM tickets WHERE reference = ?",
+                          (handed["reference"],)).fetchone()[0] == "assigned"
+    # Ben ends the chat: resolved once, by Ben
+    await _deliver_events(bridge, fake_twilio, await _run(fake_twilio, "wrap_up_task", new_sid))
+    await _deliver_events(bridge, fake_twilio, await _run(fake_twilio, "complete_task", new_sid))
+    assert [(e["ticket"], e["agent_name"]) for t, e in published if t == "ticket.resolved"] == [
+        (handed["reference"], "Ben Okafor")]
+    assert _results(flex_config.support_db_url)[-9:] == [
+        "ignored", "accepted",  # Maria's reservation
+        "transferred", "superseded",  # the new task; Maria's task wrapping up
+        "ignored", "accepted",  # Ben's reservation
+        "superseded",  # Maria's task completed
+        "resolved", "already_closed"]  # Ben's wrap-up and completion
+
+    # the operator command finds the chat by its task (or any other SID)
+    from bot.twilio.links import main
+
+    capsys.readouterr()
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, main, ["--url", flex_config.support_db_url,
+                                                   new_sid]) == 0
+    [shown] = json.loads(capsys.readouterr().out)
+    assert (shown["ticket"], shown["state"], shown["flex_task_sid"], shown["last_agent"]) == (
+        handed["reference"], "closed", new_sid, "Ben Okafor")
+    assert shown["flex_interaction_sid"] == link.flex_interaction_sid
+    assert await loop.run_in_executor(None, main, ["--url", flex_config.support_db_url,
+                                                   "WT" + "0" * 32]) == 1
+
+
+async def test_a_transfer_whose_old_task_ends_first_or_an_agent_leaving(
+        flex: Any, fake_twilio: FakeTwilio, flex_config: TwilioConfig) -> None:
+    bridge, published, store = flex
+    fake_twilio.configure_event_callback(flex_config.taskrouter_url)
+    handed = await hand_off(flex_config.support_db_url)
+    await bridge.on_handoff(handed["conversation_id"], handed["reference"])
+    sid = fake_twilio.conversation(handed["conversation_id"])["sid"]
+    first = fake_twilio.task_for_conversation(sid)
+    maria = fake_twilio.add_worker("Maria Lopez", "maria@northwind.example")
+    await _deliver_events(bridge, fake_twilio,
+                          await _run(fake_twilio, "accept_task", first["sid"], maria))
+    new_sid, sent = await _run(fake_twilio, "transfer_task", first["sid"], None, "Everyone",
+                               True)
+    assert [d.params["EventType"] for d in sent] == ["task.wrapup", "task.created"]
+    await _deliver_events(bridge, fake_twilio, sent)
+    assert _results(flex_config.support_db_url)[-2:] == ["transferred", "ignored"]
+    assert (await store.link_for_ticket(handed["reference"])).flex_task_sid == new_sid
+
+    # the new agent leaves the chat without ending it (nobody else has it yet): wrapping
+    # with the Interaction channel open resolves nothing; its completion does
+    ben = fake_twilio.add_worker("Ben Okafor", "ben@northwind.example")
+    accepted = await _run(fake_twilio, "accept_task", new_sid, ben)
+    await _deliver_events(bridge, fake_twilio, accepted)
+    fake_twilio.tasks[new_sid]["assignment_status"] = "wrapping"
+    left = {**accepted[-1].params, "EventType": "task.wrapup", "Sid": "EV" + "3" * 32,
+            "TaskAssignmentStatus": "wrapping"}
+    assert await bridge.handle_task_event(left) == "agent_left"
+    assert not [e for t, e in published if t == "ticket.resolved"]
+    done = await _run(fake_twilio, "complete_task", new_sid)
+    await _deliver_events(bridge, fake_twilio, done)
+    assert [e["agent_name"] for t, e in published if t == "ticket.resolved"] == ["Ben Okafor"]
+
+
+async def test_a_renamed_worker_is_shown_with_the_new_name_after_the_ttl(
+        flex: Any, fake_twilio: FakeTwilio, flex_config: TwilioConfig) -> None:
+    bridge, published, _store = flex
+    bridge.workers.ttl = 0.3
+    fake_twilio.configure_event_callback(flex_config.taskrouter_url)
+    handed = await hand_off(flex_config.support_db_url)
+    await bridge.on_handoff(handed["conversation_id"], handed["reference"])
+    sid = fake_twilio.conversation(handed["conversation_id"])["sid"]
+    task = fake_twilio.task_for_conversation(sid)
+    worker = fake_twilio.add_worker("maria.lopez@northwind.example", "maria.lopez@northwind.example")
+    fake_twilio.workers[worker]["attributes"] = json.dumps(  # SSO: no full_name yet
+        {"contact_uri": "client:maria.lopez@northwind.example"})
+    await _deliver_events(bridge, fake_twilio, await _run(fake_twilio, "accept_task",
+                                                          task["sid"], worker))
+
+    async def says(text: str) -> str:
+        _m, hook = await _run(fake_twilio, "agent_says", sid, "maria.lopez@northwind.example",
+                              text)
+        assert await bridge.accept_webhook(hook[0].params, hook[0].token)
+        await bridge.idle()
+        return [e["message"]["sender_name"] for t, e in published if t == "agent.message"][-1]
+
+    assert await says("Hello!") == "maria.lopez"  # an e-mail-like name: the part before @
+    fake_twilio.rename_worker(worker, "Maria López")
+    assert await says("One moment.") == "maria.lopez"  # cached
+    await asyncio.sleep(0.35)
+    assert await says("Found it.") == "Maria López"
+    assert fake_twilio.count_requests("GET", f"/Workers/{worker}") == 2

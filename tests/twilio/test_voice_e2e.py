@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 import requests
@@ -19,9 +19,11 @@ import requests
 from bot.support.ops import StateError, SupportStore
 from tests.servers import BotServers
 from tests.twilio.conftest import (
+    CALLBACK_POLL,
     PUBLIC_URL,
+    SUPPORT_LINE,
+    VOICE_FROM,
     TwilioStack,
-    twilio_stack,
     wait_for,
     widget_in_browser,
 )
@@ -30,21 +32,16 @@ from tests.widget.conftest import WidgetClient, new_user, token_for
 
 pytestmark = pytest.mark.model
 
-VOICE_FROM = "+15005550006"
-SUPPORT_LINE = "+4930123456789"
-POLL = 1.0
+POLL = CALLBACK_POLL
 MARGIN = 6.0  # on a busy 2-core machine; the poll interval is the real bound
 STATUS = "/webhooks/twilio_conversations/voice/status"
 
 
 @pytest.fixture(scope="module")
-def voice_stack(bot_factory: Any) -> Iterator[TwilioStack]:
-    with twilio_stack(bot_factory, "twilio-voice", {
-        "TWILIO_MAX_ATTEMPTS": "3", "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3",
-        "TWILIO_VOICE_FROM": VOICE_FROM, "SUPPORT_LINE_NUMBER": SUPPORT_LINE,
-        "TWILIO_CALLBACK_POLL": str(POLL),
-    }) as running:
-        yield running
+def voice_stack(flex_stack: TwilioStack) -> TwilioStack:
+    """The package's Twilio bot (Voice on; Flex mode and email do not touch call-backs),
+    shared with test_twilio_flex_e2e.py: one Rasa start for both."""
+    return flex_stack
 
 
 def _row(bot: BotServers, reference: str) -> Dict[str, Any]:
