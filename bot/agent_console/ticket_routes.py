@@ -134,8 +134,6 @@ class ConsoleTicketRoutes:
         return {"ticket": ticket_json(ticket)}
 
     async def _reply(self, request: Request, agent: AgentView, reference: str) -> Dict[str, Any]:
-        from bot.live import bus
-
         body = read_body(request)
         extra = await self.attachments.reply_extra(agent, reference, body)  # photos, files
         text = str_field(body, "text", required=extra is None)
@@ -143,33 +141,24 @@ class ConsoleTicketRoutes:
         agents, _ = await self.stores()
         message = await agents.do_agent_message(reference, agent, text or "", client_id=client_id,
                                                 extra=extra)
-        wire = message.to_wire()
-        await bus().publish("agent.message",
-                            {"conversation_id": message.conversation_id, "message": wire})
+        wire = message.to_wire()  # the store published agent.message after its commit
         await self._push_conversation(message.conversation_id, {
             "type": "agent.message", "conversation_id": message.conversation_id,
             "ticket": reference.upper(), "message": wire})
         return {"message": wire}
 
     async def _read(self, request: Request, agent: AgentView, reference: str) -> Dict[str, Any]:
-        from bot.live import bus
-
         up_to = int_field(read_body(request), "up_to")
         agents, chat = await self.stores()
         detail = await agents.ticket_detail(agent, reference)  # authorises
         ids = await chat.do_mark(detail.conversation_id, "read", up_to=up_to,
                                  senders=("customer",))
-        if ids:
-            await bus().publish("agent.read", {"conversation_id": detail.conversation_id,
-                                               "ids": ids})
+        if ids:  # the store published agent.read after its commit
             await self._push_conversation(detail.conversation_id, {
                 "type": "agent.read", "conversation_id": detail.conversation_id,
                 "ticket": detail.ticket.reference, "ids": ids})
         return {"ids": ids}
 
     async def _ticket_changed(self, action: str, ticket: TicketView, agent_name: str) -> None:
-        from bot.live import bus
-
+        # the store published ``action`` on the bus after its commit
         self._remember(ticket)
-        await bus().publish(action, {"conversation_id": ticket.conversation_id,
-                                     "ticket": ticket.reference, "agent_name": agent_name})

@@ -18,7 +18,8 @@ from sqlalchemy import select, update
 from bot import db
 from bot.attachments.models import Attachment
 from bot.support.base import StoreBase
-from bot.support.models import AuditLog, ChatMessage, Conversation
+from bot.support.lifecycle import stage_audit
+from bot.support.models import ChatMessage, Conversation
 
 __all__ = ["AttachmentRef", "AttachmentStore", "AttachmentView", "NewAttachment",
            "new_public_id"]
@@ -128,11 +129,11 @@ class AttachmentStore(StoreBase):
                              uploader=uploader[:96], created_at=now, **new.__dict__)
             session.add(row)
             await session.flush()
-            session.add(AuditLog(
-                at=now, actor=uploader[:96], action="attachment.uploaded",
+            await stage_audit(
+                session, at=now, actor=uploader[:96], action="attachment.uploaded",
                 object_type="conversation", object_id=conversation_id[:64],
                 data={"attachment": row.public_id, "kind": new.kind, "size": new.size,
-                      "content_type": new.content_type}))
+                      "content_type": new.content_type})
             view = AttachmentView.from_row(row, conversation)
         await self._notify("attachment.stored", {"attachment": view})
         return view

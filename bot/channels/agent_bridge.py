@@ -235,9 +235,7 @@ class AgentBridge:
                         refused.code)
             return {"type": "error", "code": refused.code, "message": str(refused),
                     "session": session}
-        await bus().publish("rating.created", {
-            "conversation_id": conversation_id, "score": rating.score,
-            "comment": rating.comment, "ticket_id": rating.ticket_id, "session": rating.session})
+        # the store published rating.created after its commit
         return {"type": "rated", "session": rating.session, "score": rating.score}
 
     @staticmethod

@@ -110,10 +110,6 @@ class WidgetFrameHandlers:
                 {"type": "message", "message": message.to_wire()},
                 exclude=connection,
             )
-            await self.bridge.publish(
-                "customer.message",
-                {"conversation_id": connection.conversation_id, "message": message.to_wire()},
-            )
         self._queue_turn(connection.customer, message)
 
     async def _check_payload(self, connection: Connection, payload: str, client_id: str) -> None:
@@ -170,9 +166,6 @@ class WidgetFrameHandlers:
                 connection.conversation_id,
                 {"type": "receipt", "ids": read, "status": "read"},
                 exclude=connection,
-            )
-            await self.bridge.publish(
-                "customer.read", {"conversation_id": connection.conversation_id, "ids": read}
             )
 
     async def _on_history(self, connection: Connection, frame: Dict[str, Any]) -> None:

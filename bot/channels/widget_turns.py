@@ -268,11 +268,7 @@ class WidgetBotTurns:
                 client_id=message.client_id,
             ).frame(),
         )
-        # agents see the notice in the conversation (a system message)
-        await self.bridge.publish(
-            "customer.message",
-            {"conversation_id": conversation_id, "message": stored.to_wire()},
-        )
+        # agents see the notice in the conversation: the store publishes it after its commit
 
     async def _handle(
         self, customer: Customer, text: str, output: OutputChannel,

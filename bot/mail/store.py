@@ -12,7 +12,8 @@ from bot import db
 from bot.mail.models import MailOptOut, MailOutbox
 from bot.mail.outbox import clean_address, stage
 from bot.support.base import StoreBase
-from bot.support.models import AuditLog, ChatMessage, Conversation
+from bot.support.lifecycle import stage_audit
+from bot.support.models import ChatMessage, Conversation
 
 __all__ = ["MailStore", "OutboxView"]
 
@@ -74,9 +75,9 @@ class MailStore(StoreBase):
                 for row in queued:
                     row.status = "suppressed"
                     row.last_error = "unsubscribed"
-                session.add(AuditLog(at=now, actor=actor[:255], action="mail.unsubscribed",
-                                     object_type="mail_address", object_id=clean[:64],
-                                     data={"source": source[:32], "suppressed": len(queued)}))
+                await stage_audit(session, at=now, actor=actor, action="mail.unsubscribed",
+                                  object_type="mail_address", object_id=clean,
+                                  data={"source": source[:32], "suppressed": len(queued)})
         except IntegrityError:  # unsubscribed concurrently
             return False
         await self._notify("mail.unsubscribed", {"actor": actor, "address": clean})
@@ -114,9 +115,9 @@ class MailStore(StoreBase):
                               force=True)
             if row is None:
                 return None
-            session.add(AuditLog(at=now, actor=actor[:255], action="mail.transcript_requested",
-                                 object_type="conversation", object_id=conversation_id[:64],
-                                 data={"outbox_id": row.id, "lines": len(lines)}))
+            await stage_audit(session, at=now, actor=actor, action="mail.transcript_requested",
+                              object_type="conversation", object_id=conversation_id,
+                              data={"outbox_id": row.id, "lines": len(lines)})
             view = OutboxView.from_row(row)
         await self._notify("mail.transcript_requested", {"actor": actor, "outbox": view})
         return view

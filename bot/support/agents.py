@@ -61,6 +61,10 @@ from bot.support.models import (
     Ticket,
 )
 from bot.support.base import StoreBase
+from bot.support.lifecycle import (
+    claim_queued_ticket, move_conversation, move_ticket, resolve_ticket,
+    set_conversation_state, stage_audit, write_agent_reply,
+)
 from bot.support.ops import NotFound, StateError, TicketView
 
 __all__ = [
@@ -222,9 +226,9 @@ class AgentStore(StoreBase):
                             password_hash=password_hash, role=role, active=True, created_at=now)
                 session.add(row)
                 await session.flush()
-                session.add(AuditLog(at=now, actor=actor, action="agent.created",
-                                     object_type="agent", object_id=str(row.id),
-                                     data={"username": username, "role": role}))
+                await stage_audit(session, at=now, actor=actor, action="agent.created",
+                                  object_type="agent", object_id=str(row.id),
+                                  data={"username": username, "role": role})
                 view = AgentView.from_row(row)
         except IntegrityError:
             raise ValueError(f"username {username!r} is taken") from None
@@ -270,8 +274,8 @@ class AgentStore(StoreBase):
             agent.last_seen_at = now
             session.add(AgentSession(agent_id=row.id, token_hash=_token_hash(token),
                                      created_at=now, expires_at=expires))
-            session.add(AuditLog(at=now, actor=f"agent:{row.id}", action="agent.login",
-                                 object_type="agent", object_id=str(row.id), data={}))
+            await stage_audit(session, at=now, actor=f"agent:{row.id}", action="agent.login",
+                              object_type="agent", object_id=str(row.id), data={})
             view = AgentView.from_row(agent)
         return token, view, expires
 
@@ -420,26 +424,18 @@ class AgentStore(StoreBase):
         """
         now = db.utcnow()
         async with db.write_session(self._sessions) as session:
-            result = await session.execute(
-                update(Ticket)
-                .where(Ticket.reference == reference.upper(), Ticket.status == "queued")
-                .values(status="assigned", assignee_id=agent.id, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            ticket = await _ticket(session, reference)
-            if result.rowcount != 1:
+            claimed, audit = await claim_queued_ticket(
+                session, reference.upper(), assignee_id=agent.id, actor=f"agent:{agent.id}",
+                now=now, data={"assignee": agent.id})
+            if claimed is None or audit is None:
+                ticket = await _ticket(session, reference)
                 owner = await session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
                 if owner is not None:
                     raise StateError(f"{ticket.reference} was already claimed by "
                                      f"{owner.display_name}.")
                 raise StateError(f"{ticket.reference} is {ticket.status}; only queued tickets "
                                  "can be claimed.")
-            await session.refresh(ticket)
-            await _set_conversation(session, ticket, state="assigned", assignee_id=agent.id,
-                                    now=now)
-            audit = await _audit(session, now, f"agent:{agent.id}", "ticket.claimed", ticket,
-                                 {"assignee": agent.id})
-            view = TicketView.from_row(ticket)
+            view = TicketView.from_row(claimed)
         await self._notify(audit.action, {"actor": audit.actor, "ticket": view, "agent": agent})
         return view
 
@@ -461,12 +457,14 @@ class AgentStore(StoreBase):
             if not target.active:
                 raise StateError(f"{target.display_name} is not active.")
             previous = ticket.assignee_id
+            move_ticket(ticket, "assigned", now)  # assigned → assigned: a transfer
             ticket.assignee_id = target.id
-            ticket.updated_at = now
-            await _set_conversation(session, ticket, state="assigned", assignee_id=target.id,
-                                    now=now)
-            audit = await _audit(session, now, f"agent:{agent.id}", "ticket.transferred", ticket,
-                                 {"from": previous, "to": target.id})
+            await move_conversation(session, ticket.conversation_id, "assigned", now,
+                                    ticket_id=ticket.id, assignee_id=target.id)
+            audit = await stage_audit(
+                session, at=now, actor=f"agent:{agent.id}", action="ticket.transferred",
+                object_type="ticket", object_id=ticket.reference,
+                data={"from": previous, "to": target.id})
             view = TicketView.from_row(ticket)
             target_view = AgentView.from_row(target)
         await self._notify(audit.action, {"actor": audit.actor, "ticket": view,
@@ -494,33 +492,13 @@ class AgentStore(StoreBase):
             ticket = await _ticket(session, reference, for_update=True)
             _may_act(agent, ticket)
             conversation = await _conversation_of(session, ticket)
-            if client_id:
-                existing = (await session.execute(select(ChatMessage).where(
-                    ChatMessage.conversation_pk == conversation.id,
-                    ChatMessage.client_id == client_id))).scalar_one_or_none()
-                if existing is not None:
-                    return MessageView.from_row(existing, conversation.conversation_id)
-            row = ChatMessage(conversation_pk=conversation.id, session=conversation.session,
-                              client_id=client_id, sender="agent",
-                              sender_name=agent.display_name, author_id=str(agent.id),
-                              text=text, status="sent", created_at=now, extra=extra or None)
-            session.add(row)
-            conversation.last_message_at = now
-            first = ticket.first_response_at is None
-            if first:
-                ticket.first_response_at = now
-                ticket.updated_at = now
-                await _audit(session, now, f"agent:{agent.id}", "ticket.first_response", ticket,
-                             {"seconds": round((now - (ticket.queued_at or ticket.created_at))
-                                               .total_seconds(), 1)})
-            await session.flush()
-            # "you have a reply", queued in this transaction; sent only if the customer
-            # has not seen the reply by then (bot/mail/sender.py, docs/email.md)
-            from bot.mail.outbox import stage_agent_reply
-
-            await stage_agent_reply(session, ticket=ticket, conversation=conversation,
-                                    message=row, agent_name=agent.display_name, now=now)
-            view = MessageView.from_row(row, conversation.conversation_id)
+            reply = await write_agent_reply(
+                session, conversation=conversation, ticket=ticket, text=text, now=now,
+                client_id=client_id, sender_name=agent.display_name, author_id=str(agent.id),
+                actor=f"agent:{agent.id}", extra=extra)
+            view = MessageView.from_row(reply.message, conversation.conversation_id)
+            if reply.duplicate:
+                return view
         await self._notify("message.stored", {"message": view, "agent": agent})
         return view
 
@@ -537,16 +515,8 @@ class AgentStore(StoreBase):
         async with db.write_session(self._sessions) as session:
             ticket = await _ticket(session, reference, for_update=True)
             _may_act(agent, ticket)
-            ticket.status = "resolved"
-            ticket.resolved_at = now
-            ticket.updated_at = now
-            if note:
-                ticket.details = {**dict(ticket.details or {}), "resolution_note": note[:2000]}
-            await _set_conversation(session, ticket, state="resolved", assignee_id=None, now=now)
-            audit = await _audit(
-                session, now, f"agent:{agent.id}", "ticket.resolved", ticket,
-                {"seconds": round((now - (ticket.queued_at or ticket.created_at))
-                                  .total_seconds(), 1)})
+            audit = await resolve_ticket(session, ticket, actor=f"agent:{agent.id}", now=now,
+                                         note=note)
             view = TicketView.from_row(ticket)
         await self._notify(audit.action, {"actor": audit.actor, "ticket": view, "agent": agent})
         return view
@@ -590,13 +560,12 @@ class AgentStore(StoreBase):
                 if conversation.state == "resolved" and (
                         session_no == conversation.session
                         or (ticket is not None and ticket.id == conversation.ticket_id)):
-                    conversation.state = "bot"
-                    conversation.ticket_id = None
+                    set_conversation_state(conversation, "bot", now, ticket_id=None)
                 await session.flush()
-                session.add(AuditLog(at=now, actor=actor, action="rating.created",
-                                     object_type="conversation", object_id=conversation_id,
-                                     data={"score": score, "session": session_no,
-                                           "ticket_id": row.ticket_id}))
+                await stage_audit(session, at=now, actor=actor, action="rating.created",
+                                  object_type="conversation", object_id=conversation_id,
+                                  data={"score": score, "session": session_no,
+                                        "ticket_id": row.ticket_id})
                 view = RatingView(row.id, conversation_id, row.session, row.ticket_id, score,
                                   comment, now)
         except IntegrityError:
@@ -763,21 +732,3 @@ async def _conversation_of(session: Any, ticket: Ticket) -> Conversation:
     return row
 
 
-async def _set_conversation(session: Any, ticket: Ticket, *, state: str,
-                            assignee_id: Optional[int], now: datetime) -> None:
-    row = (await session.execute(select(Conversation).where(
-        Conversation.conversation_id == ticket.conversation_id))).scalar_one_or_none()
-    if row is not None:
-        row.state = state
-        row.assignee_id = assignee_id
-        row.ticket_id = ticket.id
-        row.updated_at = now
-
-
-async def _audit(session: Any, at: datetime, actor: str, action: str, ticket: Ticket,
-                 data: Dict[str, Any]) -> AuditLog:
-    row = AuditLog(at=at, actor=actor, action=action, object_type="ticket",
-                   object_id=ticket.reference, data=data)
-    session.add(row)
-    await session.flush()
-    return row

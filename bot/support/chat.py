@@ -28,13 +28,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sqlalchemy import and_, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, exists, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
-from bot.support.models import MESSAGE_SENDERS, AuditLog, ChatMessage, Conversation
 from bot.support.base import StoreBase
+from bot.support.lifecycle import (
+    check_conversation_move, insert_message, set_conversation_state, stage_audit,
+)
+from bot.support.models import MESSAGE_SENDERS, ChatMessage, Conversation
 
 __all__ = [
     "ChatStore",
@@ -283,15 +286,11 @@ class ChatStore(StoreBase):
                     )
                     session.add(row)
                     await session.flush()
-                    audit = AuditLog(
-                        at=now,
-                        actor=f"customer:{customer_id}",
-                        action="conversation.created",
-                        object_type="conversation",
+                    await stage_audit(
+                        session, at=now, actor=f"customer:{customer_id}",
+                        action="conversation.created", object_type="conversation",
                         object_id=conversation_id,
-                        data={"channel": channel, "customer_id": customer_id},
-                    )
-                    session.add(audit)
+                        data={"channel": channel, "customer_id": customer_id})
                 else:
                     if row.profile != profile_ or (context_ and row.context != context_):
                         row.profile = profile_
@@ -344,36 +343,26 @@ class ChatStore(StoreBase):
         async with db.write_session(self._sessions) as session:
             row = await _require_conversation(session, conversation_id)
             ended = row.session
-            message = ChatMessage(
-                conversation_pk=row.id,
-                session=ended,
-                sender="system",
-                text=notice,
-                status="sent",
-                created_at=now,
-            )
-            session.add(message)
+            notice_id = await insert_message(
+                session, conversation_pk=row.id, session_no=ended, sender="system",
+                text=notice, now=now)
             row.session = ended + 1
             row.ended_at = now
-            if row.state in ("queued", "assigned", "resolved"):
-                row.state = "closed" if row.state != "resolved" else "bot"
-            elif row.state == "closed":
-                row.state = "bot"
+            # waiting for or with a person: closed (the ticket stays); otherwise the bot's
+            if row.state in ("queued", "assigned"):
+                set_conversation_state(row, "closed", now)
+            elif row.state in ("resolved", "closed"):
+                set_conversation_state(row, "bot", now)
             row.updated_at = now
             row.last_message_at = now
             await session.flush()
-            session.add(
-                AuditLog(
-                    at=now,
-                    actor=actor,
-                    action="conversation.session_ended",
-                    object_type="conversation",
-                    object_id=conversation_id,
-                    data={"session": ended},
-                )
-            )
+            await stage_audit(
+                session, at=now, actor=actor, action="conversation.session_ended",
+                object_type="conversation", object_id=conversation_id,
+                data={"session": ended})
             view = ConversationView.from_row(row)
-            message_view = MessageView.from_row(message, conversation_id)
+            message_view = MessageView.from_row(
+                await session.get(ChatMessage, notice_id), conversation_id)
         await self._notify(
             "conversation.session_ended",
             {"actor": actor, "conversation": view, "message": message_view},
@@ -400,22 +389,17 @@ class ChatStore(StoreBase):
         try:
             async with db.write_session(self._sessions) as session:
                 pk, number, state = await _conversation_key(session, conversation_id)
-                result = await session.execute(
-                    insert(_MESSAGES).values(
-                        conversation_pk=pk, session=number, client_id=client_id,
-                        sender="customer", text=text, payload=payload, status="received",
-                        extra=dict(extra) if extra else None, created_at=now,
-                    )
-                )
-                await session.execute(
-                    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == pk).values(
-                        last_message_at=now, ended_at=None,
-                        # a new session after leaving a person is the bot's again
-                        state="bot" if state == "closed" else state,
-                    )
-                )
+                values: Dict[str, Any] = {"ended_at": None}
+                # a new session after leaving a person is the bot's again
+                if state == "closed" and check_conversation_move(state, "bot"):
+                    values["state"] = "bot"
+                message_id = await insert_message(
+                    session, conversation_pk=pk, session_no=number, sender="customer",
+                    text=text, now=now, status="received", client_id=client_id,
+                    payload=payload, extra=dict(extra) if extra else None,
+                    conversation_values=values)
                 view = MessageView(
-                    id=result.inserted_primary_key[0], conversation_id=conversation_id,
+                    id=message_id, conversation_id=conversation_id,
                     session=number, client_id=client_id, sender="customer", sender_name=None,
                     text=text, payload=payload, buttons=[], extra=dict(extra or {}),
                     status="received",
@@ -462,19 +446,12 @@ class ChatStore(StoreBase):
         extra_ = dict(extra) if extra else {}
         async with db.write_session(self._sessions) as session:
             pk, number, _ = await _conversation_key(session, conversation_id)
-            result = await session.execute(
-                insert(_MESSAGES).values(
-                    conversation_pk=pk, session=number, sender=sender, sender_name=sender_name,
-                    text=text or "", buttons=clean or None, extra=extra_ or None,
-                    status="sent", created_at=now, reply_to=reply_to,
-                )
-            )
-            await session.execute(
-                update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == pk)
-                .values(last_message_at=now)
-            )
+            message_id = await insert_message(
+                session, conversation_pk=pk, session_no=number, sender=sender, text=text or "",
+                now=now, sender_name=sender_name, buttons=clean, extra=extra_,
+                reply_to=reply_to)
             view = MessageView(
-                id=result.inserted_primary_key[0], conversation_id=conversation_id,
+                id=message_id, conversation_id=conversation_id,
                 session=number, client_id=None, sender=sender, sender_name=sender_name,
                 text=text or "", payload=None, buttons=clean, extra=extra_, status="sent",
                 created_at=now, delivered_at=None, read_at=None,
@@ -540,7 +517,11 @@ class ChatStore(StoreBase):
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-        return sorted(changed)
+        marked = sorted(changed)
+        await self._notify("messages.marked", {
+            "conversation_id": conversation_id, "status": status, "ids": marked,
+            "senders": tuple(senders)})
+        return marked
 
     # ------------------------------------------------------------ bot turns
 
@@ -709,29 +690,22 @@ class ChatStore(StoreBase):
                 select(_CONVERSATIONS.c.conversation_id, _CONVERSATIONS.c.session)
                 .where(_CONVERSATIONS.c.id == row[0])
             )).first()
-            inserted = await session.execute(
-                insert(_MESSAGES).values(
-                    conversation_pk=row[0], session=conversation[1], sender="system",
-                    text=notice, status="sent", created_at=now, reply_to=int(message_id),
-                )
-            )
-            await session.execute(
-                update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == row[0])
-                .values(last_message_at=now)
-            )
-            session.add(AuditLog(
-                at=now, actor="bot", action="message.turn_failed",
-                object_type="conversation", object_id=conversation[0][:64],
+            notice_id = await insert_message(
+                session, conversation_pk=row[0], session_no=conversation[1], sender="system",
+                text=notice, now=now, reply_to=int(message_id))
+            await stage_audit(
+                session, at=now, actor="bot", action="message.turn_failed",
+                object_type="conversation", object_id=conversation[0],
                 data={"message_id": int(message_id), "attempts": int(row[1]),
-                      "error": (error or "failed")[:MAX_TURN_ERROR]},
-            ))
+                      "error": (error or "failed")[:MAX_TURN_ERROR]})
             view = MessageView(
-                id=inserted.inserted_primary_key[0], conversation_id=conversation[0],
+                id=notice_id, conversation_id=conversation[0],
                 session=conversation[1], client_id=None, sender="system", sender_name=None,
                 text=notice, payload=None, buttons=[], extra={}, status="sent",
                 created_at=now, delivered_at=None, read_at=None,
             )
-        await self._notify("message.stored", {"message": view})
+        # agents see the notice in the conversation, like a customer message
+        await self._notify("message.stored", {"message": view, "customer_side": True})
         return view
 
     async def pending_turns(

@@ -46,6 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot import db
 from bot.support.base import Listener, StoreBase
+from bot.support.lifecycle import AuditView, StateError, move_ticket, set_conversation_state
+from bot.support.lifecycle import stage_audit as _audit
 from bot.support.models import (
     CLOSED_TICKET_STATUSES,
     PRIORITIES,
@@ -78,10 +80,6 @@ _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 class NotFound(LookupError):
     """No ticket/call-back with the given reference exists."""
-
-
-class StateError(Exception):
-    """The action is not allowed in the object's current state."""
 
 
 # --------------------------------------------------------------------- views
@@ -199,31 +197,6 @@ class HandoffView:
             priority=row.priority,
             status=row.status,
             created_at=row.created_at,
-        )
-
-
-@dataclass(frozen=True)
-class AuditView:
-    """One audit-log row."""
-
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    object_type: str
-    object_id: str
-    data: Dict[str, Any]
-
-    @classmethod
-    def from_row(cls, row: AuditLog) -> "AuditView":
-        return cls(
-            id=row.id,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            object_type=row.object_type,
-            object_id=row.object_id,
-            data=copy.deepcopy(dict(row.data or {})),
         )
 
 
@@ -436,12 +409,7 @@ class SupportStore(StoreBase):
             changes: Dict[str, Any] = {}
             if status is not None and status != row.status:
                 changes["status"] = _change(row.status, status)
-                if status in CLOSED_TICKET_STATUSES:
-                    if row.resolved_at is None:
-                        row.resolved_at = now
-                else:
-                    row.resolved_at = None
-                row.status = status
+                move_ticket(row, status, now)
             if priority is not None and priority != row.priority:
                 lower = PRIORITIES.index(priority) < PRIORITIES.index(row.priority)
                 if not (raise_only and lower):
@@ -608,8 +576,7 @@ class SupportStore(StoreBase):
                     f"Ticket {ticket.reference} is {ticket.status}; it cannot be handed off."
                 )
             previous_status = ticket.status
-            ticket.status = "queued"
-            ticket.updated_at = now
+            move_ticket(ticket, "queued", now)
             row = Handoff(
                 conversation_id=conversation_id,
                 ticket_id=ticket.id,
@@ -718,7 +685,7 @@ class SupportStore(StoreBase):
                     changes["details_keys"] = changed_keys
                 if ticket.status not in ("queued", "assigned"):
                     changes["status"] = _change(ticket.status, "queued")
-                    ticket.status = "queued"
+                    move_ticket(ticket, "queued", now)
                     ticket.queued_at = now
                 if ticket.contact_email is None and contact_email:
                     ticket.contact_email = contact_email
@@ -743,10 +710,10 @@ class SupportStore(StoreBase):
                 )
             ).scalar_one_or_none()
             if conversation is not None:
-                if conversation.state != "assigned":
-                    conversation.state = "queued"
-                conversation.ticket_id = ticket.id
-                conversation.updated_at = now
+                # a chat with a person stays theirs; any other waits for one
+                set_conversation_state(
+                    conversation, "assigned" if conversation.state == "assigned" else "queued",
+                    now, ticket_id=ticket.id)
             await session.flush()
             audit = await _audit(
                 session, at=now, actor=actor, action="handoff.recorded",
@@ -880,30 +847,6 @@ class SupportStore(StoreBase):
 # ------------------------------------------------------------------ helpers
 
 _MISSING = object()
-
-
-async def _audit(
-    session: AsyncSession,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    object_type: str,
-    object_id: str,
-    data: Dict[str, Any],
-) -> AuditView:
-    """Stage one audit row in the caller's transaction and return its view."""
-    row = AuditLog(
-        at=at,
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        data=data,
-    )
-    session.add(row)
-    await session.flush()
-    return AuditView.from_row(row)
 
 
 def clean_callback(

@@ -43,7 +43,8 @@ from bot import db
 from bot.phone import is_personal_number, phone_region
 from bot.settings import Settings
 from bot.support.base import StoreBase
-from bot.support.models import AuditLog, Callback
+from bot.support.lifecycle import stage_audit
+from bot.support.models import Callback
 from bot.support.ops import CallbackView, clean_callback, insert_callback
 from bot.twilio.models import TwilioCall
 
@@ -415,10 +416,10 @@ class VoiceStore(StoreBase):
                 call.updated_at = now
                 await session.flush()
             late = round((now - row.scheduled_for).total_seconds(), 1)
-            session.add(AuditLog(at=now, actor="twilio", action=f"callback.{target}",
-                                 object_type="callback", object_id=row.reference,
-                                 data={"status": {"old": "scheduled", "new": target},
-                                       "late_seconds": late}))
+            await stage_audit(session, at=now, actor="twilio", action=f"callback.{target}",
+                                       object_type="callback", object_id=row.reference,
+                                       data={"status": {"old": "scheduled", "new": target},
+                                             "late_seconds": late})
             return CallbackCall.from_row(row, call)
 
     async def do_claim_due_callbacks(self, now: Optional[datetime] = None,
@@ -472,11 +473,11 @@ class VoiceStore(StoreBase):
             call = await _call_row(session, row.id)
             assert call is not None
             await session.refresh(call)
-            session.add(AuditLog(at=now, actor="twilio",
-                                 action="callback.retried" if retry else "callback.failed",
-                                 object_type="callback", object_id=row.reference,
-                                 data={"attempts": int(call.attempts or 0),
-                                       "reason": "stale_claim"}))
+            await stage_audit(session, at=now, actor="twilio",
+                                       action="callback.retried" if retry else "callback.failed",
+                                       object_type="callback", object_id=row.reference,
+                                       data={"attempts": int(call.attempts or 0),
+                                             "reason": "stale_claim"})
             await session.flush()
             return CallbackCall.from_row(row, call)
 
@@ -518,10 +519,10 @@ class VoiceStore(StoreBase):
                 call.error = error[:2000]
                 call.ended_at = now
                 call.updated_at = now
-            session.add(AuditLog(at=now, actor="twilio", action="callback.failed",
-                                 object_type="callback", object_id=row.reference,
-                                 data={"status": {"old": "calling", "new": "failed"},
-                                       "error": error[:500]}))
+            await stage_audit(session, at=now, actor="twilio", action="callback.failed",
+                                       object_type="callback", object_id=row.reference,
+                                       data={"status": {"old": "calling", "new": "failed"},
+                                             "error": error[:500]})
             await session.flush()
             return CallbackCall.from_row(row, call)
 
@@ -577,9 +578,9 @@ class VoiceStore(StoreBase):
                                         "call_sid": call.call_sid, "call_status": call_status}
                 if duration:
                     data["duration"] = duration
-                session.add(AuditLog(at=now, actor="twilio", action=f"callback.{ours}",
-                                     object_type="callback", object_id=row.reference,
-                                     data=data))
+                await stage_audit(session, at=now, actor="twilio", action=f"callback.{ours}",
+                                           object_type="callback", object_id=row.reference,
+                                           data=data)
             await session.flush()
             return CallbackCall.from_row(row, call), changed
 
