@@ -16,6 +16,8 @@ list of problems, each naming the setting to change:
   localhost, no widget key;
 * SQLite databases (``SUPPORT_DB_URL`` / ``ORDERS_DB_URL`` unset), a committed database
   password, ``TWILIO_API_BASE`` set (the test fake);
+* agent push without its VAPID key pair (``VAPID_PRIVATE_KEY`` and the matching
+  ``VAPID_PUBLIC_KEY``) or ``VAPID_SUBJECT`` (``PUSH_ENABLED=false`` goes without push);
 * the demo agent accounts (``demo-agent``, ``demo-admin``) in the support database.
 
 ``python -m bot.production`` runs the same checks as a pre-flight (exit status 1 on
@@ -114,6 +116,8 @@ def _secrets(settings: Settings) -> List[_Secret]:
         _Secret("AGENT_METRICS_TOKEN", settings.agent_metrics_token, "agent_metrics_token"),
         _Secret("TWILIO_AUTH_TOKEN", settings.twilio_auth_token, None),
         _Secret("SUPPORT_NOTIFY_SECRET", settings.notify_webhook_secret, None),
+        _Secret("VAPID_PRIVATE_KEY", settings.push.vapid_private_key
+                if settings.push and settings.push.stage else None, "vapid_private_key"),
     ]
 
 
@@ -342,6 +346,29 @@ def check_production(
         problems.append(
             f"TWILIO_API_BASE: set ({settings.twilio_api_base}), which sends Twilio calls "
             "(with the auth token) to a test fake; unset it.")
+    problems.extend(_push_problems(settings, environ))
+    return problems
+
+
+def _push_problems(settings: Settings, environ: Mapping[str, str]) -> List[str]:
+    """Agent push (bot/push) needs its VAPID keys and a real contact, unless it is turned
+    off explicitly (``PUSH_ENABLED=false``)."""
+    from bot.push.keys import key_problems
+
+    if environ.get("PUSH_ENABLED", "").strip().lower() in ("false", "0", "no", "off"):
+        return []
+    push = settings.push
+    if push is None:
+        return []
+    problems = [f"{p} Or set PUSH_ENABLED=false (no push notifications to agents)."
+                if p.startswith(("VAPID_PRIVATE_KEY: not set", "VAPID_PUBLIC_KEY: not set"))
+                else p
+                for p in key_problems(push.vapid_private_key, push.vapid_public_key,
+                                      push.vapid_subject)]
+    if not environ.get("VAPID_SUBJECT", "").strip():
+        problems.append(
+            "VAPID_SUBJECT: not set; push services contact this address about your pushes "
+            "(mailto:ops@your-company.com or an https: URL).")
     return problems
 
 

@@ -41,6 +41,11 @@ generate SUPPORT_API_TOKEN api_token
 if [ -z "${WIDGET_JWT_PUBLIC_KEY:-}" ]; then
   generate WIDGET_JWT_SECRET widget_jwt_secret
 fi
+# Web Push to agents (bot/push): the VAPID key pair that signs pushes (the console subscribes
+# with its public half): $VAR_DIR/vapid_private_key (mode 600) and vapid_public_key.
+if [ -z "${VAPID_PRIVATE_KEY:-}" ] && [ -z "${VAPID_PRIVATE_KEY_FILE:-}" ]; then
+  .venv/bin/python -m bot.push.keys generate --dir "$VAR_DIR"
+fi
 export DEMO_PORT="${DEMO_PORT:-8080}"
 export WIDGET_PUBLIC_URL="${WIDGET_PUBLIC_URL:-http://localhost:$RASA_PORT}"
 ENDPOINTS="${RASA_ENDPOINTS:-endpoints.yml}"

@@ -382,6 +382,10 @@ class BotFactory:
         base = self._tmp.mktemp(name)
         var_dir = base / "var"
         var_dir.mkdir()
+        # like `make run`: a VAPID pair in var/, so agent push is on (tests/push)
+        from bot.push.keys import main as vapid_keys
+
+        vapid_keys(["generate", "--dir", str(var_dir)])
         actions_port, rasa_port = free_port(), free_port()
         while rasa_port == actions_port:
             rasa_port = free_port()
@@ -415,6 +419,7 @@ class BotFactory:
             "ACTION_SERVER_TOKEN": action_token,
             "SUPPORT_API_TOKEN": api_token,
             **WIDGET_TEST_ENV,
+            "PUSH_BACKOFF_BASE": "0.3",  # tests/push: a 503 is retried at once
             **(env or {}),
         }
 

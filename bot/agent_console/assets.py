@@ -17,6 +17,7 @@ __all__ = ["ASSETS", "STATIC", "serve_asset"]
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {
     "console.js": "application/javascript; charset=utf-8",
+    "push.js": "application/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }

@@ -53,6 +53,7 @@ from bot.agent_console.session_routes import ConsoleSessionRoutes
 from bot.agent_console.throttle import LoginThrottle, client_ip, parse_networks
 from bot.agent_console.ticket_routes import ConsoleTicketRoutes
 from bot.agent_console.wire import ApiError
+from bot.push.routes import install as install_push
 from bot.support.agents import AgentStore, AgentView
 from bot.support.chat import ChatStore
 
@@ -205,6 +206,7 @@ class AgentConsoleInput(
         async def websocket(request: Request, ws: Any) -> None:
             await self._serve_socket(request, ws)
 
+        install_push(bp, self)  # /sw.js, /api/push/..., the push sender (bot/push)
         self.attachments.register(bp)  # /api/tickets/<ref>/attachments, /api/attachments/<id>
 
         return bp

@@ -9,6 +9,7 @@ from alembic import context
 
 import bot.attachments.models  # noqa: F401 - its tables are in Base.metadata too
 import bot.mail.models  # noqa: F401 - its tables are in Base.metadata too
+import bot.push.models  # noqa: F401 - its tables are in Base.metadata too
 import bot.twilio.models  # noqa: F401 - its tables are in Base.metadata too
 from bot.support.models import Base
 

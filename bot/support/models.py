@@ -462,3 +462,12 @@ def _audit_to_feed(_mapper: Any, connection: Any, row: AuditLog) -> None:
         connection, topic=row.action, object_type=row.object_type, object_id=row.object_id,
         ticket=ticket, conversation_id=data.get("conversation_id"), at=row.at,
         payload={"audit_id": row.id, "actor": row.actor, "data": data})
+
+
+@event.listens_for(AuditLog, "after_insert")
+def _audit_to_push(_mapper: Any, connection: Any, row: AuditLog) -> None:
+    """Handoffs and transfers queue their agent pushes in the same transaction (every
+    writer; bot/push/outbox.py, which imports no model)."""
+    from bot.push.outbox import stage_for_audit
+
+    stage_for_audit(connection, row)

@@ -123,6 +123,9 @@ def make_run_leftovers(var_dir: Path) -> None:
         path = var_dir / name
         path.write_text(secrets.token_urlsafe(32) + "\n")
         path.chmod(0o600)
+    from bot.push.keys import main as vapid_keys  # the VAPID pair `make run` generates
+
+    vapid_keys(["generate", "--dir", str(var_dir)])
     seeded = subprocess.run([str(PYTHON), str(ROOT / "scripts" / "seed_agents.py")], cwd=ROOT,
                             env=clean_env(var_dir), capture_output=True, text=True, timeout=120)
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
@@ -148,6 +151,7 @@ DEMO_DEFAULT_VARIABLES = (
     "RASA_TOKEN", "ACTION_SERVER_TOKEN", "SUPPORT_API_TOKEN", "WIDGET_JWT_SECRET",
     "AGENT_METRICS_TOKEN", "WIDGET_JWT_AUDIENCE", "WIDGET_JWT_ISSUER",
     "WIDGET_ALLOWED_ORIGINS", "SUPPORT_DB_URL", "ORDERS_DB_URL", "TWILIO_API_BASE",
+    "VAPID_PRIVATE_KEY", "VAPID_SUBJECT",
 )
 
 
@@ -313,7 +317,16 @@ def production_env(var_dir: Path, db_url: str) -> Dict[str, str]:
         WIDGET_ALLOWED_ORIGINS="https://shop.example.com",
         SUPPORT_DB_URL=db_url,
         ORDERS_DB_URL=db_url,
+        **_vapid_env(),
     )
+
+
+def _vapid_env() -> Dict[str, str]:
+    from bot.push.keys import generate_pair
+
+    private, public = generate_pair()
+    return {"VAPID_PRIVATE_KEY": private, "VAPID_PUBLIC_KEY": public,
+            "VAPID_SUBJECT": "mailto:ops@shop.example.com"}
 
 
 async def test_production_action_server_starts_on_a_proper_environment(

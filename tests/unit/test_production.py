@@ -30,11 +30,20 @@ _VARIABLES = (
     "TWILIO_AUTH_TOKEN", "SUPPORT_NOTIFY_SECRET", "WIDGET_JWT_ALGORITHM",
     "WIDGET_JWT_PUBLIC_KEY", "WIDGET_JWT_AUDIENCE", "WIDGET_JWT_ISSUER",
     "WIDGET_ALLOWED_ORIGINS", "TWILIO_API_BASE", "RASA_DB_PASSWORD", "REDIS_PASSWORD",
-    "RABBITMQ_PASSWORD", "DEMO_PORT",
+    "RABBITMQ_PASSWORD", "DEMO_PORT", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY", "VAPID_SUBJECT",
+    "PUSH_ENABLED",
 )
 _SECRETS = ("RASA_TOKEN", "ACTION_SERVER_TOKEN", "SUPPORT_API_TOKEN", "WIDGET_JWT_SECRET",
             "AGENT_METRICS_TOKEN")
 PG_URL = "postgresql://rasa@db.internal:5432/rasa"
+
+
+def _vapid_env() -> Dict[str, str]:
+    from bot.push.keys import generate_pair
+
+    private, public = generate_pair()
+    return {"VAPID_PRIVATE_KEY": private, "VAPID_PUBLIC_KEY": public,
+            "VAPID_SUBJECT": "mailto:ops@shop.example.com"}
 
 
 @pytest.fixture
@@ -52,6 +61,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, s
         "WIDGET_JWT_ISSUER": "https://shop.example.com",
         "WIDGET_ALLOWED_ORIGINS": "https://shop.example.com,https://www.shop.example.com",
         **{name: secrets.token_urlsafe(32) for name in _SECRETS},
+        **_vapid_env(),
     }
     yield values
     reset_settings_cache()
@@ -399,3 +409,34 @@ def test_the_action_endpoint_carries_the_secret(monkeypatch: pytest.MonkeyPatch)
     endpoints.action = None
     with pytest.raises(ValueError, match="action_endpoint"):
         authorize_action_endpoint(endpoints, "s3cret")
+
+
+# ---------------------------------------------------------------- agent push (bot/push)
+
+def test_production_needs_the_vapid_keys_unless_push_is_off(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY", "VAPID_SUBJECT"):
+        env.pop(name)
+    problems = check(env, monkeypatch)
+    assert [p.split(":")[0] for p in problems] == [
+        "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY", "VAPID_SUBJECT"], problems
+    assert "PUSH_ENABLED=false" in named(problems, "VAPID_PRIVATE_KEY")[0]
+    env["PUSH_ENABLED"] = "false"
+    assert check(env, monkeypatch) == []
+
+
+def test_production_refuses_a_mismatched_or_generated_vapid_key(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env["VAPID_PUBLIC_KEY"] = _vapid_env()["VAPID_PUBLIC_KEY"]
+    assert named(check(env, monkeypatch), "VAPID_PUBLIC_KEY") == [
+        "VAPID_PUBLIC_KEY: is not the public key of VAPID_PRIVATE_KEY."]
+    # the pair `make run` generates into var/ is a development key
+    from bot.push.keys import main as keys_main
+
+    var_dir = Path(env["SUPPORT_VAR_DIR"])
+    assert keys_main(["generate", "--dir", str(var_dir)]) == 0
+    assert oct((var_dir / "vapid_private_key").stat().st_mode & 0o777) == "0o600"
+    for name in ("VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"):
+        env.pop(name)
+    problems = named(check(env, monkeypatch), "VAPID_PRIVATE_KEY")
+    assert len(problems) == 1 and "the development secret `make run` generates" in problems[0]
