@@ -407,45 +407,6 @@ def _attachment_settings(var_dir: Path) -> AttachmentSettings:
 class PushSettings:
     """Web Push notifications to agents (``bot.push``, docs/agent-console.md "Push")."""
 
-    enabled: bool  # PUSH_ENABLED (default: on when both VAPID keys are set)
-    vapid_private_key: Optional[str]  # VAPID_PRIVATE_KEY(_FILE): raw P-256 key, base64url
-    vapid_public_key: Optional[str]  # VAPID_PUBLIC_KEY(_FILE): uncompressed point, base64url
-    vapid_subject: str  # VAPID_SUBJECT: mailto: or https: contact for the push services
-    ttl: int  # PUSH_TTL: seconds a push service keeps an undelivered notification
-    timeout: float  # PUSH_TIMEOUT: seconds per POST to a push service
-    max_attempts: int  # PUSH_MAX_ATTEMPTS per notification before it is marked failed
-    backoff_base: float  # PUSH_BACKOFF_BASE: first retry after this many seconds (doubling)
-    backoff_max: float  # PUSH_BACKOFF_MAX: longest wait between two tries
-    poll_interval: float  # PUSH_POLL_INTERVAL: how often the sender looks for due rows
-    lease: float  # PUSH_LEASE: seconds a sending process owns a claimed row
-    allowed_hosts: Tuple[str, ...]  # PUSH_ALLOWED_HOSTS: push service hosts (``*.`` prefix)
-
-
-def _push_settings(var_dir: Path) -> PushSettings:
-    private = _secret("VAPID_PRIVATE_KEY", var_dir / "vapid_private_key")
-    public = _secret("VAPID_PUBLIC_KEY", var_dir / "vapid_public_key")
-    return PushSettings(
-        enabled=_flag("PUSH_ENABLED", bool(private and public)),
-        vapid_private_key=private,
-        vapid_public_key=public,
-        vapid_subject=_env("VAPID_SUBJECT", "mailto:support@northwind.example").strip(),
-        ttl=_int("PUSH_TTL", 3600, minimum=0),
-        timeout=_float("PUSH_TIMEOUT", 10.0, minimum=0.1),
-        max_attempts=_int("PUSH_MAX_ATTEMPTS", 5),
-        backoff_base=_float("PUSH_BACKOFF_BASE", 5.0, minimum=0.01),
-        backoff_max=_float("PUSH_BACKOFF_MAX", 600.0, minimum=0.01),
-        poll_interval=_float("PUSH_POLL_INTERVAL", 2.0, minimum=0.05),
-        lease=_float("PUSH_LEASE", 60.0, minimum=1.0),
-        allowed_hosts=tuple(h.lower() for h in _list(
-            "PUSH_ALLOWED_HOSTS", "fcm.googleapis.com,*.push.services.mozilla.com,"
-            "*.notify.windows.com,*.push.apple.com")),
-    )
-
-
-@dataclass(frozen=True)
-class PushSettings:
-    """Web Push notifications to agents (``bot.push``, docs/agent-console.md "Push")."""
-
     enabled: bool  # PUSH_ENABLED (default: on when both VAPID keys are set): this process sends
     stage: bool  # PUSH_ENABLED not false: handoffs and transfers queue pushes (any process)
     vapid_private_key: Optional[str]  # VAPID_PRIVATE_KEY(_FILE): raw P-256 key, base64url
