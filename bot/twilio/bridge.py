@@ -24,9 +24,9 @@ Flow (docs/twilio.md):
    means "stored"; a duplicate (idempotency token or message SID seen before) adds nothing.
    The inbox processor (:mod:`bot.twilio.inbox`) then runs :meth:`TwilioBridge.handle_webhook`
    per row, in order per Conversation, with retries and dead letters. ``onMessageAdded`` by an agent → stored as an ``agent`` message and
-   published as ``agent.message`` (the widget delivers it); the Conversation ``closed``
-   → the ticket is resolved and ``ticket.resolved`` published (the widget resumes the bot
-   and asks for a rating). Our own posts are ignored (author or attributes).
+   published by the store after its commit as ``agent.message`` (the widget delivers it);
+   the Conversation ``closed`` → the ticket is resolved and ``ticket.resolved`` published
+   the same way (the widget resumes the bot and asks for a rating). Our own posts are ignored (author or attributes).
 
 Outbound operations run through :meth:`TwilioBridge.deliver`: each REST call is retried
 with exponential backoff and jitter on 429/5xx/timeouts; when the last try fails the
@@ -139,10 +139,6 @@ class TwilioConfig:
         )
 
 
-async def _no_publish(_topic: str, _event: Dict[str, Any]) -> None:
-    return None
-
-
 class TwilioBridge(BackgroundWork):
     """Does the bridge's work (the channel only routes HTTP and starts the tail).
 
@@ -150,7 +146,8 @@ class TwilioBridge(BackgroundWork):
         config: Settings; must be :attr:`TwilioConfig.configured`.
         store: The bridge's store (owned by the caller).
         api: The Twilio client (default: made from ``config``).
-        publish: ``await publish(topic, event)`` on the live bus (default: no-op).
+        publish: ``await publish(topic, event)``: where the store publishes its live events
+            after each commit (default: the process's bus, :func:`bot.live.bus`).
     """
 
     def __init__(self, config: TwilioConfig, store: TwilioStore,
@@ -162,7 +159,8 @@ class TwilioBridge(BackgroundWork):
         self.store = store
         self.api = api or TwilioApi(config.account_sid or "", config.auth_token or "",
                                     timeout=config.timeout, api_base=config.api_base)
-        self._publish = publish or _no_publish
+        if publish is not None:  # the store publishes its live events after each commit
+            store.set_publisher(publish)
         self._locks: Dict[str, asyncio.Lock] = {}
         self._tasks: Set[asyncio.Task] = set()
         self._tail: Optional[asyncio.Task] = None
@@ -639,17 +637,14 @@ class TwilioBridge(BackgroundWork):
         if not text and not attachments:
             return "empty"
         name = await self._agent_name(author, link)
-        message, duplicate, first = await self.store.do_agent_message(
+        # the store publishes after its commit: ticket.claimed (who joined, unless Flex
+        # named the worker already) on the first reply, then agent.message
+        _message, duplicate, _first = await self.store.do_agent_message(
             link, params.get("MessageSid") or "", name, text,
-            extra={"attachments": attachments} if attachments else None)
+            extra={"attachments": attachments} if attachments else None,
+            announce=not (self.config.flex.enabled and link.last_agent))
         if duplicate:
             return "duplicate"
-        if first and not (self.config.flex.enabled and link.last_agent):
-            await self._publish("ticket.claimed", {
-                "conversation_id": link.conversation_id, "ticket": link.ticket_reference,
-                "agent_name": name})
-        await self._publish("agent.message", {"conversation_id": link.conversation_id,
-                                              "message": message.to_wire()})
         return "delivered"
 
     async def _agent_name(self, author: str, link: LinkView) -> str:
@@ -722,14 +717,10 @@ class TwilioBridge(BackgroundWork):
                     return "transferred" if transferred else "task"
         if event == "reservation.accepted" and params.get("WorkerSid"):
             name = await self.workers.name(params["WorkerSid"])
-            if link.state == "closed" or link.last_agent == name:
+            # published after the store's commit: ticket.claimed, or ticket.transferred when
+            # someone had the chat before ("... is taking over your chat")
+            if await self.store.do_set_agent(link, name) is None:
                 return "ignored"
-            await self.store.do_update_link(link.id, last_agent=name[:255])
-            # someone had the chat before: a transfer ("... is taking over your chat")
-            topic = "ticket.transferred" if link.last_agent else "ticket.claimed"
-            await self._publish(topic, {
-                "conversation_id": link.conversation_id, "ticket": link.ticket_reference,
-                "agent_name": name})
             return "accepted"
         if event in RESOLVING_EVENTS:
             if link.state == "closed":
@@ -776,12 +767,11 @@ class TwilioBridge(BackgroundWork):
 
     async def _closed(self, link: LinkView, params: Dict[str, str]) -> str:
         fresh = await self.store.link_for_sid(link.conversation_sid) or link
-        ticket = await self.store.do_resolve(fresh, actor=f"twilio:{fresh.last_agent or 'agent'}")
+        ticket = await self.store.do_resolve(  # publishes ticket.resolved after its commit
+            fresh, actor=f"twilio:{fresh.last_agent or 'agent'}",
+            agent_name=fresh.last_agent or FALLBACK_AGENT_NAME)
         if ticket is None:
             return "already_closed"
-        await self._publish("ticket.resolved", {
-            "conversation_id": link.conversation_id, "ticket": ticket.reference,
-            "agent_name": fresh.last_agent or FALLBACK_AGENT_NAME})
         return "resolved"
 
     # ------------------------------------------------------------ change feed

@@ -18,7 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from bot import db
 from bot.support.base import StoreBase
 from bot.support.chat import MessageView
-from bot.support.models import AuditLog, ChatMessage, Conversation, Ticket
+from bot.support.lifecycle import (
+    claim_queued_ticket, resolve_ticket, stage_audit, write_agent_reply,
+)
+from bot.support.models import ChatMessage, Conversation, Ticket
 from bot.support.ops import TicketView
 from bot.twilio.models import TwilioDeadLetter, TwilioLink, TwilioProcessed
 from bot.twilio.timestamps import parse_time
@@ -199,6 +202,38 @@ class TwilioStore(StoreBase):
             if existing is None:
                 raise
             return existing
+
+    async def do_set_agent(self, link: LinkView, name: str, *, via: str = "flex"
+                           ) -> Optional[LinkView]:
+        """A Flex worker accepted the chat's task: they are the link's agent now (audit
+        ``ticket.agent_changed``). After the commit the customer hears who joined
+        (``ticket.claimed``) or, when someone had the chat before, who takes over
+        (``ticket.transferred``).
+
+        Returns:
+            The link, or None when nothing changed (the link is closed, or it is that
+            agent already).
+        """
+        name = (name or "").strip()[:255]
+        now = db.utcnow()
+        async with db.write_session(self._sessions) as session:
+            row = await session.get(TwilioLink, link.id)
+            if row is None or row.state == "closed" or not name or row.last_agent == name:
+                return None
+            previous, row.last_agent, row.updated_at = row.last_agent, name, now
+            ticket = (await session.execute(select(Ticket).where(
+                Ticket.reference == row.ticket_reference))).scalar_one_or_none()
+            audit = await stage_audit(
+                session, at=now, actor=f"twilio:{name}", action="ticket.agent_changed",
+                object_type="ticket", object_id=row.ticket_reference,
+                data={"from": previous, "to": name, "via": via})
+            view = LinkView.from_row(row)
+            ticket_view = TicketView.from_row(ticket) if ticket is not None else None
+        if ticket_view is not None:
+            await self._notify("ticket.transferred" if previous else "ticket.claimed",
+                               {"actor": audit.actor, "audit": audit, "ticket": ticket_view,
+                                "agent_name": name})
+        return view
 
     async def do_update_link(self, link_id: int, **values: Any) -> LinkView:
         """Change columns of a link (``participant_sid``, ``webhook_sid``, ``imported``,
@@ -407,29 +442,29 @@ class TwilioStore(StoreBase):
                 if link is None:
                     raise LookupError(f"No Twilio link {link_id}.")
                 link.state, link.updated_at = "active", now
-            result = await session.execute(
-                update(Ticket).where(Ticket.reference == reference, Ticket.status == "queued")
-                .values(status="assigned", assignee_id=None, updated_at=now)
-                .execution_options(synchronize_session=False))
-            if result.rowcount != 1:
+            ticket, audit = await claim_queued_ticket(
+                session, reference, assignee_id=None, actor="twilio", now=now,
+                data={"assignee": None, "via": "twilio", "conversation_sid": conversation_sid})
+            if ticket is None or audit is None:
                 return False
-            ticket = (await session.execute(select(Ticket).where(
-                Ticket.reference == reference))).scalar_one()
-            await session.refresh(ticket)
-            await _set_conversation(session, ticket, "assigned", now)
-            session.add(AuditLog(at=now, actor="twilio", action="ticket.claimed",
-                                 object_type="ticket", object_id=reference,
-                                 data={"assignee": None, "via": "twilio",
-                                       "conversation_sid": conversation_sid}))
+            view = TicketView.from_row(ticket)
+        # consoles drop it from their queue (change feed); the customer hears who joined
+        # with the agent's first message (do_agent_message)
+        await self._notify("ticket.claimed", {"actor": "twilio", "audit": audit,
+                                              "ticket": view, "live": False})
         return True
 
     async def do_agent_message(self, link: LinkView, message_sid: str, author: str,
-                               text: str, extra: Optional[Dict[str, Any]] = None,
-                               ) -> Tuple[MessageView, bool, bool]:
+                               text: str, extra: Optional[Dict[str, Any]] = None, *,
+                               announce: bool = False) -> Tuple[MessageView, bool, bool]:
         """Store a Twilio agent's message for the customer once per message SID.
 
-        Sets the ticket's first response time (audit ``ticket.first_response``) on the
-        first one. Returns ``(message, duplicate, first_response)``.
+        The same reply as a console agent's (:func:`bot.support.lifecycle.write_agent_reply`):
+        the ticket's first response time (audit ``ticket.first_response``) on the first one
+        and the "you have a reply" email staged in the same transaction. After the commit,
+        the live ``agent.message`` (and, with ``announce`` on the first reply,
+        ``ticket.claimed`` naming ``author`` first). Returns
+        ``(message, duplicate, first_response)``.
 
         Raises:
             ValueError: An empty message or no SID.
@@ -445,53 +480,40 @@ class TwilioStore(StoreBase):
                 Conversation.conversation_id == link.conversation_id))).scalar_one_or_none()
             if conversation is None:
                 raise LookupError(f"No conversation {link.conversation_id}.")
-            existing = (await session.execute(select(ChatMessage).where(
-                ChatMessage.conversation_pk == conversation.id,
-                ChatMessage.client_id == client_id))).scalar_one_or_none()
-            if existing is not None:
-                return MessageView.from_row(existing, link.conversation_id), True, False
-            row = ChatMessage(conversation_pk=conversation.id, session=conversation.session,
-                              client_id=client_id, sender="agent", sender_name=author[:200],
-                              author_id=f"twilio:{author}"[:255], text=text, status="sent",
-                              created_at=now, extra=extra or None)
-            session.add(row)
-            conversation.last_message_at = now
-            first = False
             ticket = (await session.execute(select(Ticket).where(
                 Ticket.reference == link.ticket_reference))).scalar_one_or_none()
-            if ticket is not None and ticket.first_response_at is None:
-                first = True
-                ticket.first_response_at = now
-                ticket.updated_at = now
-                session.add(AuditLog(
-                    at=now, actor=f"twilio:{author}"[:255], action="ticket.first_response",
-                    object_type="ticket", object_id=ticket.reference,
-                    data={"seconds": round((now - (ticket.queued_at or ticket.created_at))
-                                           .total_seconds(), 1), "via": "twilio"}))
+            reply = await write_agent_reply(
+                session, conversation=conversation, ticket=ticket, text=text, now=now,
+                client_id=client_id, sender_name=author, author_id=f"twilio:{author}",
+                actor=f"twilio:{author}", via="twilio", extra=extra)
+            view = MessageView.from_row(reply.message, link.conversation_id)
+            if reply.duplicate:
+                return view, True, False
             link_row = await session.get(TwilioLink, link.id)
             if link_row is not None:
                 link_row.last_agent = author[:255]
                 link_row.updated_at = now
-            await session.flush()
-            if ticket is not None:
-                # "you have a reply", queued in this transaction as for console agents; sent
-                # only if the customer has not seen it by then (bot/mail/, docs/email.md)
-                from bot.mail.outbox import stage_agent_reply
+            ticket_view = TicketView.from_row(ticket) if ticket is not None else None
+        if reply.first_response and announce and ticket_view is not None:
+            await self._notify("ticket.claimed", {"actor": f"twilio:{author}",
+                                                  "ticket": ticket_view, "agent_name": author})
+        await self._notify("message.stored", {"message": view, "agent_name": author})
+        return view, False, reply.first_response
 
-                await stage_agent_reply(session, ticket=ticket, conversation=conversation,
-                                        message=row, agent_name=author, now=now)
-            return MessageView.from_row(row, link.conversation_id), False, first
-
-    async def do_resolve(self, link: LinkView, actor: str, *,
-                         touch_conversation: bool = True) -> Optional[TicketView]:
+    async def do_resolve(self, link: LinkView, actor: str, *, touch_conversation: bool = True,
+                         agent_name: Optional[str] = None) -> Optional[TicketView]:
         """The Conversation was closed in Twilio: close the link, resolve the open ticket
-        (conversation ``resolved`` until the rating; audit ``ticket.resolved``).
+        (:func:`bot.support.lifecycle.resolve_ticket`, as a console agent's resolve:
+        conversation ``resolved`` until the rating; audit ``ticket.resolved``).
 
         Args:
             link: The link.
             actor: Who closed it, for the audit row.
             touch_conversation: False when the customer ended the chat (the widget already
                 moved the conversation on).
+            agent_name: Who resolved it, for the customer's notice (live
+                ``ticket.resolved`` after the commit); None: the customer is not told
+                (they ended the chat themselves).
 
         Returns the resolved ticket, or None if the link was already closed.
         """
@@ -507,18 +529,13 @@ class TwilioStore(StoreBase):
                 Ticket.reference == link.ticket_reference))).scalar_one_or_none()
             if ticket is None or ticket.status in ("resolved", "closed"):
                 return None
-            ticket.status = "resolved"
-            ticket.resolved_at = now
-            ticket.updated_at = now
-            if touch_conversation:
-                await _set_conversation(session, ticket, "resolved", now)
-            session.add(AuditLog(
-                at=now, actor=actor[:255], action="ticket.resolved", object_type="ticket",
-                object_id=ticket.reference,
-                data={"seconds": round((now - (ticket.queued_at or ticket.created_at))
-                                       .total_seconds(), 1), "via": "twilio"}))
-            await session.flush()
-            return TicketView.from_row(ticket)
+            audit = await resolve_ticket(session, ticket, actor=actor, now=now, via="twilio",
+                                         touch_conversation=touch_conversation)
+            view = TicketView.from_row(ticket)
+        await self._notify("ticket.resolved", {"actor": actor, "audit": audit, "ticket": view,
+                                               "agent_name": agent_name,
+                                               "live": agent_name is not None})
+        return view
 
     async def ticket_status(self, reference: str) -> Optional[str]:
         """The ticket's status (None when unknown)."""
@@ -531,13 +548,3 @@ def _last_transcript_time(lines: List[Any]) -> Optional[datetime]:
     times = [parse_time(line.get("at")) for line in lines if isinstance(line, dict)]
     times = [t for t in times if t is not None]
     return max(times) if times else None
-
-
-async def _set_conversation(session: Any, ticket: Ticket, state: str, now: datetime) -> None:
-    row = (await session.execute(select(Conversation).where(
-        Conversation.conversation_id == ticket.conversation_id))).scalar_one_or_none()
-    if row is not None:
-        row.state = state
-        row.assignee_id = None
-        row.ticket_id = ticket.id
-        row.updated_at = now
