@@ -118,6 +118,8 @@ def _secrets(settings: Settings) -> List[_Secret]:
         _Secret("SUPPORT_NOTIFY_SECRET", settings.notify_webhook_secret, None),
         _Secret("VAPID_PRIVATE_KEY", settings.push.vapid_private_key
                 if settings.push and settings.push.stage else None, "vapid_private_key"),
+        _Secret("MAIL_UNSUBSCRIBE_SECRET", settings.mail.unsubscribe_secret
+                if settings.mail and settings.mail.enabled else None, "mail_unsubscribe_secret"),
     ]
 
 
@@ -347,6 +349,29 @@ def check_production(
             f"TWILIO_API_BASE: set ({settings.twilio_api_base}), which sends Twilio calls "
             "(with the auth token) to a test fake; unset it.")
     problems.extend(_push_problems(settings, environ))
+    problems.extend(_mail_problems(settings))
+    return problems
+
+
+def _mail_problems(settings: Settings) -> List[str]:
+    """Email to customers (bot/mail), when it is on: links that work and can't be forged."""
+    mail = settings.mail
+    if mail is None or not mail.enabled:
+        return []
+    problems: List[str] = []
+    if not mail.unsubscribe_secret:
+        problems.append(
+            "MAIL_UNSUBSCRIBE_SECRET: not set; it signs the unsubscribe links in every email "
+            "(or set MAIL_ENABLED=false).")
+    for name, url in (("MAIL_PUBLIC_URL", mail.public_url),
+                      ("APP_LINK_BASE", mail.app_link_base)):
+        parts = urlsplit(url)
+        if parts.scheme != "https" or _origin_is_local(f"https://{parts.hostname or ''}"):
+            problems.append(
+                f"{name}: {url!r}; emails link there, so set the public https address "
+                f"({'this Rasa server' if name == 'MAIL_PUBLIC_URL' else 'the app'}).")
+    if not mail.smtp_host:
+        problems.append("SMTP_HOST: not set while MAIL_ENABLED=true; set your SMTP relay.")
     return problems
 
 

@@ -31,7 +31,8 @@ _VARIABLES = (
     "WIDGET_JWT_PUBLIC_KEY", "WIDGET_JWT_AUDIENCE", "WIDGET_JWT_ISSUER",
     "WIDGET_ALLOWED_ORIGINS", "TWILIO_API_BASE", "RASA_DB_PASSWORD", "REDIS_PASSWORD",
     "RABBITMQ_PASSWORD", "DEMO_PORT", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY", "VAPID_SUBJECT",
-    "PUSH_ENABLED",
+    "PUSH_ENABLED", "MAIL_ENABLED", "SMTP_HOST", "MAIL_UNSUBSCRIBE_SECRET", "MAIL_PUBLIC_URL",
+    "APP_LINK_BASE", "WIDGET_PUBLIC_URL",
 )
 _SECRETS = ("RASA_TOKEN", "ACTION_SERVER_TOKEN", "SUPPORT_API_TOKEN", "WIDGET_JWT_SECRET",
             "AGENT_METRICS_TOKEN")
@@ -278,6 +279,49 @@ def test_committed_database_passwords_are_refused(env: Dict[str, str],
 def test_the_twilio_fake_is_refused(env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     env["TWILIO_API_BASE"] = "http://127.0.0.1:8999"
     assert len(named(check(env, monkeypatch), "TWILIO_API_BASE")) == 1
+
+
+def _mail_env(env: Dict[str, str]) -> Dict[str, str]:
+    env.update({"SMTP_HOST": "smtp.shop.example.com", "MAIL_PUBLIC_URL":
+                "https://support.shop.example.com", "APP_LINK_BASE": "https://shop.example.com/app",
+                "MAIL_UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32)})
+    return env
+
+
+def test_email_with_its_own_secret_and_public_links_passes(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check(_mail_env(env), monkeypatch) == []
+
+
+def test_email_without_an_unsubscribe_secret_is_refused(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _mail_env(env)
+    del env["MAIL_UNSUBSCRIBE_SECRET"]
+    problems = check(env, monkeypatch)
+    assert [p.split(";")[0] for p in problems] == ["MAIL_UNSUBSCRIBE_SECRET: not set"]
+    env["MAIL_ENABLED"] = "false"  # turned off explicitly: nothing is signed
+    assert check(env, monkeypatch) == []
+
+
+def test_a_weak_or_generated_unsubscribe_secret_is_refused(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env = _mail_env(env)
+    env["MAIL_UNSUBSCRIBE_SECRET"] = "short"
+    assert len(named(check(env, monkeypatch), "MAIL_UNSUBSCRIBE_SECRET")) == 1
+    del env["MAIL_UNSUBSCRIBE_SECRET"]  # what `make run` wrote into var/ in development
+    (tmp_path / "var").mkdir(exist_ok=True)
+    (tmp_path / "var" / "mail_unsubscribe_secret").write_text(secrets.token_urlsafe(32))
+    [problem] = named(check(env, monkeypatch), "MAIL_UNSUBSCRIBE_SECRET")
+    assert "the development secret" in problem
+
+
+def test_email_links_to_localhost_are_refused(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _mail_env(env)
+    env["MAIL_PUBLIC_URL"] = "http://localhost:5005"
+    del env["APP_LINK_BASE"]  # the demo shop's address
+    problems = check(env, monkeypatch)
+    assert [p.split(":")[0] for p in problems] == ["MAIL_PUBLIC_URL", "APP_LINK_BASE"]
 
 
 # --------------------------------------------------------------- demo agents
