@@ -5,8 +5,10 @@ the widget's "End call".
   Rasa server process, started by the Twilio channel when Twilio and both numbers are
   configured): the state is the ``callbacks`` table only, so a restart simply resumes.
   Due ``scheduled`` call-backs are claimed with a conditional UPDATE (→ ``calling``; two
-  processes never call twice), then the call is placed through the retrying client with
-  TwiML that greets the customer and dials the support line, and a signed status
+  processes never call twice), then the call is placed through the retrying client (a retry
+  first looks for the call an earlier try may have made before its answer was lost: a timeout
+  never rings the customer twice) with TwiML that greets the customer and dials the support
+  line, and a signed status
   callback to :data:`STATUS_PATH` (``?callback=<reference>``). At most
   ``TWILIO_CALLBACK_MAX_CONCURRENT`` calls are being placed or going on at once (the claim
   counts them in its transaction); the other due call-backs wait for a later run. A number
@@ -270,12 +272,23 @@ class VoiceService(BackgroundWork):
             return None
         if announce:
             await self.tell(callback)
-        try:
-            call = await with_retries(lambda: calls.create_async(
+        started, tries = db.utcnow(), 0
+
+        async def create() -> Any:
+            nonlocal tries
+            tries += 1
+            if tries > 1:  # an earlier try may have made the call and lost only the answer
+                made = await self._call_since(callback, started)
+                if made is not None:
+                    return made
+            return await calls.create_async(
                 to=callback.phone, from_=self.config.voice_from, twiml=body,
                 status_callback=status_callback, status_callback_method="POST",
-                status_callback_event=list(STATUS_EVENTS)),
-                self.config.policy, f"place call-back {callback.reference}")
+                status_callback_event=list(STATUS_EVENTS))
+
+        try:
+            call = await with_retries(create, self.config.policy,
+                                      f"place call-back {callback.reference}")
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - recorded on the call-back
@@ -318,25 +331,32 @@ class VoiceService(BackgroundWork):
         """Whether Twilio already has a call to the customer made since the claim (the
         process died before it stored the SID): if so its SID is recorded."""
         try:
-            calls = await with_retries(lambda: self.api.client.calls.list_async(
-                to=callback.phone, limit=20), self.config.policy, "list calls")
+            call = await with_retries(lambda: self._call_since(callback, claimed_at),
+                                      self.config.policy, "list calls")
         except Exception as error:  # noqa: BLE001 - then place it again
             logger.warning("Could not list calls for %s: %s", callback.reference,
                            describe(error))
             return False
-        since = claimed_at - timedelta(seconds=5)
-        for call in calls:
+        if call is None:
+            return False
+        await self.store.do_record_call_sid(callback.id, call.sid, call.status)
+        logger.info("Call-back %s: adopted the call %s placed before a restart",
+                    callback.reference, call.sid)
+        return True
+
+    async def _call_since(self, callback: CallbackCall, since: datetime) -> Any:
+        """Twilio's call to the customer's number made since ``since`` (5 s of clock skew
+        allowed), or None."""
+        since = since - timedelta(seconds=5)
+        for call in await self.api.client.calls.list_async(to=callback.phone, limit=20):
             created = call.date_created
             if call.to != callback.phone or created is None:
                 continue
             if created.tzinfo is None:
                 created = created.replace(tzinfo=timezone.utc)
             if created >= since:
-                await self.store.do_record_call_sid(callback.id, call.sid, call.status)
-                logger.info("Call-back %s: adopted the call %s placed before a restart",
-                            callback.reference, call.sid)
-                return True
-        return False
+                return call
+        return None
 
     # -------------------------------------------------------------- webhooks
 

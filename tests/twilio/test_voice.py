@@ -470,3 +470,16 @@ async def test_end_call_while_ringing_cancels_when_completed_is_refused(
     assert frame["state"] == "ended" and frame["status"] == "cancelled"
     [call] = [c for c in fake_twilio.calls() if c["sid"] == sid]
     assert call["status"] == "canceled"
+
+
+async def test_a_lost_answer_to_the_call_does_not_place_a_second_call(
+        stack: Stack, fake_twilio: FakeTwilio) -> None:
+    """Twilio made the call but its answer never came (the client timed out): the retry
+    must not call the customer a second time."""
+    phone = new_phone()
+    reference = await stack.book(phone)
+    fake_twilio.fail(1, 500, delay=1.5, after=True, method="POST", path_contains="/Calls.json")
+    await stack.voice.run_once()
+    [call] = calls_to(fake_twilio, phone)
+    row = await stack.voice.store.get(reference)
+    assert row is not None and row.status == "calling" and row.call_sid == call["sid"]
