@@ -11,12 +11,17 @@ rows (psycopg2 on the test's database): a handoff makes ONE Conversation, ONE pa
 ONE transcript import and ONE ``twilio_links`` row; an agent's message delivered to B reaches
 the customer's socket on A once; closing the Conversation resolves the ticket once; a due
 call-back is ONE call with ONE ``twilio_calls`` row whose status callbacks (to A and B
-alternately, one delivered twice) are each applied once.
+alternately, one delivered twice) are each applied once; and when the process placing a
+call-back is killed (``kill -9``) after Twilio made the call but before its answer came, the
+other process takes the stale claim over and adopts that call: still one call. That test
+kills a process, so it runs last.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -29,7 +34,7 @@ from tests.integration.conftest import (
     redis_client,
     require_rabbitmq,
 )
-from tests.live.conftest import second_rasa
+from tests.live.conftest import connection_owner, second_rasa
 from tests.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, BotFactory, BotServers, _stop
 from tests.twilio.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL, SUPPORT_LINE, VOICE_FROM
 from tests.twilio.fake_twilio import Delivery, FakeTwilio
@@ -38,6 +43,9 @@ from tests.widget.conftest import WidgetClient, new_user, token_for
 WAIT = 60.0
 CALLBACK_POLL = 0.5
 """``TWILIO_CALLBACK_POLL``: both schedulers look for due call-backs this often."""
+CALLBACK_STALE = 4
+"""``TWILIO_CALLBACK_STALE``: a call-back left ``calling`` without a call SID this long was
+left by a dead process and is taken over."""
 QUIET = 3.0
 """Seconds in which nothing more may happen (several polls of both processes)."""
 
@@ -83,9 +91,10 @@ def pair(bot_factory: BotFactory) -> Iterator[Pair]:
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "TWILIO_API_BASE": fake.base_url, "TWILIO_PUBLIC_URL": PUBLIC_URL,
             "TWILIO_POLL_INTERVAL": "0.2", "TWILIO_MAX_ATTEMPTS": "3",
-            "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "3", "TWILIO_INBOX_POLL": "0.2",
+            "TWILIO_BACKOFF_BASE": "0.05", "TWILIO_TIMEOUT": "10", "TWILIO_INBOX_POLL": "0.2",
             "TWILIO_VOICE_FROM": VOICE_FROM, "SUPPORT_LINE_NUMBER": SUPPORT_LINE,
             "TWILIO_CALLBACK_POLL": str(CALLBACK_POLL),
+            "TWILIO_CALLBACK_STALE": str(CALLBACK_STALE),
         }
         with production_bot_started(bot_factory, "twtwo", user, env=env) as a:
             fake.route(PUBLIC_URL, a.rasa_url)
@@ -321,3 +330,68 @@ async def test_a_due_callback_is_called_once_and_its_status_callbacks_apply_once
              and f["message"]["sender"] == "system"]
     assert shown == [text for (text,) in notices], shown
     await customer.close()
+
+
+async def test_a_process_killed_while_placing_a_call_is_taken_over_without_a_second_call(
+        pair: Pair) -> None:
+    from bot.support.ops import SupportStore
+
+    fake = pair.fake
+    user = new_user("vc3")
+    conversation_id = f"widget:{user}"
+    phone = "+4915187650042"
+    customer = await WidgetClient.connect(pair.a, token_for(user, name="Kai"))
+    await customer.close()  # the conversation exists; its notices are checked as rows
+    calls_path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+    before = len(pair.posts(calls_path))
+    # Twilio makes the call, its answer never comes: the placing process waits for it
+    fake.fail(1, 500, delay=120.0, after=True, method="POST", path_contains="/Calls.json")
+    store = SupportStore.from_url(pair.a.support_db_url)
+    try:
+        reference = (await store.do_schedule_callback(
+            conversation_id, phone, datetime.now(timezone.utc), "Europe/Berlin",
+            topic="refund", actor="customer")).reference
+    finally:
+        await store.dispose()
+
+    def calls() -> List[Dict[str, Any]]:
+        return [c for c in fake.calls() if c["to"] == phone]
+
+    [call] = await _until("the call in Twilio", calls, pair)
+    assert len(pair.posts(calls_path)) == before + 1
+    port = fake.client_port("POST", "/Calls.json")
+    pids = (pair.a.rasa_pid, pair.b.rasa_pid)
+    placing = connection_owner(port or 0, int(fake.base_url.rsplit(":", 1)[1]), pids)
+    assert placing in pids, (port, pids)
+    os.kill(placing, signal.SIGKILL)
+    dead, survivor = (pair.a, pair.b) if placing == pair.a.rasa_pid else (pair.b, pair.a)
+    await asyncio.to_thread(dead._rasa.wait, 10)
+    assert pair.rows("SELECT c.status, t.call_sid, t.attempts FROM callbacks c JOIN "
+                     "twilio_calls t ON t.callback_id = c.id WHERE c.reference = %s",
+                     reference) == [("calling", None, 1)]
+
+    # the survivor finds the claim stale, sees Twilio's call and adopts it
+    adopted = await _until("the call adopted by the other process", lambda: pair.rows(
+        "SELECT c.status, t.call_sid, t.attempts FROM callbacks c JOIN twilio_calls t ON "
+        "t.callback_id = c.id WHERE c.reference = %s AND t.call_sid IS NOT NULL", reference),
+        pair, timeout=CALLBACK_STALE + WAIT)
+    assert adopted == [("calling", call["sid"], 2)]
+    await asyncio.sleep(QUIET)
+    assert [c["sid"] for c in calls()] == [call["sid"]]
+    assert len(pair.posts(calls_path)) == before + 1
+    assert f"adopted the call {call['sid']}" in survivor.rasa_log.read_text(errors="replace")
+
+    pair.to(survivor)
+    for status in ("in-progress", "completed"):
+        deliveries = await _in_thread(fake.advance_call, call["sid"], status)
+        assert [d.status for d in deliveries] == [200], (status, deliveries)
+    await _until("the call-back completed", lambda: pair.rows(
+        "SELECT status FROM callbacks WHERE reference = %s", reference) == [("completed",)],
+        pair)
+    notices = pair.rows(
+        "SELECT m.text FROM chat_messages m JOIN conversations c ON c.id = m.conversation_pk "
+        "WHERE c.conversation_id = %s AND m.sender = 'system' ORDER BY m.id", conversation_id)
+    assert [text for (text,) in notices] == [
+        f"We're calling you now at {phone} for your call-back {reference}.",
+        f"Your call-back {reference} is connected.",
+        f"Your call-back {reference} has ended. Thank you for talking to us."], notices

@@ -143,6 +143,7 @@ class FakeTwilio(FlexFake):
         self.chat_service_sid = "IS" + "1" * 32
         self.state = _State()
         self.requests: List[Tuple[str, str, Dict[str, List[str]], Dict[str, str]]] = []
+        self.client_ports: List[Tuple[str, str, int]] = []  # (method, path, the caller's port)
         self.deliveries: List[Delivery] = []
         self.faults: List[Fault] = []
         self.routes: Dict[str, str] = {}
@@ -275,6 +276,13 @@ class FakeTwilio(FlexFake):
         with self._lock:
             return [f for m, p, f, _h in self.requests if m == method and path_contains in p]
 
+    def client_port(self, method: str, path_contains: str) -> Optional[int]:
+        """The local port of the caller's connection of the latest matching request (which
+        process sent it: :func:`tests.live.conftest.connection_owner`); None: no such one."""
+        with self._lock:
+            return next((port for m, p, port in reversed(self.client_ports)
+                         if m == method and path_contains in p), None)
+
     def conversations(self) -> List[Dict[str, Any]]:
         """All conversations (copies)."""
         with self._lock:
@@ -352,9 +360,11 @@ class FakeTwilio(FlexFake):
         parts = [p for p in request.path.split("/") if p]
         if request.method == "GET" and len(parts) == 1 and parts[0].startswith("ME"):
             return self._media_content(parts[0], request.query.get("Signature", ""))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         with self._lock:
             self.requests.append((request.method, request.path, fields,
                                   {k: v for k, v in request.headers.items()}))
+            self.client_ports.append((request.method, request.path, peer[1] if peer else 0))
             fault = next((f for f in self.faults if f.matches(request.method, request.path)),
                          None)
             if fault is not None:
