@@ -23,6 +23,7 @@ from actions.forms import SupportForm
 from bot.business_hours import BusinessHours, CustomerClock
 from bot.business_hours import from_settings as business_hours
 from bot.business_hours import validate_callback_time
+from bot.i18n import current_locale
 from bot.phone import country_names, normalize_phone
 from bot.settings import get_settings
 from bot.support.ops import CallbackView, StateError
@@ -60,7 +61,7 @@ def _say_refused(dispatcher: CollectingDispatcher, refused: CallbackRefused,
                 limits: CallbackLimits, phone: Optional[str] = None) -> None:
     """Tell the customer, kindly, why no call-back can be booked."""
     say(dispatcher, f"callback_limit_{refused.kind}", limit=refused.limit, phone=phone or "",
-        countries=country_names(limits.countries))
+        countries=country_names(limits.countries, current_locale()))
 
 
 async def validate_time(

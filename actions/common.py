@@ -199,4 +199,5 @@ def text(key: str, **values: Any) -> str:
 
 def yes_no_buttons() -> List[Dict[str, str]]:
     """Quick replies for a confirmation question."""
-    return [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}]
+    return [{"title": text("button_yes"), "payload": "/affirm"},
+            {"title": text("button_no"), "payload": "/deny"}]

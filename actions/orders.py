@@ -13,6 +13,7 @@ from actions.common import actor, customer_id, customer_tz, say, services, text,
 from actions.forms import RECENT_ORDER_SLOT, SupportForm
 from bot.orders import OrderStateError, OrderView, normalize_order_number
 from bot.prefill import has_detail, load_form_config, order_choice
+from bot.timeparse import say_date
 
 #: Statuses in which an order can still be cancelled or changed.
 OPEN_STATUSES = ("processing", "packed")
@@ -22,7 +23,8 @@ RECENT_ORDERS_SHOWN = 3
 REFUNDABLE_STATUSES = ("shipped", "in_transit", "delivered")
 
 def _date(value: Any) -> str:
-    return value.strftime("%A %d %B").replace(" 0", " ") if value else ""
+    """A day in the customer's language ("Tuesday 1 December", "Dienstag, 1. Dezember")."""
+    return say_date(value) if value else ""
 
 
 def describe_order(order: OrderView) -> str:
@@ -194,7 +196,8 @@ class ActionAskOrderNumber(Action):
         if recent:
             buttons = [
                 {
-                    "title": f"#{o.number} · {_date(o.placed_at.astimezone(tz))} · {o.status.replace('_', ' ')}",
+                    "title": f"#{o.number} · {_date(o.placed_at.astimezone(tz))} · "
+                             f"{text(f'order_label_{o.status}')}",
                     "payload": f'/inform{{"order_number":"{o.number}"}}',
                 }
                 for o in recent

@@ -7,6 +7,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.i18n import locale_of_metadata
+
 PROFILE_SLOTS = {
     "customer_id": "id",
     "customer_name": "name",
@@ -16,7 +18,8 @@ PROFILE_SLOTS = {
 }
 
 #: Slots a new session keeps; dialogue state (route, flow, form slots) starts afresh.
-CARRIED_SLOTS = (*PROFILE_SLOTS, "customer_context", "order_number", "phone", "contact_email")
+CARRIED_SLOTS = (*PROFILE_SLOTS, "customer_context", "locale", "order_number", "phone",
+                 "contact_email")
 
 
 def profile_events(
@@ -49,6 +52,9 @@ def profile_events(
         clean.setdefault("locale", locale.strip()[:35])
     if clean and clean != (carried_context or {}):
         events.append(SlotSet("customer_context", clean))
+    language = locale_of_metadata({"context": clean, "customer": customer})
+    if language is not None:
+        events.append(SlotSet("locale", language))
     return events
 
 
@@ -57,7 +63,8 @@ def context_update(tracker: Tracker) -> List[EventType]:
 
     The widget channel sends the app context (screen, app version, ...) with every
     message; when it differs from the slot, the slot follows, so a later ticket or
-    handoff carries where the customer is now.
+    handoff carries where the customer is now. The ``locale`` slot (the language of the
+    replies and of domain.yml's responses) follows the app's locale the same way.
     """
     metadata = (tracker.latest_message or {}).get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("context"), dict):
@@ -68,6 +75,9 @@ def context_update(tracker: Tracker) -> List[EventType]:
         event for event in profile_events({"context": metadata["context"]}, current)
         if event.get("name") == "customer_context"
     ]
+    language = locale_of_metadata(metadata)
+    if language is not None and language != tracker.get_slot("locale"):
+        events.append(SlotSet("locale", language))
     return events
 
 

@@ -43,7 +43,7 @@ CACHE_FILE = Path("/tmp/nlu_experiment_cache.npz")
 NOT_A_SHOP_INTENT = ("out_of_scope", "nlu_fallback")
 
 
-def load(path: Path) -> Tuple[List[str], List[str]]:
+def load(path: Path, exclude: Sequence[str] = ()) -> Tuple[List[str], List[str]]:
     """Texts and intents of a Rasa NLU file or of every NLU file under a directory.
 
     Args:
@@ -56,6 +56,7 @@ def load(path: Path) -> Tuple[List[str], List[str]]:
     from rasa.shared.nlu.training_data.loading import load_data
 
     files = get_data_files([str(path)], is_nlu_file) if path.is_dir() else [str(path)]
+    files = [f for f in files if not any(Path(f).resolve() == (ROOT / e).resolve() for e in exclude)]
     texts: List[str] = []
     labels: List[str] = []
     for name in files:
@@ -243,12 +244,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                         default=["tests/nlu/bitext_holdout.yml", "tests/nlu/realistic.yml"])
     parser.add_argument("--num-layers", nargs="*", type=int, default=[6])
     parser.add_argument("--grid", action="store_true", help="also the logistic-regression grid")
+    parser.add_argument("--exclude", nargs="*", default=[],
+                        help="training files to leave out (e.g. data/nlu/de.yml data/nlu/fr.yml)")
+    parser.add_argument("--add", nargs="*", default=[], help="more training files (variants)")
     parser.add_argument("--spacy", action="store_true",
                         help="also lemma n-grams from a blank spaCy pipeline (lookup lemmas)")
     args = parser.parse_args(argv)
 
     threshold = threshold_from_triage()
-    tr_x, tr_y = load(ROOT / "data" / "nlu")
+    tr_x, tr_y = load(ROOT / "data" / "nlu", args.exclude)
+    for extra in args.add:
+        more_x, more_y = load(Path(extra))
+        tr_x, tr_y = tr_x + more_x, tr_y + more_y
     tests = {t: load(ROOT / t) for t in args.test}
     cache = EmbeddingCache(CACHE_FILE)
     word = CountVectorizer(ngram_range=(1, 2), lowercase=True).fit(tr_x)

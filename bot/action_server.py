@@ -34,6 +34,7 @@ from sanic.exceptions import SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.i18n import locale_of_tracker, set_locale
 from bot.settings import Settings, get_settings
 
 __all__ = ["BodyTooLarge", "BrokenBody", "create_app", "inflate", "main"]
@@ -108,6 +109,24 @@ def _authorized(request: Request, token: bytes) -> bool:
     return hmac.compare_digest(credential.strip().encode(), token)
 
 
+async def speak_the_customers_language(request: Request) -> None:
+    """Request middleware: the language of the action call's tracker for this request.
+
+    rasa-sdk runs the action in the request's task, so :mod:`bot.messages` (and the times
+    of :mod:`bot.timeparse`) speak the customer's language (bot/i18n.py) without the
+    actions passing it around. A body that is no JSON is left to rasa-sdk.
+    """
+    if request.path != "/webhook" or request.method != "POST":
+        return
+    try:
+        call = request.json
+    except Exception:  # noqa: BLE001 - rasa-sdk answers a broken body itself
+        return
+    if isinstance(call, dict):
+        tracker = call.get("tracker")
+        set_locale(locale_of_tracker(tracker if isinstance(tracker, dict) else {}))
+
+
 def create_app(settings: Settings, token: str) -> Sanic:
     """rasa-sdk's Sanic app for the ``actions`` package, behind the token and the body limits.
 
@@ -172,6 +191,7 @@ def create_app(settings: Settings, token: str) -> Sanic:
         return _error(500, "internal_error", "The action server failed on this request.")
 
     app.register_middleware(guard, "request")
+    app.register_middleware(speak_the_customers_language, "request")
     app.error_handler.add(Exception, on_error)
     app.register_listener(_close_services, "after_server_stop")
     return app

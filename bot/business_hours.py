@@ -45,6 +45,10 @@ MAX_CALLBACK_AHEAD = timedelta(days=30)
 _MAX_LOOKAHEAD_DAYS = 400
 
 _DAY_ABBR = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Weekdays as :meth:`BusinessHours.describe` says them in German and French.
+_DAY_ABBRS = {"de": ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"),
+              "fr": ("lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim.")}
+_CLOSED = {"en": "Closed", "de": "Geschlossen", "fr": "Fermé"}
 _DAY_WORDS: dict[str, int] = {
     **{abbr.lower(): i for i, abbr in enumerate(_DAY_ABBR)},
     **{
@@ -341,15 +345,19 @@ class BusinessHours:
             else:
                 groups.append((weekday, weekday, day_windows))
         parts: list[str] = []
+        from bot.i18n import current_locale
+
+        language = current_locale()
+        abbr = _DAY_ABBRS.get(language, _DAY_ABBR)
         for first, last, day_windows in groups:
             if not day_windows:
                 continue
-            days = _DAY_ABBR[first] if first == last else f"{_DAY_ABBR[first]}–{_DAY_ABBR[last]}"
+            days = abbr[first] if first == last else f"{abbr[first]}–{abbr[last]}"
             hours = " & ".join(f"{_fmt(s)}–{_fmt(e if e <= 24 * 60 else e - 24 * 60)}"
                                for s, e in day_windows)
             parts.append(f"{days} {hours}")
-        described = ", ".join(parts) or "Closed"
-        return f"{described} {zone_label(tz)}" if zone else described
+        described = ", ".join(parts) or _CLOSED[language]
+        return f"{described} {zone_label(tz, language)}" if zone else described
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,22 @@
-"""The assistant's texts from ``data/messages.yml`` (edited by conversation designers)."""
+"""The assistant's texts from ``data/messages.yml`` (edited by conversation designers).
+
+English is the source; ``data/messages.de.yml`` and ``data/messages.fr.yml`` translate it
+key by key (docs/designers.md, "Languages").
+"""
 from __future__ import annotations
 
 import functools
+import logging
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, TypedDict
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, TypedDict
 
 import yaml
+
+from bot.i18n import DEFAULT_LOCALE, current_locale, normalise_locale
+
+logger = logging.getLogger(__name__)
 
 
 class Button(TypedDict):
@@ -115,18 +124,67 @@ def _load_cached(path: str, mtime: float) -> Messages:
     return Messages.load(Path(path))
 
 
-def load_messages(path: Optional[Path] = None) -> Messages:
-    """The messages from settings (reloaded when the file changes)."""
+def locale_path(path: Path, locale: str) -> Path:
+    """The translation of a messages file: ``messages.yml`` → ``messages.de.yml``."""
+    return path.with_name(f"{path.stem}.{locale}{path.suffix}")
+
+
+#: (file, key) pairs already logged as missing, so each is logged once per process.
+_missing_logged: Set[Tuple[str, str]] = set()
+
+
+@functools.lru_cache(maxsize=8)
+def _load_localised(path: str, mtime: float, translated: str, translated_mtime: float) -> Messages:
+    english = _load_cached(path, mtime)
+    own = Messages.load(Path(translated))
+    entries = dict(english.entries)
+    for key, message in own.entries.items():
+        if key not in english.entries:
+            logger.warning("%s: messages.%s is not in %s (ignored)", translated, key,
+                           Path(path).name)
+            continue
+        entries[key] = message
+    for key in english.entries.keys() - own.entries.keys():
+        if (translated, key) not in _missing_logged:
+            _missing_logged.add((translated, key))
+            logger.warning("%s: no messages.%s, the English text is used", translated, key)
+    return Messages(entries)
+
+
+def load_messages(path: Optional[Path] = None, locale: Optional[str] = None) -> Messages:
+    """The messages from settings in ``locale`` (reloaded when a file changes).
+
+    Args:
+        path: The English source (``data/messages.yml`` by default).
+        locale: A locale (normalised: ``de-DE`` is ``de``); None is the language of the
+            current turn (:func:`bot.i18n.current_locale`). A language is its file next to
+            the source (``messages.de.yml``); a key it lacks, or a missing or broken file,
+            falls back to English (logged).
+    """
     from bot.settings import get_settings
 
     target = Path(path) if path else get_settings().data_dir / "messages.yml"
-    return _load_cached(str(target), target.stat().st_mtime)
+    english = _load_cached(str(target), target.stat().st_mtime)
+    language = current_locale() if locale is None else normalise_locale(locale)
+    if language == DEFAULT_LOCALE:
+        return english
+    translated = locale_path(target, language)
+    try:
+        stamp = translated.stat().st_mtime
+        return _load_localised(str(target), target.stat().st_mtime, str(translated), stamp)
+    except (OSError, MessageError) as error:
+        if (str(translated), "") not in _missing_logged:
+            _missing_logged.add((str(translated), ""))
+            logger.warning("%s: cannot use the translation, English is used: %s",
+                           translated, error)
+        return english
 
 
-def notice(key: str, **values: Any) -> str:
+def notice(key: str, locale: Optional[str] = None, **values: Any) -> str:
     """A notice text from ``data/messages.yml`` (designers edit it; reloaded on change).
 
     Shared by the widget channel, its agent bridge and the Twilio Voice call-backs, which
-    is why it lives here and not in any of them.
+    is why it lives here and not in any of them. ``locale`` is the customer's language
+    (None: the current turn's, :func:`bot.i18n.current_locale`).
     """
-    return load_messages().text(key, **values)
+    return load_messages(locale=locale).text(key, **values)

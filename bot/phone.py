@@ -116,8 +116,9 @@ def is_personal_number(number: str) -> bool:
 
 
 def country_names(regions: Iterable[str], lang: str = "en") -> str:
-    """Regions as readable English text: ("DE", "AT", "GB") → "Germany, Austria and the
-    United Kingdom" (the code itself when phonenumbers has no name for it)."""
+    """Regions as readable text: ("DE", "AT", "GB") → "Germany, Austria and the United
+    Kingdom" (the code itself when phonenumbers has no name for it); ``lang`` "de" or "fr"
+    names them in German or French ("Deutschland, Österreich und Vereinigtes Königreich")."""
     from phonenumbers import geocoder
 
     names = []
@@ -130,4 +131,5 @@ def country_names(regions: Iterable[str], lang: str = "en") -> str:
         names.append(name or code)
     if len(names) <= 1:
         return "".join(names)
-    return f"{', '.join(names[:-1])} and {names[-1]}"
+    word = {"de": "und", "fr": "et"}.get(lang, "and")
+    return f"{', '.join(names[:-1])} {word} {names[-1]}"

@@ -24,6 +24,9 @@ Conventions (call-backs happen in daytime):
   or one hour before the stated time when that is earlier than 09:00.
 * Slash dates are day-first ("24/11"), except in ``America/*``/``US/*``/
   ``Canada/*`` timezones where they are month-first unless that is impossible.
+
+German and French ("morgen um 10", "demain à 10h") are rewritten in English first
+(:mod:`bot.timeparse_lang`); spans and matched text are the customer's own.
 """
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Callable, Iterable, Literal, Optional
 from zoneinfo import ZoneInfo
 
-__all__ = ["ParsedTime", "parse_when", "find_when", "humanize", "zone_label"]
+from bot.timeparse_lang import to_english
+
+__all__ = ["ParsedTime", "parse_when", "find_when", "humanize", "say_date", "zone_label"]
 
 
 @dataclass(frozen=True)
@@ -535,10 +540,11 @@ def find_when(text: str) -> tuple[int, int] | None:
     Returns:
         The ``(start, end)`` character span of the expression, or None.
     """
-    cluster = _best_cluster(text)
+    said = to_english(text)
+    cluster = _best_cluster(said.text)
     if cluster is None:
         return None
-    return cluster[0].start, cluster[-1].end
+    return said.span(cluster[0].start, cluster[-1].end)
 
 
 # --------------------------------------------------------------------------
@@ -672,14 +678,16 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> ParsedTime | None:
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("parse_when needs a timezone-aware 'now'")
-    cluster = _best_cluster(text)
+    said = to_english(text)
+    cluster = _best_cluster(said.text)
     if cluster is None:
         return None
     resolved = _resolve(cluster, now, tz)
     if resolved is None:
         return None
     start, exact = resolved
-    return ParsedTime(start=start, text=text[cluster[0].start:cluster[-1].end], exact=exact)
+    first, last = said.span(cluster[0].start, cluster[-1].end)
+    return ParsedTime(start=start, text=text[first:last], exact=exact)
 
 
 # Areas of IANA zone names ("Europe/London"): the zone is named after its city.
@@ -691,7 +699,7 @@ _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Un
                         "Etc/Zulu", "Zulu", "GMT", "Etc/GMT", "Etc/GMT0", "Etc/Greenwich"})
 
 
-def zone_label(tz: tzinfo) -> str:
+def zone_label(tz: tzinfo, locale: Optional[str] = None) -> str:
     """A short name for the zone times are said in: "London time", "New York time", "UTC".
 
     Args:
@@ -705,12 +713,17 @@ def zone_label(tz: tzinfo) -> str:
     if key in _UTC_NAMES or tz is timezone.utc:
         return "UTC"
     area, _, rest = key.partition("/")
-    if area in _ZONE_AREAS and rest:
-        return f"{rest.rsplit('/', 1)[-1].replace('_', ' ')} time"
-    return f"{key} time"
+    place = rest.rsplit('/', 1)[-1].replace('_', ' ') if area in _ZONE_AREAS and rest else key
+    language = _language(locale)
+    if language == "de":
+        return f"(Ortszeit {place})"
+    if language == "fr":
+        return f"(heure de {place})"
+    return f"{place} time"
 
 
-def humanize(dt: datetime, now: Optional[datetime] = None, zone: bool = False) -> str:
+def humanize(dt: datetime, now: Optional[datetime] = None, zone: bool = False,
+             locale: Optional[str] = None) -> str:
     """Format ``dt`` in its own timezone, e.g. "Tuesday 24 November at 10:00".
 
     Args:
@@ -719,6 +732,8 @@ def humanize(dt: datetime, now: Optional[datetime] = None, zone: bool = False) -
             ``dt``'s zone is "today at 10:00", one on the next date "tomorrow at 10:00".
         zone: Whether to name the zone: "Tuesday 24 November at 10:00 London time"
             (see :func:`zone_label`).
+        locale: The language (en, de, fr; None: the current turn's, bot/i18n.py):
+            "morgen um 10:00 (Ortszeit London)", "demain à 10:00 (heure de Londres)".
 
     Returns:
         An English description that does not depend on the process locale; it needs no
@@ -729,9 +744,47 @@ def humanize(dt: datetime, now: Optional[datetime] = None, zone: bool = False) -
     """
     if (zone or now is not None) and (dt.tzinfo is None or dt.utcoffset() is None):
         raise ValueError(f"humanize needs a timezone-aware datetime, got {dt!r}")
-    day = f"{_WEEKDAY_NAMES[dt.weekday()]} {dt.day} {_MONTH_NAMES[dt.month - 1]}"
+    language = _language(locale)
+    names = _SAID[language]
+    if language == "de":
+        day = f"{names['days'][dt.weekday()]}, {dt.day}. {names['months'][dt.month - 1]}"
+    else:
+        day = f"{names['days'][dt.weekday()]} {dt.day} {names['months'][dt.month - 1]}"
     if now is not None:
         ahead = (dt.date() - now.astimezone(dt.tzinfo).date()).days
-        day = {0: "today", 1: "tomorrow"}.get(ahead, day)
-    said = f"{day} at {dt:%H:%M}"
-    return f"{said} {zone_label(dt.tzinfo)}" if zone else said  # type: ignore[arg-type]
+        day = {0: names["today"], 1: names["tomorrow"]}.get(ahead, day)
+    said = f"{day} {names['at']} {dt:%H:%M}"
+    return f"{said} {zone_label(dt.tzinfo, language)}" if zone else said  # type: ignore[arg-type]
+
+
+#: How :func:`humanize` says days in each language ("Dienstag, 24. November um 10:00",
+#: "mardi 24 novembre à 10:00").
+_SAID: dict[str, dict] = {
+    "en": {"days": _WEEKDAY_NAMES, "months": _MONTH_NAMES, "today": "today",
+           "tomorrow": "tomorrow", "at": "at"},
+    "de": {"days": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag",
+                    "Sonntag"),
+           "months": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
+                      "September", "Oktober", "November", "Dezember"),
+           "today": "heute", "tomorrow": "morgen", "at": "um"},
+    "fr": {"days": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+           "months": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+                      "septembre", "octobre", "novembre", "décembre"),
+           "today": "aujourd'hui", "tomorrow": "demain", "at": "à"},
+}
+
+
+def say_date(day: date, locale: Optional[str] = None) -> str:
+    """A day without a time: "Tuesday 24 November", "Dienstag, 24. November", "mardi 24
+    novembre" (``locale`` None: the current turn's language)."""
+    names = _SAID[_language(locale)]
+    weekday, month = names["days"][day.weekday()], names["months"][day.month - 1]
+    if _language(locale) == "de":
+        return f"{weekday}, {day.day}. {month}"
+    return f"{weekday} {day.day} {month}"
+
+
+def _language(locale: Optional[str]) -> str:
+    from bot.i18n import current_locale, normalise_locale
+
+    return current_locale() if locale is None else normalise_locale(locale)

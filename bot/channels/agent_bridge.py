@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional
 
 from bot.channels.widget_wire import FRAMES_TOPIC, WidgetChannel, push_everywhere
 from bot.live import ORIGIN, REMOTE, bus
+from bot.i18n import conversation_locale
 from bot.messages import notice
 from bot.support.agents import AgentStore, RatingRefused
 
@@ -163,14 +164,25 @@ class AgentBridge:
             )
 
     async def _on_claimed(self, event: Dict[str, Any]) -> None:
-        await self._system(event["conversation_id"],
-                           notice("widget_agent_joined", agent=event.get("agent_name") or "Someone"))
+        locale = await self._locale(event["conversation_id"])
+        await self._system(event["conversation_id"], notice(
+            "widget_agent_joined", locale=locale, agent=event.get("agent_name") or "Someone"))
 
     async def _on_transferred(self, event: Dict[str, Any]) -> None:
+        locale = await self._locale(event["conversation_id"])
         await self._system(
             event["conversation_id"],
-            notice("widget_agent_transferred", agent=event.get("agent_name") or "Someone"),
+            notice("widget_agent_transferred", locale=locale,
+                   agent=event.get("agent_name") or "Someone"),
         )
+
+    async def _locale(self, conversation_id: str) -> str:
+        """The customer's language in a widget conversation (English for any other)."""
+        try:
+            return conversation_locale(
+                await (await self._channel.chat()).get_conversation(conversation_id))
+        except LookupError:
+            return conversation_locale(None)
 
     async def _on_resolved(self, event: Dict[str, Any]) -> None:
         conversation_id = event["conversation_id"]
@@ -179,10 +191,11 @@ class AgentBridge:
             await channel.resume_bot(conversation_id)
             chat = await channel.chat()
             conversation = await chat.get_conversation(conversation_id)
+            locale = conversation_locale(conversation)
             thanks = await chat.do_store_outgoing(
                 conversation_id, "bot",
-                notice("widget_agent_resolved", reference=event.get("ticket") or ""),
-                buttons=_transcript_button(),
+                notice("widget_agent_resolved", locale=locale, reference=event.get("ticket") or ""),
+                buttons=_transcript_button(locale),
             )
         await self._push_everywhere(conversation_id, [
             {"type": "message", "message": thanks.to_wire()},
@@ -244,11 +257,11 @@ class AgentBridge:
         await bus().publish(topic, event)
 
 
-def _transcript_button() -> Optional[List[Dict[str, str]]]:
+def _transcript_button(locale: Optional[str] = None) -> Optional[List[Dict[str, str]]]:
     """"Email me this conversation" (``action_email_transcript``), while email is on."""
     from bot.settings import get_settings
 
     mail = get_settings().mail
     if mail is None or not mail.enabled:
         return None
-    return [{"title": notice("transcript_button"), "payload": "/email_transcript"}]
+    return [{"title": notice("transcript_button", locale=locale), "payload": "/email_transcript"}]

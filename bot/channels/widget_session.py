@@ -12,6 +12,7 @@ import logging
 
 from bot.channels.auth import Customer
 from bot.channels.widget_output import WidgetOutput
+from bot.i18n import conversation_locale
 from bot.messages import notice
 
 __all__ = ["WidgetChatSessions"]
@@ -50,10 +51,11 @@ class WidgetChatSessions:
         )
         async with self.hub.turn_lock(conversation_id):
             paused = await self._paused(conversation_id)
+            locale = conversation_locale(await chat.get_conversation(conversation_id))
             conversation, ended = await chat.do_end_session(
                 conversation_id,
                 f"customer:{customer.user_id}",
-                notice("widget_session_ended"),
+                notice("widget_session_ended", locale=locale),
             )
             await self.hub.push(conversation_id, {"type": "message", "message": ended.to_wire()})
             output = WidgetOutput(self)

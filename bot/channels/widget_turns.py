@@ -23,6 +23,7 @@ from bot.channels.text import as_free_text
 from bot.channels.widget_output import WidgetOutput
 from bot.attachments.turns import answer_attachment_only
 from bot.channels.widget_wire import ClientError, push_everywhere
+from bot.i18n import conversation_locale
 from bot.messages import notice
 from bot.support.chat import MessageView, TurnClaim
 
@@ -139,8 +140,13 @@ class WidgetBotTurns:
     async def _turn(self, customer: Any, message: MessageView) -> None:
         """Claim, run (and retry) the bot turn of one stored customer message, in order."""
         conversation_id = customer.conversation_id
+        if getattr(self, "_turn_slots", None) is None:
+            self._turn_slots = asyncio.Semaphore(max(1, int(self.config.turn_concurrency)))
         try:
-            async with self.hub.turn_lock(conversation_id):
+            # One turn per conversation at a time, and at most turn_concurrency in all: the
+            # rest wait here, unclaimed and holding no database connection (200 turns at
+            # once on one event loop held every pooled connection for seconds each).
+            async with self.hub.turn_lock(conversation_id), self._turn_slots:
                 chat = await self.chat()
                 while not self._draining:
                     claim = await chat.do_claim_turn(message.id, self.owner,
@@ -255,7 +261,8 @@ class WidgetBotTurns:
         logger.error("Turn of message %s failed %d times (%s): marked failed.",
                      message.id, claim.attempt, error)
         stored = await (await self.chat()).do_fail_turn(
-            message.id, self.owner, error, notice("widget_bot_unavailable"))
+            message.id, self.owner, error,
+            notice("widget_bot_unavailable", locale=conversation_locale(claim.conversation)))
         if stored is None:
             return
         await push_everywhere(self.hub, conversation_id,

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 from bot.mail.outbox import clean_header_text
 from bot.mail.tokens import sign
+from bot.i18n import normalise_locale, use_locale
 from bot.messages import notice
 
 __all__ = ["UNSUBSCRIBE_PATH", "app_link", "build_message", "unsubscribe_url"]
@@ -86,13 +87,13 @@ def _texts(kind: str, params: Mapping[str, Any], name: str, link: str) -> Dict[s
     return {"subject": subject, "body": "\n\n".join(p.strip() for p in paragraphs if p.strip())}
 
 
-def _html(text: str) -> str:
+def _html(text: str, lang: str = "en") -> str:
     paragraphs = []
     for block in text.split("\n\n"):
         escaped = html.escape(block.strip(), quote=True)
         linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
         paragraphs.append(f"<p>{linked.replace(chr(10), '<br>')}</p>")
-    return ('<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
+    return (f'<!DOCTYPE html><html lang="{normalise_locale(lang)}"><head><meta charset="utf-8"></head>'
             '<body style="font-family: sans-serif; line-height: 1.4; max-width: 36em">'
             + "".join(paragraphs) + "</body></html>")
 
@@ -101,11 +102,13 @@ def build_message(row: Any, *, mail_from: str, app_link_base: str, public_url: s
                   secret: Optional[str] = None, now: Optional[datetime] = None) -> EmailMessage:
     """The email of one outbox row (:class:`bot.mail.models.MailOutbox` or a like object)."""
     params: Mapping[str, Any] = dict(row.params or {})
-    name = clean_header_text(row.to_name, 80) or notice("email_name_fallback")
-    link = app_link(app_link_base, row.ticket)
-    unsubscribe = unsubscribe_url(public_url, row.to_address, secret)
-    texts = _texts(row.kind, params, name, link)
-    body = texts["body"].rstrip() + "\n\n-- \n" + notice("email_footer", unsubscribe=unsubscribe)
+    with use_locale(params.get("locale")):  # the customer's language, staged with the row
+        name = clean_header_text(row.to_name, 80) or notice("email_name_fallback")
+        link = app_link(app_link_base, row.ticket)
+        unsubscribe = unsubscribe_url(public_url, row.to_address, secret)
+        texts = _texts(row.kind, params, name, link)
+        body = (texts["body"].rstrip() + "\n\n-- \n"
+                + notice("email_footer", unsubscribe=unsubscribe))
 
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = mail_from
@@ -120,5 +123,5 @@ def build_message(row: Any, *, mail_from: str, app_link_base: str, public_url: s
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(body)
-    message.add_alternative(_html(body), subtype="html")
+    message.add_alternative(_html(body, str(params.get("locale") or "en")), subtype="html")
     return message

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 from sqlalchemy import select
 
+from bot.i18n import DEFAULT_LOCALE, conversation_locale
 from bot.mail.models import MailOptOut, MailOutbox
 
 __all__ = ["clean_address", "clean_header_text", "mail_enabled", "stage",
@@ -73,6 +74,9 @@ async def stage(session: Any, *, kind: str, to_address: Any, to_name: Any, now: 
         return None
     if not force and await opted_out(session, address):
         return None
+    params = dict(params)
+    if "locale" not in params:
+        params["locale"] = await _locale(session, conversation_id)
     row = MailOutbox(
         kind=kind, dedupe_key=dedupe_key, to_address=address,
         to_name=clean_header_text(to_name) or None,
@@ -84,6 +88,18 @@ async def stage(session: Any, *, kind: str, to_address: Any, to_name: Any, now: 
     session.add(row)
     await session.flush()
     return row
+
+
+async def _locale(session: Any, conversation_id: Optional[str]) -> str:
+    """The customer's language for an email about a conversation (bot/i18n.py): its app
+    context's locale, else the token's, else English."""
+    if not conversation_id:
+        return DEFAULT_LOCALE
+    from bot.support.models import Conversation
+
+    row = (await session.execute(select(Conversation).where(
+        Conversation.conversation_id == str(conversation_id)))).scalars().first()
+    return conversation_locale(row)
 
 
 async def stage_ticket_confirmation(session: Any, ticket: Any, now: datetime) -> Optional[MailOutbox]:
@@ -124,5 +140,6 @@ async def stage_agent_reply(session: Any, *, ticket: Any, conversation: Any, mes
         message_id=int(message.id), dedupe_key=f"reply:{int(message.id)}",
         delay=mail.reply_delay if mail is not None else 0.0,
         params={"reference": ticket.reference, "agent": agent_name or "",
-                "text": str(message.text or "")[:4000]},
+                "text": str(message.text or "")[:4000],
+                "locale": conversation_locale(conversation)},
     )

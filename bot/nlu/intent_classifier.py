@@ -30,6 +30,8 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.language_gate import possible_languages
+
 logger = logging.getLogger(__name__)
 
 ARRAYS_FILE = "classifier.npz"
@@ -65,6 +67,28 @@ def fit_linear(
     if weights.shape[0] == 1:  # two classes: sklearn keeps one score for class 1
         weights, bias = np.vstack([-weights, weights]), np.concatenate([-bias, bias])
     return weights.astype(np.float32), bias.astype(np.float32)
+
+
+#: Between an intent and the language of its examples in a class name (``track_order@de``).
+LANGUAGE_SEPARATOR = "@"
+
+
+def class_label(example: Message) -> str:
+    """The class an example trains: its intent, or ``intent@language`` for examples whose
+    intent block says ``metadata: {language: de}`` (data/nlu/de.yml, fr.yml).
+
+    Each language gets its own weights for an intent, so German and French examples do
+    not pull the English intent's weights towards another language (docs/nlu.md,
+    "Languages"); at prediction the classes of one intent are summed.
+    """
+    intent = str(example.get(INTENT))
+    metadata = example.get("metadata")
+    language = None
+    if isinstance(metadata, dict) and isinstance(metadata.get("intent"), dict):
+        language = metadata["intent"].get("language")
+    if isinstance(language, str) and language.strip() and language.strip().lower() != "en":
+        return f"{intent}{LANGUAGE_SEPARATOR}{language.strip().lower()}"
+    return intent
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -125,6 +149,9 @@ class CalibratedIntentClassifier(GraphComponent, IntentClassifier):
             "calibration_share": 0.2,
             "random_seed": 20261122,
             "ranking_length": 10,
+            # With examples of other languages (metadata language), also a model of the
+            # English examples alone for messages with no sign of another language.
+            "english_model": True,
         }
 
     @staticmethod
@@ -143,14 +170,20 @@ class CalibratedIntentClassifier(GraphComponent, IntentClassifier):
         temperature: float = 1.0,
         sparse_dim: int = 0,
         dense_dim: int = 0,
+        english_classes: Optional[Sequence[str]] = None,
+        english_temperature: float = 1.0,
     ) -> None:
         self.config = {**self.get_default_config(), **config}
         self._model_storage = model_storage
         self._resource = resource
         self.classes = list(classes or [])
+        self._merge: Optional[Tuple[List[str], np.ndarray]] = None
         self.weights = weights
         self.bias = bias
         self.temperature = float(temperature)
+        #: The English model's classes (its rows follow the classes' in ``weights``).
+        self.english_classes = list(english_classes or [])
+        self.english_temperature = float(english_temperature)
         self.sparse_dim = sparse_dim
         self.dense_dim = dense_dim
         self._cached_weights_t: Optional[np.ndarray] = None
@@ -313,6 +346,29 @@ class CalibratedIntentClassifier(GraphComponent, IntentClassifier):
             int(self.config["max_iter"]), int(self.config["random_seed"]),
         )
 
+    def _fit_calibrated(
+        self, X: scipy.sparse.csr_matrix, y: np.ndarray, n_classes: int
+    ) -> Tuple[np.ndarray, np.ndarray, float]:
+        """Weights, biases and the temperature fitted on a held-out share of ``y``."""
+        calibration: Optional[Tuple[np.ndarray, np.ndarray]] = None
+        if float(self.config["calibration_share"]) > 0 and n_classes > 1:
+            fit_rows, held_rows = self._calibration_split(y)
+            if len(held_rows) and len(np.unique(y[fit_rows])) == n_classes:
+                calibration = fit_rows, held_rows
+        if calibration is None:
+            weights, bias = self._fit(X, y)
+            return weights, bias, 1.0
+        # The calibration model and the final model are independent fits: run them
+        # side by side (liblinear releases the GIL, so this uses both cores).
+        fit_rows, held_rows = calibration
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            held_fit = pool.submit(self._fit, X[fit_rows], y[fit_rows])
+            final_fit = pool.submit(self._fit, X, y)
+            held_weights, held_bias = held_fit.result()
+            weights, bias = final_fit.result()
+        logits = np.asarray(X[held_rows] @ held_weights.T) + held_bias
+        return weights, bias, fit_temperature(logits, y[held_rows])
+
     def _calibration_split(self, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(int(self.config["random_seed"]))
         share = float(self.config["calibration_share"])
@@ -338,49 +394,90 @@ class CalibratedIntentClassifier(GraphComponent, IntentClassifier):
         self.sparse_dim = first_sparse.features.shape[-1] if first_sparse is not None else 0
         self.dense_dim = first_dense.features.shape[-1] if first_dense is not None else 0
         X = self._features(examples)
-        self.classes = sorted({e.get(INTENT) for e in examples})
+        labels = [class_label(e) for e in examples]
+        self.classes = sorted(set(labels))
+        self._merge = None
         index = {name: i for i, name in enumerate(self.classes)}
-        y = np.array([index[e.get(INTENT)] for e in examples])
-
-        self.temperature = 1.0
-        calibration: Optional[Tuple[np.ndarray, np.ndarray]] = None
-        if float(self.config["calibration_share"]) > 0 and len(self.classes) > 1:
-            fit_rows, held_rows = self._calibration_split(y)
-            if len(held_rows) and len(np.unique(y[fit_rows])) == len(self.classes):
-                calibration = fit_rows, held_rows
-        if calibration is None:
-            self.weights, self.bias = self._fit(X, y)
-        else:
-            # The calibration model and the final model are independent fits: run them
-            # side by side (liblinear releases the GIL, so this uses both cores).
-            fit_rows, held_rows = calibration
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                held_fit = pool.submit(self._fit, X[fit_rows], y[fit_rows])
-                final_fit = pool.submit(self._fit, X, y)
-                weights, bias = held_fit.result()
-                self.weights, self.bias = final_fit.result()
-            logits = np.asarray(X[held_rows] @ weights.T) + bias
-            self.temperature = fit_temperature(logits, y[held_rows])
+        y = np.array([index[label] for label in labels])
+        self.weights, self.bias, self.temperature = self._fit_calibrated(X, y, len(self.classes))
+        # With other languages, a second model of the English examples alone scores the
+        # messages without a sign of another language (bot/nlu/language_gate.py): English
+        # is understood exactly as without the languages (docs/nlu.md, "Languages").
+        english_rows = np.array([LANGUAGE_SEPARATOR not in label for label in labels])
+        self.english_classes = []
+        self.english_temperature = 1.0
+        if self.config["english_model"] and not english_rows.all() and english_rows.any():
+            english_labels = [label for label, keep in zip(labels, english_rows) if keep]
+            self.english_classes = sorted(set(english_labels))
+            english_index = {name: i for i, name in enumerate(self.english_classes)}
+            y_en = np.array([english_index[label] for label in english_labels])
+            weights, bias, self.english_temperature = self._fit_calibrated(
+                X[np.flatnonzero(english_rows)], y_en, len(self.english_classes))
+            self.weights = np.vstack([self.weights, weights])
+            self.bias = np.concatenate([self.bias, bias])
         self._cached_weights_t = None
         logger.debug(f"CalibratedIntentClassifier: temperature {self.temperature:.3f}")
         self.persist()
         return self._resource
 
     # ------------------------------------------------------------------ inference
+    @property
+    def intents(self) -> List[str]:
+        """The intents the classifier predicts (its classes without their languages)."""
+        return self._merged()[0]
+
+    def _merged(self) -> Tuple[List[str], np.ndarray]:
+        """The intents and the (classes, intents) 0/1 matrix that sums a class's languages."""
+        if self._merge is None:
+            intents = sorted({name.split(LANGUAGE_SEPARATOR, 1)[0] for name in self.classes})
+            column = {name: i for i, name in enumerate(intents)}
+            matrix = np.zeros((len(self.classes), len(intents)), dtype=np.float64)
+            for row, name in enumerate(self.classes):
+                matrix[row, column[name.split(LANGUAGE_SEPARATOR, 1)[0]]] = 1.0
+            self._merge = intents, matrix
+        return self._merge
+
     def predict_proba(self, messages: Sequence[Message]) -> np.ndarray:
-        """Calibrated probabilities, shape (len(messages), len(classes))."""
-        return _softmax(self._logits(messages) / self.temperature)
+        """Calibrated probabilities of the intents, shape (len(messages), len(intents)).
+
+        A class per language (``track_order@de``) adds its probability to its intent's.
+        A message without a sign of another language is scored by the English model; one
+        with a sign by the model of all languages, without the classes of the languages
+        it shows no sign of.
+        """
+        logits = self._logits(messages)
+        n = len(self.classes)
+        multilingual = logits[:, :n] / self.temperature
+        intents, matrix = self._merged()
+        if len(intents) == n:
+            return _softmax(multilingual)
+        languages = [name.partition(LANGUAGE_SEPARATOR)[2] for name in self.classes]
+        column = {name: i for i, name in enumerate(intents)}
+        english_columns = [column[name] for name in self.english_classes]
+        out = np.zeros((len(messages), len(intents)), dtype=np.float64)
+        for row, message in enumerate(messages):
+            possible = possible_languages(str(message.get(TEXT) or ""))
+            if not possible and english_columns:
+                out[row, english_columns] = _softmax(
+                    logits[row : row + 1, n:] / self.english_temperature)[0]
+                continue
+            scores = multilingual[row].copy()
+            closed = [i for i, lang in enumerate(languages) if lang and lang not in possible]
+            scores[closed] = -np.inf
+            out[row] = _softmax(scores[None, :])[0] @ matrix
+        return out
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Set ``intent`` and ``intent_ranking`` on each message."""
         if self.weights is None or not messages:
             return messages
         probabilities = self.predict_proba(messages)
+        intents = self.intents
         limit = int(self.config["ranking_length"])
         for message, probs in zip(messages, probabilities):
             order = np.argsort(-probs)
             ranking = [
-                {"name": self.classes[i], "confidence": float(probs[i])} for i in order
+                {"name": intents[i], "confidence": float(probs[i])} for i in order
             ]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set("intent_ranking", ranking[:limit] if limit > 0 else ranking,
@@ -400,6 +497,8 @@ class CalibratedIntentClassifier(GraphComponent, IntentClassifier):
             (directory / META_FILE).write_text(json.dumps({
                 "classes": self.classes,
                 "temperature": self.temperature,
+                "english_classes": self.english_classes,
+                "english_temperature": self.english_temperature,
                 "sparse_dim": self.sparse_dim,
                 "dense_dim": self.dense_dim,
             }))
@@ -425,5 +524,6 @@ class CalibratedIntentClassifier(GraphComponent, IntentClassifier):
         return cls(
             config, model_storage, resource, classes=meta["classes"], weights=weights,
             bias=bias, temperature=meta["temperature"], sparse_dim=meta["sparse_dim"],
-            dense_dim=meta["dense_dim"],
+            dense_dim=meta["dense_dim"], english_classes=meta.get("english_classes"),
+            english_temperature=meta.get("english_temperature", 1.0),
         )

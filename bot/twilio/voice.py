@@ -46,6 +46,7 @@ from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Mapping
 
 from bot import calls as call_control
 from bot import db
+from bot.i18n import conversation_locale
 from bot.messages import notice
 from bot.settings import Settings
 from bot.twilio.tasks import BackgroundWork
@@ -72,12 +73,13 @@ NOTICE_STATUSES = frozenset(
     {"calling", "in_progress", "completed", "no_answer", "failed", "cancelled", "missed"})
 
 
-def call_notice(status: str, phone: str, reference: str) -> str:
+def call_notice(status: str, phone: str, reference: str, locale: Optional[str] = None) -> str:
     """What the customer reads in the chat when the call-back's status changes
-    (``data/messages.yml``, ``callback_call_*``; empty for statuses without a notice)."""
+    (``data/messages.yml``, ``callback_call_*``, in ``locale``; empty for statuses without a
+    notice)."""
     if status not in NOTICE_STATUSES:
         return ""
-    return notice(f"callback_call_{status}", phone=phone, reference=reference)
+    return notice(f"callback_call_{status}", locale=locale, phone=phone, reference=reference)
 
 
 def twiml(greeting: str, support_line: str, caller_id: str) -> str:
@@ -469,13 +471,15 @@ class VoiceService(BackgroundWork):
     async def tell(self, callback: CallbackCall) -> None:
         """Tell the customer in the chat: a stored system message and a ``call`` frame
         (bus ``call.state``)."""
-        text = call_notice(callback.status, callback.phone, callback.reference)
         message = None
-        if text:
+        if callback.status in NOTICE_STATUSES:
             try:
                 from bot.support.chat import ChatStore
 
-                stored = await ChatStore(self.store.engine).do_store_outgoing(
+                chat = ChatStore(self.store.engine)
+                locale = conversation_locale(await chat.get_conversation(callback.conversation_id))
+                text = call_notice(callback.status, callback.phone, callback.reference, locale)
+                stored = await chat.do_store_outgoing(
                     callback.conversation_id, "system", text,
                     extra={"callback": callback.reference, "call_state": callback.status})
                 message = stored.to_wire()

@@ -21,9 +21,103 @@
     send: 'M3 20l18-8L3 4v6l12 2-12 2z',
   };
   const RANK = { pending: 0, failed: 0, received: 1, processing: 1, sent: 1, delivered: 2, read: 3 };
-  const STATUS_TEXT = {
-    pending: 'Sending', failed: 'Not sent', received: 'Sent', processing: 'Sent', delivered: 'Delivered', read: 'Read',
+  const STATUS_KEY = {
+    pending: 'sending', failed: 'not_sent', received: 'sent', processing: 'sent', delivered: 'delivered', read: 'read',
   };
+  /* Every string the widget shows, by language (docs/widget.md, "Language"). {name} is filled in.
+   * The language: init's `locale`, else the app context's `locale`, else the token's `locale`
+   * claim, else English; "de-DE" is German, a language not listed here is English. */
+  const STRINGS = {
+    en: {
+      title: 'Support', bot_name: 'Assistant', you: 'You', agent: 'Support agent',
+      sending: 'Sending', not_sent: 'Not sent', sent: 'Sent', delivered: 'Delivered', read: 'Read',
+      connecting: 'Connecting\u2026', online: 'Online',
+      offline: 'Offline \u2013 messages are sent when you are back online',
+      unavailable: 'Chat unavailable', busy: 'Chat is open in too many places. Close it elsewhere and try again.',
+      auth: 'Please sign in again to chat', try_again: 'Try again',
+      open_chat: 'Open support chat', unread_one: '{n} unread message', unread_many: '{n} unread messages',
+      close_chat: 'Close chat', end_chat: 'End chat', end_chat_q: 'End chat?', end_this_chat: 'End this chat?',
+      cancel: 'Cancel', messages: 'Messages', show_earlier: 'Show earlier messages',
+      suggested_replies: 'Suggested replies', help_articles: 'Help articles that may answer your question',
+      type_message: 'Type your message', send_message: 'Send message', end_call: 'End call',
+      call_bar: 'Call-back call', call_in_progress: 'Your call-back {ref} is in progress.',
+      calling: 'We are calling you for your call-back {ref}.', call_not_ended: 'The call could not be ended.',
+      back_to_chat: '\u2190 Back to chat', help_article: 'Help article', read_more: 'Read more', table: 'Table',
+      loading: 'Loading\u2026', article_failed: 'This article could not be loaded. Please try again.',
+      typing: '{who} is typing', too_fast: 'You are sending messages quickly. Waiting a moment before sending more.',
+      too_long: 'That message is too long to send. Please shorten it.', not_sent_generic: 'That message could not be sent.',
+      server_error: 'Something went wrong on our side. Please try again.',
+      end_failed: 'The chat could not be ended. Please try again.',
+      rate_chat: 'Rate this chat', how_was: 'How was your chat?', how_was_with: 'How was your chat with {agent}?',
+      comment: 'Comment (optional)', rate_offline: 'You are offline. Please rate again when the chat is back.',
+      send_rating: 'Send rating', star_one: '{n} star', star_many: '{n} stars',
+      rating_not_saved: 'The rating could not be saved.', thanks_feedback: 'Thank you for your feedback.',
+    },
+    de: {
+      title: 'Kundenservice', bot_name: 'Assistent', you: 'Sie', agent: 'Support-Mitarbeiter',
+      sending: 'Wird gesendet', not_sent: 'Nicht gesendet', sent: 'Gesendet', delivered: 'Zugestellt', read: 'Gelesen',
+      connecting: 'Verbinden\u2026', online: 'Online',
+      offline: 'Offline \u2013 Nachrichten werden gesendet, sobald Sie wieder online sind',
+      unavailable: 'Chat nicht verfügbar',
+      busy: 'Der Chat ist an zu vielen Stellen geöffnet. Schließen Sie ihn dort und versuchen Sie es erneut.',
+      auth: 'Bitte melden Sie sich erneut an, um zu chatten', try_again: 'Erneut versuchen',
+      open_chat: 'Support-Chat öffnen', unread_one: '{n} ungelesene Nachricht', unread_many: '{n} ungelesene Nachrichten',
+      close_chat: 'Chat schließen', end_chat: 'Chat beenden', end_chat_q: 'Chat beenden?',
+      end_this_chat: 'Diesen Chat beenden?', cancel: 'Abbrechen', messages: 'Nachrichten',
+      show_earlier: 'Frühere Nachrichten anzeigen', suggested_replies: 'Antwortvorschläge',
+      help_articles: 'Hilfeartikel, die Ihre Frage beantworten könnten',
+      type_message: 'Nachricht eingeben', send_message: 'Nachricht senden', end_call: 'Anruf beenden',
+      call_bar: 'Rückruf', call_in_progress: 'Ihr Rückruf {ref} läuft.',
+      calling: 'Wir rufen Sie für Ihren Rückruf {ref} an.', call_not_ended: 'Der Anruf konnte nicht beendet werden.',
+      back_to_chat: '\u2190 Zurück zum Chat', help_article: 'Hilfeartikel', read_more: 'Weiterlesen', table: 'Tabelle',
+      loading: 'Wird geladen\u2026',
+      article_failed: 'Dieser Artikel konnte nicht geladen werden. Bitte versuchen Sie es erneut.',
+      typing: '{who} schreibt', too_fast: 'Sie senden sehr schnell. Einen Moment, bevor weitere Nachrichten gesendet werden.',
+      too_long: 'Diese Nachricht ist zu lang. Bitte kürzen Sie sie.',
+      not_sent_generic: 'Diese Nachricht konnte nicht gesendet werden.',
+      server_error: 'Bei uns ist etwas schiefgelaufen. Bitte versuchen Sie es erneut.',
+      end_failed: 'Der Chat konnte nicht beendet werden. Bitte versuchen Sie es erneut.',
+      rate_chat: 'Diesen Chat bewerten', how_was: 'Wie war Ihr Chat?', how_was_with: 'Wie war Ihr Chat mit {agent}?',
+      comment: 'Kommentar (optional)', rate_offline: 'Sie sind offline. Bitte bewerten Sie erneut, wenn der Chat wieder da ist.',
+      send_rating: 'Bewertung senden', star_one: '{n} Stern', star_many: '{n} Sterne',
+      rating_not_saved: 'Die Bewertung konnte nicht gespeichert werden.', thanks_feedback: 'Danke für Ihre Rückmeldung.',
+    },
+    fr: {
+      title: 'Assistance', bot_name: 'Assistant', you: 'Vous', agent: 'Conseiller',
+      sending: 'Envoi\u2026', not_sent: 'Non envoyé', sent: 'Envoyé', delivered: 'Distribué', read: 'Lu',
+      connecting: 'Connexion\u2026', online: 'En ligne',
+      offline: 'Hors ligne \u2013 les messages partiront dès votre retour en ligne',
+      unavailable: 'Chat indisponible',
+      busy: 'Le chat est ouvert à trop d\u2019endroits. Fermez-le ailleurs et réessayez.',
+      auth: 'Veuillez vous reconnecter pour discuter', try_again: 'Réessayer',
+      open_chat: 'Ouvrir le chat d\u2019assistance', unread_one: '{n} message non lu', unread_many: '{n} messages non lus',
+      close_chat: 'Fermer le chat', end_chat: 'Terminer le chat', end_chat_q: 'Terminer le chat ?',
+      end_this_chat: 'Terminer ce chat ?', cancel: 'Annuler', messages: 'Messages',
+      show_earlier: 'Afficher les messages précédents', suggested_replies: 'Réponses suggérées',
+      help_articles: 'Articles d\u2019aide qui pourraient répondre à votre question',
+      type_message: 'Saisissez votre message', send_message: 'Envoyer le message', end_call: 'Raccrocher',
+      call_bar: 'Rappel téléphonique', call_in_progress: 'Votre rappel {ref} est en cours.',
+      calling: 'Nous vous appelons pour votre rappel {ref}.', call_not_ended: 'L\u2019appel n\u2019a pas pu être terminé.',
+      back_to_chat: '\u2190 Retour au chat', help_article: 'Article d\u2019aide', read_more: 'Lire la suite',
+      table: 'Tableau', loading: 'Chargement\u2026',
+      article_failed: 'Cet article n\u2019a pas pu être chargé. Veuillez réessayer.',
+      typing: '{who} écrit', too_fast: 'Vous envoyez des messages très vite. Patientez un instant avant d\u2019en envoyer d\u2019autres.',
+      too_long: 'Ce message est trop long. Veuillez le raccourcir.', not_sent_generic: 'Ce message n\u2019a pas pu être envoyé.',
+      server_error: 'Un problème est survenu de notre côté. Veuillez réessayer.',
+      end_failed: 'Le chat n\u2019a pas pu être terminé. Veuillez réessayer.',
+      rate_chat: 'Évaluer ce chat', how_was: 'Comment s\u2019est passé votre chat ?',
+      how_was_with: 'Comment s\u2019est passé votre chat avec {agent} ?',
+      comment: 'Commentaire (facultatif)', rate_offline: 'Vous êtes hors ligne. Veuillez réévaluer quand le chat sera de retour.',
+      send_rating: 'Envoyer l\u2019évaluation', star_one: '{n} étoile', star_many: '{n} étoiles',
+      rating_not_saved: 'L\u2019évaluation n\u2019a pas pu être enregistrée.', thanks_feedback: 'Merci pour votre avis.',
+    },
+  };
+
+  /** The widget's language for a locale tag ("de-DE" -> "de"), or null when it has none. */
+  function langOf(value) {
+    const m = /^\s*([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*\s*$/.exec(typeof value === 'string' ? value : '');
+    return m && STRINGS[m[1].toLowerCase()] ? m[1].toLowerCase() : (m ? 'en' : null);
+  }
 
   function defaultServer() {
     try {
@@ -171,9 +265,11 @@
 
   class Widget {
     constructor(opts) {
-      this.opts = Object.assign({ title: 'Support', botName: 'Assistant', hiddenScreens: ['checkout'] }, opts);
+      this.opts = Object.assign({ hiddenScreens: ['checkout'] }, opts);
       this.server = String(this.opts.server || defaultServer()).replace(/\/+$/, '');
       this.context = Object.assign({}, this.opts.context || {});
+      this.labels = [];
+      this.lang = this.chooseLang(this.opts.token);
       if (this.opts.screen) this.context.screen = String(this.opts.screen);
       this.hidden = new Set((this.opts.hiddenScreens || []).map(String));
       this.token = null;
@@ -229,6 +325,7 @@
     useToken(token) {
       const sub = claims(token).sub || 'anonymous';
       this.token = token;
+      this.setLang(this.chooseLang(token));
       this.exp = Number(claims(token).exp) || 0;
       if (this.sub === sub) return false;
       if (this.sub) {
@@ -445,7 +542,7 @@
         const pending = this.pendingRating;
         this.pendingRating = null;
         pending.box.textContent = '';
-        pending.box.appendChild(h('p', {}, String(frame.message || 'The rating could not be saved.')));
+        pending.box.appendChild(h('p', {}, String(frame.message || this.t('rating_not_saved'))));
       } else if (entry && frame.code === 'payload_not_offered') {
         // a stale quick reply (the bot has moved on): send the button's title as plain text
         delete entry.payload;
@@ -458,7 +555,7 @@
         this.timers.stored = setTimeout(() => this.outbox.forEach((e) => this.transmit(e)), wait);
       } else if (entry && frame.code === 'rate_limited') {
         const wait = Math.max(1, Number(frame.retry_after) || 5) * 1000;
-        this.notice('You are sending messages quickly. Waiting a moment before sending more.');
+        this.notice(this.t('too_fast'));
         clearTimeout(this.timers.rate);
         this.timers.rate = setTimeout(() => this.outbox.forEach((e) => this.transmit(e)), wait);
       } else if (entry && (frame.code === 'too_large' || frame.code === 'bad_request')) {
@@ -466,14 +563,14 @@
         const msg = this.messages.get('c:' + entry.client_id);
         if (msg) this.setStatus(msg, 'failed', true);
         this.notice(frame.code === 'too_large'
-          ? 'That message is too long to send. Please shorten it.'
-          : 'That message could not be sent.');
+          ? this.t('too_long')
+          : this.t('not_sent_generic'));
       } else if (frame.code === 'server_error') {
-        this.notice('Something went wrong on our side. Please try again.');
+        this.notice(this.t('server_error'));
       } else if (frame.code === 'no_call' || frame.code === 'call_not_started' || frame.code === 'end_call_failed') {
         if (frame.code === 'no_call') this.callState(null);
         else this.endCallBtn.disabled = false;
-        this.notice(String(frame.message || 'The call could not be ended.'));
+        this.notice(String(frame.message || this.t('call_not_ended')));
       }
     }
 
@@ -487,8 +584,8 @@
       this.callBar.hidden = !active;
       if (!active) return;
       this.callText.textContent = frame.state === 'in_progress'
-        ? 'Your call-back ' + frame.callback + ' is in progress.'
-        : 'We are calling you for your call-back ' + frame.callback + '.';
+        ? this.t('call_in_progress', { ref: frame.callback })
+        : this.t('calling', { ref: frame.callback });
       this.endCallBtn.disabled = !frame.can_end;
     }
 
@@ -529,7 +626,7 @@
       text = String(text || '').trim();
       if (!text || !this.sub || this.state === 'unavailable') return false;
       if (text.length > this.limits.max_message_chars) {
-        this.notice('That message is too long to send. Please shorten it.');
+        this.notice(this.t('too_long'));
         return false;
       }
       const entry = { client_id: uuid(), text, created_at: new Date().toISOString() };
@@ -709,9 +806,9 @@
     insert(msg) {
       const mine = msg.sender === 'customer';
       const system = msg.sender === 'system';
-      const who = mine ? 'You' : msg.sender === 'agent' ? (msg.sender_name || 'Support agent') : this.opts.botName;
+      const who = mine ? this.t('you') : msg.sender === 'agent' ? (msg.sender_name || this.t('agent')) : this.botName();
       const when = new Date(msg.created_at || Date.now());
-      const time = h('time', { datetime: isNaN(when) ? null : when.toISOString(), title: isNaN(when) ? null : when.toLocaleString() }, isNaN(when) ? '' : this.formatTime(when));
+      const time = h('time', { datetime: isNaN(when) ? null : when.toISOString(), title: isNaN(when) ? null : when.toLocaleString(this.dateLocale()) }, isNaN(when) ? '' : this.formatTime(when));
       const meta = h('div', { class: 'sw-meta' }, [time]);
       if (mine) {
         msg.tick = h('span', { class: 'sw-ticks', 'aria-hidden': 'true' });
@@ -730,7 +827,7 @@
           this.attachmentList(msg),
           // the text is the short answer; the rich content (a FAQ article) unfolds below it
           rich && msg.text ? h('details', { class: 'sw-rich-more' }, [
-            h('summary', {}, 'Read more'), h('div', { class: 'sw-rich' }, richBlocks(rich, 3)),
+            h('summary', {}, this.t('read_more')), h('div', { class: 'sw-rich' }, richBlocks(rich, 3)),
           ]) : rich ? h('div', { class: 'sw-rich' }, richBlocks(rich, 3)) : null,
         ]),
         meta,
@@ -763,11 +860,11 @@
       const status = msg.status || 'pending';
       msg.tick.setAttribute('data-status', status);
       msg.tick.textContent = status === 'pending' ? '\u25F7' : status === 'failed' ? '!' : RANK[status] >= 2 ? '\u2713\u2713' : '\u2713';
-      msg.tickText.textContent = STATUS_TEXT[status] || '';
+      msg.tickText.textContent = STATUS_KEY[status] ? this.t(STATUS_KEY[status]) : '';
     }
 
     formatTime(date) {
-      const locale = this.context.locale || undefined;
+      const locale = this.dateLocale();
       const sameDay = date.toDateString() === new Date().toDateString();
       try {
         return date.toLocaleString(locale, sameDay
@@ -809,8 +906,8 @@
       this.typingFrom = frame;
       clearTimeout(this.timers.typingOff);
       if (frame) {
-        const who = frame.sender === 'agent' ? (frame.name || 'Support agent') : this.opts.botName;
-        this.typingText.textContent = who + ' is typing';
+        const who = frame.sender === 'agent' ? (frame.name || this.t('agent')) : this.botName();
+        this.typingText.textContent = this.t('typing', { who });
         this.timers.typingOff = setTimeout(() => this.showTyping(null), 30000);
         this.scrollDown(false);
       }
@@ -855,7 +952,7 @@
       const n = this.unread();
       this.badge.textContent = n > 9 ? '9+' : String(n);
       this.badge.hidden = n === 0;
-      this.fab.setAttribute('aria-label', 'Open support chat' + (n ? ', ' + n + ' unread message' + (n > 1 ? 's' : '') : ''));
+      this.fab.setAttribute('aria-label', this.t('open_chat') + (n ? ', ' + this.t(n > 1 ? 'unread_many' : 'unread_one', { n }) : ''));
     }
 
     notice(text) {
@@ -867,14 +964,8 @@
 
     setState(state) {
       this.state = state;
-      const text = {
-        connecting: 'Connecting\u2026',
-        online: 'Online',
-        offline: 'Offline \u2013 messages are sent when you are back online',
-        unavailable: 'Chat unavailable',
-        busy: 'Chat is open in too many places. Close it elsewhere and try again.',
-        auth: 'Please sign in again to chat',
-      }[state] || '';
+      const text = ['connecting', 'online', 'offline', 'unavailable', 'busy', 'auth'].includes(state)
+        ? this.t(state) : '';
       this.status.textContent = text;
       this.root.setAttribute('data-state', state);
       this.retryBtn.hidden = state !== 'busy' && state !== 'auth';
@@ -944,7 +1035,7 @@
 
     async openArticle(id, title) {
       this.articleTitle.textContent = title || '';
-      this.articleBody.textContent = 'Loading\u2026';
+      this.articleBody.textContent = this.t('loading');
       this.articleSummary.textContent = '';
       this.article.hidden = false;
       this.chat.hidden = true;
@@ -963,7 +1054,7 @@
         if (blocks.length) this.articleBody.append(...richBlocks(blocks, 4));
         else this.articleBody.textContent = art.body || '';
       } catch (e) {
-        this.articleBody.textContent = 'This article could not be loaded. Please try again.';
+        this.articleBody.textContent = this.t('article_failed');
       }
     }
 
@@ -991,7 +1082,7 @@
       if (!this.send({ type: 'end' })) {
         this.api('/session/end', { method: 'POST' }, true)
           .then((data) => this.sessionEnded(data || {}))
-          .catch(() => this.notice('The chat could not be ended. Please try again.'));
+          .catch(() => this.notice(this.t('end_failed')));
       }
       this.input.focus();
     }
@@ -1002,14 +1093,14 @@
       if (session == null || this.ratingAsked.has(session)) return;
       this.ratingAsked.add(session);
       let score = 0;
-      const box = h('div', { class: 'sw-rating', role: 'group', 'aria-label': 'Rate this chat' }, [
-        h('p', {}, 'How was your chat' + (agent ? ' with ' + agent : '') + '?'),
+      const box = h('div', { class: 'sw-rating', role: 'group', 'aria-label': this.t('rate_chat') }, [
+        h('p', {}, agent ? this.t('how_was_with', { agent }) : this.t('how_was')),
       ]);
       const row = h('div', { class: 'sw-stars' });
       const stars = [];
       const comment = h('textarea', {
         class: 'sw-rating-comment', rows: '2', maxlength: '2000',
-        'aria-label': 'Comment (optional)', placeholder: 'Comment (optional)',
+        'aria-label': this.t('comment'), placeholder: this.t('comment'),
       });
       const sendBtn = h('button', {
         type: 'button', class: 'sw-btn', disabled: true,
@@ -1017,17 +1108,17 @@
           const frame = { type: 'rate', session, score };
           if (comment.value.trim()) frame.comment = comment.value.trim();
           if (!this.send(frame)) {
-            this.notice('You are offline. Please rate again when the chat is back.');
+            this.notice(this.t('rate_offline'));
             return;
           }
           this.pendingRating = { box, session, score, agent };
           sendBtn.disabled = true;
         },
-      }, 'Send rating');
+      }, this.t('send_rating'));
       for (let i = 1; i <= 5; i += 1) {
         const star = h('button', {
           type: 'button', class: 'sw-star', 'aria-pressed': 'false',
-          'aria-label': i + (i > 1 ? ' stars' : ' star'),
+          'aria-label': this.t(i > 1 ? 'star_many' : 'star_one', { n: i }),
           onclick: () => {
             score = i;
             stars.forEach((b, n) => b.setAttribute('aria-pressed', String(n < i)));
@@ -1053,7 +1144,7 @@
       if (typeof this.opts.onRating === 'function') this.opts.onRating(detail);
       this.host.dispatchEvent(new CustomEvent('supportwidget:rating', { bubbles: true, composed: true, detail }));
       pending.box.textContent = '';
-      pending.box.appendChild(h('p', {}, 'Thank you for your feedback.'));
+      pending.box.appendChild(h('p', {}, this.t('thanks_feedback')));
     }
 
     // ------------------------------------------------------------------ UI
@@ -1063,27 +1154,31 @@
       this.badge = h('span', { class: 'sw-badge', 'aria-hidden': 'true', hidden: true }, '0');
       this.fab = h('button', {
         type: 'button', class: 'sw-fab', 'aria-haspopup': 'dialog', 'aria-controls': id,
-        'aria-label': 'Open support chat', onclick: () => this.open(),
+        onclick: () => this.open(),
       }, [icon('chat'), this.badge]);
+      this.label(this.fab, 'open_chat', ['aria-label']);
 
       this.status = h('p', { class: 'sw-status', role: 'status' });
-      this.retryBtn = h('button', { type: 'button', class: 'sw-link', hidden: true, onclick: () => this.manualRetry() }, 'Try again');
-      this.confirmBar = h('div', { class: 'sw-confirm', hidden: true, role: 'group', 'aria-label': 'End chat?' }, [
-        h('span', {}, 'End this chat?'),
-        h('button', { type: 'button', class: 'sw-btn sw-danger', onclick: () => this.endChat() }, 'End chat'),
-        h('button', { type: 'button', class: 'sw-btn', onclick: () => { this.confirmBar.hidden = true; this.endBtn.focus(); } }, 'Cancel'),
-      ]);
+      this.retryBtn = this.label(h('button', { type: 'button', class: 'sw-link', hidden: true, onclick: () => this.manualRetry() }), 'try_again');
+      this.confirmBar = this.label(h('div', { class: 'sw-confirm', hidden: true, role: 'group' }, [
+        this.label(h('span', {}), 'end_this_chat'),
+        this.label(h('button', { type: 'button', class: 'sw-btn sw-danger', onclick: () => this.endChat() }), 'end_chat'),
+        this.label(h('button', { type: 'button', class: 'sw-btn', onclick: () => { this.confirmBar.hidden = true; this.endBtn.focus(); } }), 'cancel'),
+      ]), 'end_chat_q', ['aria-label']);
       this.endBtn = h('button', {
         type: 'button', class: 'sw-btn sw-end',
         onclick: () => { this.confirmBar.hidden = false; this.confirmBar.querySelector('button').focus(); },
-      }, 'End chat');
+      });
+      this.label(this.endBtn, 'end_chat');
+      const title = h('h2', { id: id + '-title', class: 'sw-title' }, this.opts.title ? String(this.opts.title) : '');
+      if (!this.opts.title) this.label(title, 'title');
       const header = h('header', { class: 'sw-header' }, [
-        h('div', { class: 'sw-heading' }, [h('h2', { id: id + '-title', class: 'sw-title' }, String(this.opts.title)), this.status]),
+        h('div', { class: 'sw-heading' }, [title, this.status]),
         this.endBtn,
-        h('button', { type: 'button', class: 'sw-icon-btn sw-close', 'aria-label': 'Close chat', onclick: () => this.close() }, icon('close')),
+        this.label(h('button', { type: 'button', class: 'sw-icon-btn sw-close', onclick: () => this.close() }, icon('close')), 'close_chat', ['aria-label']),
       ]);
 
-      this.log = h('div', { class: 'sw-log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages' });
+      this.log = this.label(h('div', { class: 'sw-log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions' }), 'messages', ['aria-label']);
       this.moreBtn = h('button', {
         type: 'button', class: 'sw-link sw-more', hidden: true,
         onclick: () => {
@@ -1092,7 +1187,8 @@
           this.moreBtn.disabled = true;
           if (!this.send({ type: 'history', before: oldest, limit: 50 })) this.moreBtn.disabled = false;
         },
-      }, 'Show earlier messages');
+      });
+      this.label(this.moreBtn, 'show_earlier');
       this.typingText = h('span', {});
       this.typingBox = h('div', { class: 'sw-typing', role: 'status', hidden: true }, [
         h('span', { class: 'sw-dots', 'aria-hidden': 'true' }, [h('i'), h('i'), h('i')]), this.typingText,
@@ -1103,22 +1199,22 @@
         const el = this.scroller;
         this.stick = el.scrollHeight - el.scrollTop - el.clientHeight < 60;
       }, { passive: true });
-      this.quick = h('div', { class: 'sw-quick', role: 'group', 'aria-label': 'Suggested replies', hidden: true });
+      this.quick = this.label(h('div', { class: 'sw-quick', role: 'group', hidden: true }), 'suggested_replies', ['aria-label']);
       this.noticeBox = h('p', { class: 'sw-notice', role: 'alert', hidden: true });
 
       this.suggestList = h('ul', { class: 'sw-suggest-list' });
       this.suggestLive = h('span', { class: 'sw-sr', 'aria-live': 'polite' });
       this.suggestBox = h('div', { class: 'sw-suggest', hidden: true }, [
-        h('p', { class: 'sw-suggest-head', id: id + '-sug' }, 'Help articles that may answer your question'),
+        this.label(h('p', { class: 'sw-suggest-head', id: id + '-sug' }), 'help_articles'),
         this.suggestList,
       ]);
       this.suggestList.setAttribute('aria-labelledby', id + '-sug');
       this.suggestSeq = 0;
 
       this.input = h('textarea', {
-        class: 'sw-input', rows: 1, 'aria-label': 'Type your message', placeholder: 'Type your message',
-        maxlength: this.limits.max_message_chars, autocomplete: 'off',
+        class: 'sw-input', rows: 1, maxlength: this.limits.max_message_chars, autocomplete: 'off',
       });
+      this.label(this.input, 'type_message', ['aria-label', 'placeholder']);
       this.input.addEventListener('input', () => {
         this.input.style.height = 'auto';
         this.input.style.height = Math.min(this.input.scrollHeight, 120) + 'px';
@@ -1135,32 +1231,33 @@
       this.composer = h('form', { class: 'sw-composer', onsubmit: (e) => { e.preventDefault(); this.submit(); } }, [
         this.attachControl(),
         this.input,
-        h('button', { type: 'submit', class: 'sw-icon-btn sw-send', 'aria-label': 'Send message' }, icon('send')),
+        this.label(h('button', { type: 'submit', class: 'sw-icon-btn sw-send' }, icon('send')), 'send_message', ['aria-label']),
       ]);
       this.callText = h('span', { class: 'sw-call-text', role: 'status' });
       this.endCallBtn = h('button', {
-        type: 'button', class: 'sw-btn sw-danger sw-end-call', 'aria-label': 'End call', onclick: () => this.endCall(),
-      }, 'End call');
-      this.callBar = h('div', { class: 'sw-call', role: 'group', 'aria-label': 'Call-back call', hidden: true }, [this.callText, this.endCallBtn]);
+        type: 'button', class: 'sw-btn sw-danger sw-end-call', onclick: () => this.endCall(),
+      });
+      this.label(this.endCallBtn, 'end_call', ['text', 'aria-label']);
+      this.callBar = this.label(h('div', { class: 'sw-call', role: 'group', hidden: true }, [this.callText, this.endCallBtn]), 'call_bar', ['aria-label']);
       this.chat = h('div', { class: 'sw-chat' }, [this.callBar, this.scroller, this.quick, this.noticeBox, this.suggestBox, this.suggestLive, this.composer]);
 
       this.articleTitle = h('h3', { class: 'sw-article-title', tabindex: '-1' });
       this.articleSummary = h('p', { class: 'sw-article-summary' });
       this.articleBody = h('div', { class: 'sw-article-body' });
-      this.articleBack = h('button', { type: 'button', class: 'sw-link', onclick: () => this.closeArticle() }, '\u2190 Back to chat');
-      this.article = h('section', { class: 'sw-article', hidden: true, 'aria-label': 'Help article' }, [
+      this.articleBack = this.label(h('button', { type: 'button', class: 'sw-link', onclick: () => this.closeArticle() }), 'back_to_chat');
+      this.article = this.label(h('section', { class: 'sw-article', hidden: true }, [
         this.articleBack, this.articleTitle, this.articleSummary, this.articleBody,
-      ]);
+      ]), 'help_article', ['aria-label']);
 
       this.modal = h('div', {
         id, class: 'sw-modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': id + '-title', hidden: true,
       }, [header, this.confirmBar, h('div', { class: 'sw-row' }, this.retryBtn), this.chat, this.article]);
       this.modal.addEventListener('keydown', (e) => this.trapKeys(e));
 
-      this.root = h('div', { class: 'sw-root', 'data-state': 'connecting' }, [this.fab, this.modal]);
+      this.root = h('div', { class: 'sw-root', 'data-state': 'connecting', lang: this.lang }, [this.fab, this.modal]);
       // A shadow root keeps the host page's CSS out of the widget (and ours out of the page).
       // Hidden until the stylesheet has loaded, so no unstyled button flashes up.
-      this.host = h('div', { id: 'support-widget', style: 'display:none' });
+      this.host = h('div', { id: 'support-widget', style: 'display:none', lang: this.lang });
       this.shadow = this.host.attachShadow({ mode: 'open' });
       const css = h('link', { rel: 'stylesheet', href: this.opts.css || this.server + PREFIX + '/widget.css' });
       const show = () => { this.host.style.display = ''; };
@@ -1171,6 +1268,63 @@
       if (doc.body) attach();
       else doc.addEventListener('DOMContentLoaded', attach, { once: true });
       this.applyScreen();
+    }
+
+    // ------------------------------------------------------------------ language
+
+    /** The string `key` in the widget's language (English when missing), {names} filled in. */
+    t(key, vars) {
+      const text = (STRINGS[this.lang] || STRINGS.en)[key] || STRINGS.en[key] || key;
+      return text.replace(/\{(\w+)\}/g, (all, name) => (vars && name in vars ? String(vars[name]) : all));
+    }
+
+    /** init's `locale`, else the app context's, else the token's `locale` claim, else English. */
+    chooseLang(token) {
+      return langOf(this.opts.locale) || langOf(this.context.locale)
+        || (token ? langOf(claims(token).locale) : null) || 'en';
+    }
+
+    /** The locale for dates and times (Intl.DateTimeFormat): the full tag when there is one. */
+    dateLocale() {
+      const tags = [this.opts.locale, this.context.locale, this.token ? claims(this.token).locale : null];
+      const tag = tags.find((v) => typeof v === 'string' && langOf(v) === this.lang);
+      try {
+        return Intl.DateTimeFormat.supportedLocalesOf([tag || this.lang]).length ? (tag || this.lang) : this.lang;
+      } catch (e) {
+        return this.lang;
+      }
+    }
+
+    botName() {
+      return this.opts.botName ? String(this.opts.botName) : this.t('bot_name');
+    }
+
+    /** Show `key` on `node` now and after a language change: as its text ('text') and/or
+     * the attributes named in `attrs` (default: the text only). */
+    label(node, key, attrs) {
+      this.labels.push([node, key, attrs || ['text']]);
+      this.applyLabel(node, key, attrs || ['text']);
+      return node;
+    }
+
+    applyLabel(node, key, attrs) {
+      const text = this.t(key);
+      for (const attr of attrs) {
+        if (attr === 'text') node.textContent = text;
+        else if (attr) node.setAttribute(attr, text);
+      }
+    }
+
+    setLang(lang) {
+      if (!lang || lang === this.lang) return;
+      this.lang = lang;
+      if (!this.root) return;
+      this.root.setAttribute('lang', lang);
+      this.host.setAttribute('lang', lang);
+      for (const [node, key, attrs] of this.labels) this.applyLabel(node, key, attrs);
+      this.setState(this.state);
+      this.renderBadge();
+      for (const msg of this.messages.values()) if (msg.tick) this.paintStatus(msg);
     }
 
     submit() {
@@ -1256,6 +1410,7 @@
     setContext(obj) {
       if (!obj || typeof obj !== 'object') return;
       Object.assign(this.context, obj);
+      if ('locale' in obj) this.setLang(this.chooseLang(this.token));
       this.applyScreen();
       this.send({ type: 'context', context: this.context });
     }

@@ -122,6 +122,11 @@ def _wait_for_demo(process: subprocess.Popen, stack: WidgetStack) -> None:
             time.sleep(0.3)
 
 
+#: The demo app chats in the customer's own language (Anna German, Chloé French): the
+#: tests read English unless they say otherwise (the login screen's "Chat language").
+ENGLISH_CHAT = "try { localStorage.setItem('demo:chat-language', 'en'); } catch (e) {}"
+
+
 @pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator[Any]:
     """One headless Chromium for the module."""
@@ -141,6 +146,7 @@ def browser(chromium: Path) -> Iterator[Any]:
 def phone(browser: Any, widget_stack: WidgetStack) -> Iterator[Any]:
     """A phone-sized browser context (390x844, touch) for one test."""
     context = browser.new_context(base_url=widget_stack.demo_url, **PHONE)
+    context.add_init_script(ENGLISH_CHAT)
     try:
         yield context
     finally:
@@ -151,6 +157,7 @@ def phone(browser: Any, widget_stack: WidgetStack) -> Iterator[Any]:
 def desktop(browser: Any, widget_stack: WidgetStack) -> Iterator[Any]:
     """A desktop-sized browser context (1280x800) for one test."""
     context = browser.new_context(base_url=widget_stack.demo_url, **DESKTOP)
+    context.add_init_script(ENGLISH_CHAT)
     try:
         yield context
     finally:

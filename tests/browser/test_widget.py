@@ -597,3 +597,51 @@ def test_a_photo_and_a_pdf_are_sent_and_shown(phone: Any, screenshots: Path) -> 
     open_chat(page)
     expect(page.locator("img.sw-att-thumb[alt='broken mug.jpg']").last).to_have_attribute(
         "src", re.compile(r"^blob:"))
+
+
+def test_a_german_customer_reads_the_widget_and_the_bot_in_german(
+    browser: Any, widget_stack: Any, screenshots: Path
+) -> None:
+    """Anna's token says ``locale: de-DE`` (the demo's default language is the customer's
+    own): every widget string, the lang attribute and the bot's replies are German."""
+    from playwright.sync_api import expect
+
+    from tests.browser.conftest import DESKTOP
+
+    context = browser.new_context(base_url=widget_stack.demo_url, **DESKTOP)
+    try:
+        page = login(context, "cust-anna")
+        page.locator(".sw-fab").click()
+        dialog = page.get_by_role("dialog", name="Northwind Support")
+        expect(dialog).to_be_visible()
+        expect(dialog.locator(".sw-status")).to_have_text("Online", timeout=REPLY_MS)
+        assert page.evaluate(
+            "() => document.querySelector('#support-widget').shadowRoot"
+            ".querySelector('.sw-root').getAttribute('lang')") == "de"
+        box = page.get_by_role("textbox", name="Nachricht eingeben")
+        expect(box).to_have_attribute("placeholder", "Nachricht eingeben")
+        expect(page.get_by_role("button", name="Nachricht senden")).to_be_visible()
+        expect(page.get_by_role("button", name="Chat schließen")).to_be_visible()
+        expect(dialog.locator(".sw-end")).to_have_text("Chat beenden")
+        before = count(page, ".sw-msg[data-sender=bot]")
+        box.fill("Hallo")
+        box.press("Enter")
+        reply = wait_for_bot_reply(page, before)
+        expect(reply).to_contain_text("Was kann ich für Sie tun?", timeout=REPLY_MS)
+        expect(page.get_by_role("button", name="Meine Bestellung verfolgen")).to_be_visible()
+        mine = page.locator(".sw-msg[data-sender=customer]", has_text="Hallo").last
+        expect(mine.locator(".sw-ticks")).to_have_attribute("data-status", "read", timeout=REPLY_MS)
+        expect(mine).to_contain_text("Gelesen")
+        stamp = mine.locator("time").first.get_attribute("datetime")
+        shown = mine.locator("time").first.inner_text()
+        expected = page.evaluate(
+            "iso => new Date(iso).toLocaleString('de-DE', {hour: '2-digit', minute: '2-digit'})",
+            stamp)
+        assert shown == expected
+        dialog.locator(".sw-end").click()
+        expect(page.get_by_role("group", name="Chat beenden?")).to_be_visible()
+        expect(page.get_by_text("Diesen Chat beenden?")).to_be_visible()
+        page.get_by_role("button", name="Abbrechen").click()
+        page.screenshot(path=str(screenshots / "widget-german.png"))
+    finally:
+        context.close()

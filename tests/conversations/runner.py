@@ -51,6 +51,7 @@ import yaml
 from sqlalchemy import text as sql
 
 from bot.db import make_engine
+from bot.i18n import normalise_locale
 from bot.messages import load_messages
 from bot.orders import DEMO_CUSTOMERS, SqlOrderSource, seed_demo_orders
 from tests.widget.conftest import WidgetClient, token_for
@@ -83,7 +84,7 @@ VALIDATION_KEYS = (
 )
 
 TURN_KEYS = {"say", "click", "expect", "expect_any", "not_expect", "buttons", "wrong", "note"}
-CONVERSATION_KEYS = {"name", "customer", "turns", "effects", "profile", "context", "tags"}
+CONVERSATION_KEYS = {"name", "customer", "turns", "effects", "profile", "context", "tags", "locale"}
 EFFECT_KEYS = {"orders", "tickets", "callbacks", "handoff"}
 
 
@@ -118,6 +119,10 @@ class Conversation:
     profile: Dict[str, str] = field(default_factory=dict)
     context: Dict[str, Any] = field(default_factory=dict)
     tags: List[str] = field(default_factory=list)
+    #: The token's ``locale`` claim and the app's; the bot speaks its language (bot/i18n.py).
+    #: None: English in the demo customer's country ("en-DE" for Anna: her national phone
+    #: numbers still work), whatever the customer's own language.
+    locale: Optional[str] = None
 
     @property
     def id(self) -> str:
@@ -166,6 +171,7 @@ def load_conversations(directory: Path = HERE) -> List[Conversation]:
                 name=str(raw["name"]), source=path.stem, customer=raw["customer"], turns=turns,
                 effects=effects, profile=dict(raw.get("profile") or {}),
                 context=dict(raw.get("context") or {}), tags=_as_list(raw.get("tags")),
+                locale=str(raw["locale"]) if raw.get("locale") else None,
             )
             if conversation.id in names:
                 raise ValueError(f"{where}: duplicate name {conversation.name!r}")
@@ -174,9 +180,10 @@ def load_conversations(directory: Path = HERE) -> List[Conversation]:
     return found
 
 
-def validation_fragments() -> Dict[str, List[str]]:
-    """For each validation message, its fixed pieces of text (between placeholders)."""
-    messages = load_messages()
+def validation_fragments(locale: str = "en") -> Dict[str, List[str]]:
+    """For each validation message, its fixed pieces of text (between placeholders), in the
+    language of ``locale``."""
+    messages = load_messages(locale=locale)
     fragments: Dict[str, List[str]] = {}
     for key in VALIDATION_KEYS:
         template = messages.get(key).text
@@ -187,8 +194,15 @@ def validation_fragments() -> Dict[str, List[str]]:
     return fragments
 
 
-def placeholders(now: datetime, tz: ZoneInfo) -> Dict[str, str]:
-    """Values for ``{open_day}`` and ``{closed_day}`` in the customer's zone."""
+#: Weekday names for ``{open_day}``/``{closed_day}`` in German and French conversations.
+WEEKDAYS = {
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+}
+
+
+def placeholders(now: datetime, tz: ZoneInfo, locale: str = "en") -> Dict[str, str]:
+    """Values for ``{open_day}`` and ``{closed_day}`` in the customer's zone and language."""
     from bot.business_hours import from_settings
 
     hours = from_settings()
@@ -202,6 +216,9 @@ def placeholders(now: datetime, tz: ZoneInfo) -> Dict[str, str]:
             break
     assert open_day is not None, "no open weekday in the coming week"
     sunday = today + timedelta(days=(6 - today.weekday()) or 7)
+    names = WEEKDAYS.get(normalise_locale(locale))
+    if names:
+        return {"open_day": names[open_day.weekday()], "closed_day": names[sunday.weekday()]}
     return {"open_day": open_day.strftime("%A"), "closed_day": sunday.strftime("%A")}
 
 
@@ -256,10 +273,14 @@ async def run_conversation(bot: Any, conversation: Conversation,
     """Play ``conversation`` through the widget and check every turn and its effects."""
     demo = DEMO_CUSTOMERS[conversation.customer]
     fresh = await prepare_customer(bot, conversation.customer)
+    locale = conversation.locale or "en-" + demo["locale"].rpartition("-")[2]
     profile = {"name": demo["name"], "email": demo["email"], "timezone": demo["timezone"],
-               "locale": demo["locale"], **conversation.profile}
+               "locale": locale, **conversation.profile}
     tz = ZoneInfo(profile["timezone"])
-    values = placeholders(datetime.now(timezone.utc), tz)
+    language = normalise_locale(locale)
+    values = placeholders(datetime.now(timezone.utc), tz, language)
+    if language != "en":
+        fragments = validation_fragments(language)
     context = {"screen": "orders", "locale": profile["locale"], "app_version": "5.2.0",
                **conversation.context}
     client = await WidgetClient.connect(bot, token_for(fresh, **profile), context=context)

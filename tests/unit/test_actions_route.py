@@ -482,6 +482,7 @@ async def test_session_start_carries_slots_and_loads_the_profile() -> None:
             "customer_context",
             {"app_version": "5.2.0", "device": "ios", "screen": "orders", "locale": "de-DE"},
         ),
+        SlotSet("locale", "de"),
         ActionExecuted("action_listen"),
     ]
 
@@ -571,6 +572,7 @@ async def test_session_start_merges_the_customers_locale_into_the_context(
         SessionStarted(),
         SlotSet("customer_id", "cust-ben"),
         SlotSet("customer_context", context),
+        SlotSet("locale", "en"),
         ActionExecuted("action_listen"),
     ]
 
@@ -587,6 +589,7 @@ async def test_session_start_the_context_locale_wins_over_the_customers() -> Non
         SessionStarted(),
         SlotSet("customer_id", "cust-chloe"),
         SlotSet("customer_context", {"locale": "en-US", "screen": "orders"}),
+        SlotSet("locale", "en"),  # the app's language wins over the profile's
         ActionExecuted("action_listen"),
     ]
 

@@ -38,6 +38,7 @@ def _ask_slots() -> Tuple[str, ...]:
 #: f-string key families: the constant prefix -> every value the formatted part takes.
 FAMILIES: Dict[str, Tuple[str, ...]] = {
     "order_status_": ORDER_STATUSES,
+    "order_label_": ORDER_STATUSES,
     "refund_status_": REFUND_STATUSES,
     "reply_within_": PRIORITIES,
     "ask_": _ask_slots(),
@@ -154,7 +155,7 @@ def collect_uses() -> List[Use]:
             where = f"{path.parent.name}/{path.name}:{call.lineno}"
             assert len(call.args) > position, f"{where}: {call.func.id}() without a key"
             keys = _KeyResolver(tree, where).resolve(call.args[position], function)
-            names = {k.arg for k in call.keywords if k.arg is not None} - {"buttons"}
+            names = {k.arg for k in call.keywords if k.arg is not None} - {"buttons", "locale"}
             splat = any(k.arg is None for k in call.keywords)
             uses.append(Use(where, frozenset(keys), frozenset(names), splat))
     return uses

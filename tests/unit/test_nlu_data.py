@@ -225,7 +225,9 @@ def test_no_holdout_file_under_data():
 def test_rasa_loads_data_nlu(all_nlu, nlu_files):
     assert {Path(f).relative_to(REPO_ROOT).as_posix() for f in nlu_files} == {
         "data/nlu/bitext/nlu.yml",
+        "data/nlu/de.yml",
         "data/nlu/extra.yml",
+        "data/nlu/fr.yml",
         "data/nlu/paraphrases.yml",
         "data/nlu/regex.yml",
     }

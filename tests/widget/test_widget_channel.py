@@ -372,6 +372,8 @@ async def test_app_context_and_profile_reach_the_bot(widget_bot: Any) -> None:
                                    "locale": "de-DE", "screen": "orders"}
     assert tracker["slots"]["customer_id"] == "cust-anna"
     assert tracker["slots"]["customer_context"]["screen"] == "orders"
+    assert tracker["slots"]["locale"] == "de"  # the token's de-DE: the bot speaks German
+    assert any("Bestellung #104233" in reply["text"] for reply in turn["replies"]), turn["replies"]
     # a screen change is stored and goes with the next message
     await client.send({"type": "context", "context": {"screen": "cart"}})
     await client.turn("thanks")

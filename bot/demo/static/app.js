@@ -81,7 +81,10 @@
       screen: route().name,
       hiddenScreens: ['checkout'],
       title: 'Northwind Support',
-      context: { app_version: CONFIG.appVersion, device: 'Web demo', locale: navigator.language || 'en' },
+      // The chat speaks the customer's language (the token's locale: Anna de-DE, Chloé fr-FR,
+      // Ben en-GB) unless a language was picked at login (sent as the app's locale).
+      context: Object.assign({ app_version: CONFIG.appVersion, device: 'Web demo' },
+        chatLanguage() ? { locale: chatLanguage() } : {}),
     });
   }
 
@@ -189,10 +192,30 @@
         h('ul', { class: 'accounts' }, customers.map((c) => h('li', {}, h('button', {
           class: 'account', type: 'button', 'data-customer': c.id, onclick: () => login(c.id),
         }, [h('strong', {}, c.name), h('span', { class: 'muted' }, c.email)])))),
+        h('label', { for: 'chat-language' }, 'Chat language'),
+        h('select', {
+          id: 'chat-language', onchange: (e) => { try { localStorage.setItem(LANGUAGE_KEY, e.target.value); } catch (err) { /* private mode */ } },
+        }, [['', "The customer's own (Anna: Deutsch, Ben: English, Chloé: Français)"], ['en', 'English'],
+          ['de', 'Deutsch'], ['fr', 'Français']].map(([value, label]) => {
+          const option = h('option', { value }, label);
+          if (value === chatLanguage()) option.selected = true;
+          return option;
+        })),
         helpSearch(),
       ];
     },
   };
+
+  const LANGUAGE_KEY = 'demo:chat-language';
+
+  /** The language picked at login ('' : the customer's own, from their token). */
+  function chatLanguage() {
+    try {
+      return localStorage.getItem(LANGUAGE_KEY) || '';
+    } catch (e) {
+      return '';
+    }
+  }
 
   function loginFirst(text) {
     return [h('h1', {}, 'Please log in'), h('p', {}, text), h('a', { class: 'primary button', href: '#/login' }, 'Log in')];
