@@ -131,6 +131,7 @@ class Settings:
     widget_turn_lease: float = 30.0
     widget_turn_attempts: int = 3
     widget_turn_backoff: float = 2.0
+    widget_turn_concurrency: int = 8
     widget_send_queue: int = 256
     widget_send_timeout: float = 10.0
     callback_countries: Tuple[str, ...] = ("DE", "AT", "CH", "FR", "GB")
@@ -579,6 +580,7 @@ def get_settings() -> Settings:
         widget_turn_lease=_bounded_float("WIDGET_TURN_LEASE", 30.0, 2.0, 3600.0),
         widget_turn_attempts=_int("WIDGET_TURN_ATTEMPTS", 3),
         widget_turn_backoff=_bounded_float("WIDGET_TURN_BACKOFF", 2.0, 0.0, 300.0),
+        widget_turn_concurrency=_int("WIDGET_TURN_CONCURRENCY", 8),
         widget_send_queue=_int("WIDGET_SEND_QUEUE", 256, minimum=8),
         widget_send_timeout=_bounded_float("WIDGET_SEND_TIMEOUT", 10.0, 0.1, 300.0),
         callback_countries=tuple(c.upper() for c in _list("CALLBACK_COUNTRIES", "DE,AT,CH,FR,GB")),

@@ -112,6 +112,8 @@ class WidgetInput(
         self._inflight: set = set()
         """Customer message ids with a turn task in this process (queued or running)."""
         self._turn_tasks: set = set()
+        self._turn_slots: Optional[asyncio.Semaphore] = None
+        """At most ``turn_concurrency`` turns claim and run at once in this process."""
         self._draining = False
         self._drain_event: Optional[asyncio.Event] = None
         self._sweeper: Optional[asyncio.Task] = None
@@ -164,6 +166,7 @@ class WidgetInput(
             turn_lease=settings.widget_turn_lease,
             turn_attempts=settings.widget_turn_attempts,
             turn_backoff=settings.widget_turn_backoff,
+            turn_concurrency=settings.widget_turn_concurrency,
             send_queue=settings.widget_send_queue,
             send_timeout=settings.widget_send_timeout,
             attachment_max_bytes=settings.attachments.max_bytes,

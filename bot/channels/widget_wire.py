@@ -105,6 +105,7 @@ class WidgetConfig:
     turn_lease: float = 30.0
     turn_attempts: int = 3
     turn_backoff: float = 2.0
+    turn_concurrency: int = 8
     send_queue: int = 256
     send_timeout: float = 10.0
     attachment_max_bytes: int = 10 * 1024 * 1024  # ATTACHMENT_MAX_BYTES (bot/attachments)

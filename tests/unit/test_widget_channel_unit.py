@@ -85,3 +85,50 @@ def test_from_credentials_reads_settings_and_refuses_a_missing_key(
             WidgetInput.from_credentials(None)
     finally:
         reset_settings_cache()
+
+
+async def test_at_most_turn_concurrency_turns_claim_and_run_at_once() -> None:
+    """WIDGET_TURN_CONCURRENCY: the other turns wait unclaimed (no database connection held),
+    in order, and every one runs; a conversation's turns still run one after the other."""
+    import asyncio
+    from types import SimpleNamespace
+
+    config = WidgetConfig(
+        allowed_origins=("http://shop.test",), max_message_chars=100, max_frame_bytes=4096,
+        rate_messages=5, rate_window=60, max_connections=2, typing_interval=2,
+        auth_timeout=1, token_warning=60, turn_concurrency=2,
+    )
+    channel = WidgetInput(TokenVerifier("HS256", "k" * 40), config, "sqlite:///unused.db")
+    claimed: List[int] = []
+    running: List[int] = []
+    most = 0
+    finished: List[int] = []
+
+    class Chat:
+        async def do_claim_turn(self, message_id: int, owner: str, lease: float) -> Any:
+            if message_id in claimed:
+                return None  # answered already
+            claimed.append(message_id)
+            return SimpleNamespace(message=SimpleNamespace(id=message_id), attempt=1,
+                                   answered=False)
+
+    async def chat() -> Chat:
+        return Chat()
+
+    async def run(customer: Any, claim: Any) -> None:
+        nonlocal most
+        running.append(claim.message.id)
+        most = max(most, len(running))
+        assert len(claimed) - len(finished) <= 2  # nothing claimed while waiting
+        await asyncio.sleep(0.05)
+        running.remove(claim.message.id)
+        finished.append(claim.message.id)
+
+    channel.chat = chat  # type: ignore[assignment]
+    channel._run_claimed = run  # type: ignore[assignment]
+    customers = [SimpleNamespace(conversation_id=f"widget:u{i % 5}") for i in range(6)]
+    for number, customer in enumerate(customers, start=1):
+        channel._queue_turn(customer, SimpleNamespace(id=number))
+    await asyncio.wait_for(asyncio.gather(*list(channel._turn_tasks)), 5)
+    assert sorted(finished) == [1, 2, 3, 4, 5, 6] and most == 2
+    assert finished.index(1) < finished.index(6)  # widget:u0's two turns, in order
