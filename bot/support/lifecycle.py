@@ -152,14 +152,21 @@ def check_ticket_move(current: str, to: str) -> bool:
     Raises:
         StateError: The move is not in :data:`TICKET_TRANSITIONS` (or a status is unknown).
     """
+    return _check_move(TicketStatus, TICKET_TRANSITIONS, "ticket", current, to)
+
+
+def _check_move(states: Any, table: Mapping[Any, FrozenSet[Any]], noun: str, current: str,
+                to: str) -> bool:
+    """Look ``current`` → ``to`` up in ``table`` (``assigned`` → ``assigned`` is a move: a
+    transfer; any other same-state move is no change)."""
     try:
-        old, new = TicketStatus(current), TicketStatus(to)
+        old, new = states(current), states(to)
     except ValueError:
-        raise StateError(f"Unknown ticket status {current!r} or {to!r}.") from None
-    if old is new and new is not TicketStatus.ASSIGNED:
+        raise StateError(f"Unknown {noun} state {current!r} or {to!r}.") from None
+    if old is new and new.value != "assigned":
         return False
-    if new not in TICKET_TRANSITIONS[old]:
-        raise StateError(f"A ticket that is {old.value} cannot become {new.value}.")
+    if new not in table[old]:
+        raise StateError(f"A {noun} that is {old.value} cannot become {new.value}.")
     return True
 
 
@@ -190,15 +197,7 @@ def check_conversation_move(current: str, to: str) -> bool:
     Raises:
         StateError: Not in :data:`CONVERSATION_TRANSITIONS`.
     """
-    try:
-        old, new = ConversationState(current), ConversationState(to)
-    except ValueError:
-        raise StateError(f"Unknown conversation state {current!r} or {to!r}.") from None
-    if old is new and new is not ConversationState.ASSIGNED:
-        return False
-    if new not in CONVERSATION_TRANSITIONS[old]:
-        raise StateError(f"A conversation that is {old.value} cannot become {new.value}.")
-    return True
+    return _check_move(ConversationState, CONVERSATION_TRANSITIONS, "conversation", current, to)
 
 
 def set_conversation_state(row: Conversation, to: str, now: datetime, *,
