@@ -602,13 +602,16 @@ def test_a_photo_and_a_pdf_are_sent_and_shown(phone: Any, screenshots: Path) -> 
 def test_a_german_customer_reads_the_widget_and_the_bot_in_german(
     browser: Any, widget_stack: Any, screenshots: Path
 ) -> None:
-    """Anna's token says ``locale: de-DE`` (the demo's default language is the customer's
-    own): every widget string, the lang attribute and the bot's replies are German."""
+    """Anna in German (the demo login's "Chat language", sent as the app context's locale:
+    the other tests of this module chatted with her in English, and the app's locale wins
+    over her token's de-DE): every widget string, the lang attribute, the time format and
+    the bot's replies are German."""
     from playwright.sync_api import expect
 
     from tests.browser.conftest import DESKTOP
 
     context = browser.new_context(base_url=widget_stack.demo_url, **DESKTOP)
+    context.add_init_script("localStorage.setItem('demo:chat-language', 'de');")
     try:
         page = login(context, "cust-anna")
         page.locator(".sw-fab").click()
@@ -623,6 +626,13 @@ def test_a_german_customer_reads_the_widget_and_the_bot_in_german(
         expect(page.get_by_role("button", name="Nachricht senden")).to_be_visible()
         expect(page.get_by_role("button", name="Chat schließen")).to_be_visible()
         expect(dialog.locator(".sw-end")).to_have_text("Chat beenden")
+        # a fresh session (earlier tests leave Anna's chat in any state), asked in German
+        dialog.locator(".sw-end").click()
+        expect(page.get_by_role("group", name="Chat beenden?")).to_be_visible()
+        expect(page.get_by_text("Diesen Chat beenden?")).to_be_visible()
+        page.locator(".sw-confirm .sw-danger").click()
+        expect(page.locator(".sw-msg[data-sender=system]", has_text="Chat beendet").last
+               ).to_be_visible(timeout=REPLY_MS)
         before = count(page, ".sw-msg[data-sender=bot]")
         box.fill("Hallo")
         box.press("Enter")
@@ -639,9 +649,8 @@ def test_a_german_customer_reads_the_widget_and_the_bot_in_german(
             stamp)
         assert shown == expected
         dialog.locator(".sw-end").click()
-        expect(page.get_by_role("group", name="Chat beenden?")).to_be_visible()
-        expect(page.get_by_text("Diesen Chat beenden?")).to_be_visible()
         page.get_by_role("button", name="Abbrechen").click()
+        expect(page.get_by_role("group", name="Chat beenden?")).to_be_hidden()
         page.screenshot(path=str(screenshots / "widget-german.png"))
     finally:
         context.close()

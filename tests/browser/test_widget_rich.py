@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.browser.conftest import PHONE, WidgetStack
+from tests.browser.conftest import ENGLISH_CHAT, PHONE, WidgetStack
 
 pytestmark = pytest.mark.model
 
@@ -38,6 +38,7 @@ def _timeouts() -> None:
 def narrow_phone(browser: Any, widget_stack: WidgetStack) -> Iterator[Any]:
     """A 360 px wide phone (the narrowest common Android width)."""
     context = browser.new_context(base_url=widget_stack.demo_url, **NARROW)
+    context.add_init_script(ENGLISH_CHAT)
     try:
         yield context
     finally:
@@ -265,6 +266,7 @@ def test_agent_console_draws_the_article_of_a_bot_faq_message(
     from tests.agent_console.conftest import PASSWORD, create_agent
 
     customer_context = browser.new_context(base_url=widget_stack.demo_url, **PHONE)
+    customer_context.add_init_script(ENGLISH_CHAT)
     agent_context = browser.new_context(base_url=widget_stack.bot.rasa_url, **PHONE)
     try:
         customer = login(customer_context, "cust-chloe")
