@@ -98,9 +98,15 @@ class ActionSessionStart(Action):
         }
         events.extend(SlotSet(name, value) for name, value in carried.items())
         carried_context = carried.get("customer_context")
+        # Rasa fills session_started_metadata when a session expires; a session the channel
+        # starts itself ("/session_start" after the customer ended the chat) brings its
+        # metadata with that message: the app's language then wins over the carried one
+        metadata = tracker.get_slot("session_started_metadata")
+        if not metadata:
+            metadata = (tracker.latest_message or {}).get("metadata")
         events.extend(
             profile_events(
-                tracker.get_slot("session_started_metadata"),
+                metadata,
                 carried_context if isinstance(carried_context, dict) else None,
             )
         )

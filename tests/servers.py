@@ -95,7 +95,9 @@ ANNA_METADATA: Dict[str, Any] = {
         "app_version": "5.2.0",
         "device": "iPhone 15",
         "screen": "orders",
-        "locale": "de-DE",
+        # English in Germany: these tests read the English texts (a German app, de-DE, gets
+        # them in German: tests/conversations/languages.yml)
+        "locale": "en-DE",
     },
 }
 

@@ -12,11 +12,7 @@ from typing import Any, Dict, List
 import pytest
 import requests
 
-from tests.servers import ANNA_METADATA as _ANNA_DE, bot_texts, new_conversation_id
-
-#: Anna's metadata with an English app: who may see what does not depend on the language
-#: (her German app gets the same answers in German: tests/conversations/languages.yml).
-ANNA_METADATA = {**_ANNA_DE, "context": {**_ANNA_DE["context"], "locale": "en-DE"}}
+from tests.servers import ANNA_METADATA, bot_texts, new_conversation_id
 
 pytestmark = pytest.mark.model
 

@@ -713,3 +713,23 @@ async def test_a_question_outside_a_form_keeps_its_slots() -> None:
                             entities=(entity("time", "on saturday"),))
 
     assert all(e.get("name") != "callback_time" for e in events)
+
+
+async def test_a_session_the_channel_starts_takes_the_apps_language_from_its_message() -> None:
+    """The customer ended the chat and the widget sent /session_start with the app's context:
+    Rasa leaves session_started_metadata empty then, and the carried English must not win
+    over the German app (the greeting after "Hallo" came in English)."""
+    tracker = make_tracker(slots={"locale": "en", "customer_context": {"locale": "en"},
+                                  "customer_id": "cust-anna"}, text="/session_start")
+    tracker.latest_message["metadata"] = {"context": {"locale": "de", "screen": "home"}}
+    collector = dispatcher()
+    events = await ActionSessionStart().run(collector, tracker, domain())
+    assert events == [
+        SessionStarted(),
+        SlotSet("customer_id", "cust-anna"),
+        SlotSet("customer_context", {"locale": "en"}),
+        SlotSet("locale", "en"),
+        SlotSet("customer_context", {"locale": "de", "screen": "home"}),
+        SlotSet("locale", "de"),
+        ActionExecuted("action_listen"),
+    ]

@@ -14,6 +14,7 @@ def test_profile_locale_without_new_context_keeps_the_carried_context() -> None:
     assert events == [
         SlotSet("customer_id", "cust-ben"),
         SlotSet("customer_context", {"app_version": "5.2.0", "device": "Pixel 8", "locale": "en-GB"}),
+        SlotSet("locale", "en"),  # the bot's language for en-GB
     ]
 
 
