@@ -28,11 +28,11 @@ import shlex
 import time
 import weakref
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, or_, select, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -370,3 +370,37 @@ def _parse_pg_options(options: str) -> Dict[str, str]:
             raise ValueError(f"Malformed setting {pair!r} in PostgreSQL 'options' {options!r}.")
         settings[name.replace("-", "_")] = value
     return settings
+
+
+async def claim_due_rows(factory: "sessionmaker[AsyncSession]", table: Any, owner: str,
+                         lease: float, limit: int) -> List[int]:
+    """Claim up to ``limit`` due rows of an outbox table for ``owner`` (one winner each).
+
+    An outbox row (``bot/mail``, ``bot/push``) is due when it is ``queued`` or ``sending``,
+    its ``next_attempt_at`` has come and nobody holds it (``claimed_until`` unset or past).
+    Each is taken with its own conditional ``UPDATE`` (status ``sending``, the claim until
+    ``now + lease``, one more attempt), so of several processes exactly one gets it.
+
+    Returns:
+        The ids this call claimed, oldest due first.
+    """
+    now = utcnow()
+    until = now + timedelta(seconds=lease)
+    o = table.c
+    due = (o.status.in_(("queued", "sending")), o.next_attempt_at <= now,
+           or_(o.claimed_until.is_(None), o.claimed_until <= now))
+    async with read_session(factory) as session:
+        ids = (await session.execute(
+            select(o.id).where(*due).order_by(o.next_attempt_at, o.id).limit(limit)
+        )).scalars().all()
+    claimed: List[int] = []
+    for row_id in ids:
+        async with write_session(factory) as session:
+            result = await session.execute(
+                update(table).where(o.id == row_id, *due)
+                .values(status="sending", claimed_by=owner, claimed_until=until,
+                        attempts=o.attempts + 1)
+                .execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            claimed.append(int(row_id))
+    return claimed

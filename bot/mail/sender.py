@@ -31,7 +31,7 @@ from types import SimpleNamespace
 from typing import Any, Awaitable, Callable, List, Optional, Tuple
 
 import aiosmtplib
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
@@ -164,26 +164,8 @@ class MailSender:
         return done
 
     async def _claim(self) -> List[int]:
-        now = db.utcnow()
-        until = now + timedelta(seconds=self._mail.lease)
-        o = MailOutbox.__table__.c
-        due = (o.status.in_(("queued", "sending")), o.next_attempt_at <= now,
-               or_(o.claimed_until.is_(None), o.claimed_until <= now))
-        async with db.read_session(self._sessions) as session:
-            ids = (await session.execute(
-                select(o.id).where(*due).order_by(o.next_attempt_at, o.id).limit(BATCH)
-            )).scalars().all()
-        claimed: List[int] = []
-        for row_id in ids:
-            async with db.write_session(self._sessions) as session:
-                result = await session.execute(
-                    update(MailOutbox.__table__).where(o.id == row_id, *due)
-                    .values(status="sending", claimed_by=self.owner, claimed_until=until,
-                            attempts=o.attempts + 1)
-                    .execution_options(synchronize_session=False))
-            if result.rowcount == 1:
-                claimed.append(int(row_id))
-        return claimed
+        return await db.claim_due_rows(self._sessions, MailOutbox.__table__, self.owner,
+                                       self._mail.lease, BATCH)
 
     async def _process(self, row_id: int) -> None:
         async with db.read_session(self._sessions) as session:

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from py_vapid import Vapid
 from pywebpush import WebPusher
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
@@ -185,26 +185,8 @@ class PushSender:
         return len(ids)
 
     async def _claim(self) -> List[int]:
-        now = db.utcnow()
-        until = now + timedelta(seconds=self._push.lease)
-        o = PushOutbox.__table__.c
-        due = (o.status.in_(("queued", "sending")), o.next_attempt_at <= now,
-               or_(o.claimed_until.is_(None), o.claimed_until <= now))
-        async with db.read_session(self._sessions) as session:
-            ids = (await session.execute(
-                select(o.id).where(*due).order_by(o.next_attempt_at, o.id).limit(BATCH)
-            )).scalars().all()
-        claimed: List[int] = []
-        for row_id in ids:
-            async with db.write_session(self._sessions) as session:
-                result = await session.execute(
-                    update(PushOutbox.__table__).where(o.id == row_id, *due)
-                    .values(status="sending", claimed_by=self.owner, claimed_until=until,
-                            attempts=o.attempts + 1)
-                    .execution_options(synchronize_session=False))
-            if result.rowcount == 1:
-                claimed.append(int(row_id))
-        return claimed
+        return await db.claim_due_rows(self._sessions, PushOutbox.__table__, self.owner,
+                                       self._push.lease, BATCH)
 
     async def _process(self, row_id: int) -> None:
         async with db.read_session(self._sessions) as session:
