@@ -139,7 +139,8 @@ def make_engine(url: str) -> AsyncEngine:
 
     PostgreSQL: a libpq-style ``options`` query parameter (``?options=-c
     search_path=myschema``) is translated into asyncpg ``server_settings``;
-    pooled connections are pinged before use.
+    pooled connections are pinged before use; the pool keeps ``SUPPORT_DB_POOL_SIZE``
+    connections and opens up to ``SUPPORT_DB_POOL_OVERFLOW`` more at peaks.
 
     No connection is opened here.
 
@@ -174,7 +175,15 @@ def make_engine(url: str) -> AsyncEngine:
             raise ValueError("Give the 'options' URL parameter only once.")
         connect_args["server_settings"] = _parse_pg_options(options)
         target = target.difference_update_query(["options"])
-    return create_async_engine(target, connect_args=connect_args, pool_pre_ping=True)
+    from bot.settings import get_settings
+
+    settings = get_settings()
+    # Connections a turn uses stay pooled: with SQLAlchemy's default (5) the 8 turns a
+    # process runs at once (WIDGET_TURN_CONCURRENCY) overflowed it, and every overflow
+    # connection was opened (TLS negotiation, authentication) and closed again per use.
+    return create_async_engine(target, connect_args=connect_args, pool_pre_ping=True,
+                               pool_size=settings.db_pool_size,
+                               max_overflow=settings.db_pool_overflow)
 
 
 def session_factory(engine: AsyncEngine) -> "sessionmaker[AsyncSession]":

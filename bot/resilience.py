@@ -4,6 +4,9 @@
 endpoints file keeps Rasa's own types (``tracker_store: type: SQL``, ``lock_store: type:
 redis``); Rasa then builds these subclasses instead of its own classes:
 
+* (:func:`bot.tracker_cache.install`, called after :func:`install`, replaces it with
+  :class:`bot.tracker_cache.CachedSQLTrackerStore`, a :class:`PingingSQLTrackerStore` that
+  keeps each conversation's current session: issue 14.)
 * :class:`PingingSQLTrackerStore`: the tracker store's engine pings a pooled connection
   before using it (SQLAlchemy ``pool_pre_ping``), as the support database engines do
   (:func:`bot.db.make_engine`). Without it the first read after PostgreSQL restarted used a

@@ -37,7 +37,7 @@ from typing import Any, Iterator, List, Optional, Sequence
 from bot.settings import Settings, get_settings
 
 __all__ = ["ReusePortUnavailable", "authorize_action_endpoint", "endpoint_problems", "main",
-           "reuse_port_problems", "reuse_port_socket"]
+           "reuse_port_problems", "reuse_port_socket", "single_threaded_blas"]
 
 DEFAULT_PORT = 5005
 
@@ -239,11 +239,15 @@ def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: 
            sock: Optional[socket.socket] = None) -> None:
     import rasa.core.run
 
-    from bot import action_validation, multi_request, resilience
+    from bot import (action_validation, event_broker, multi_request, nlu_thread, resilience,
+                     tracker_cache)
 
     action_validation.install()  # Rasa's per-call schema check, built once (issue 14)
     resilience.install()  # tracker/lock stores ride out short service outages (issue 13)
+    tracker_cache.install()  # ...and the tracker store keeps current sessions (issue 14)
     multi_request.install()  # each request of a message that asks several things (issue 12)
+    nlu_thread.install()  # the NLU graph in a worker thread, off the event loop (issue 14)
+    event_broker.install()  # RabbitMQ publishing without a deep copy per event (issue 14)
 
     serve = contextlib.nullcontext() if sock is None else _sanic_serves_on(sock)
     listeners = [] if sock is None else [
@@ -261,6 +265,24 @@ def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: 
         )
 
 
+#: The BLAS/OpenMP thread pools NumPy, SciPy and scikit-learn may start, and their size here.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_threaded_blas() -> None:
+    """One BLAS thread, unless the environment says otherwise (call before NumPy loads).
+
+    The NLU multiplies one message's small matrices at a time, which gains nothing from
+    more threads, but NumPy's OpenBLAS starts a thread per core whose idle loop spins on
+    ``sched_yield``: measured on the 2-core machine at 50 conversations (issue 14), that
+    thread burnt half a core next to the Rasa process's event loop.
+    """
+    if "numpy" in sys.modules:
+        return  # too late to matter; leave the environment as it is
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Check the configuration, then run the Rasa server until stopped.
 
@@ -270,6 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns:
         The exit status (2: refused to start).
     """
+    single_threaded_blas()
     from bot.production import enforce_production, rasa_token
 
     from bot.startup import exit_on_bad_configuration

@@ -156,6 +156,9 @@ class Settings:
     # --- one Rasa process per core on one port (bot/serve.py, bot/supervise.py; issue 14) ---
     rasa_reuse_port: bool = False  # RASA_REUSE_PORT: bind with SO_REUSEPORT (share the port)
     rasa_processes: int = 1  # RASA_PROCESSES: Rasa processes bot.supervise runs (default: cores)
+    rasa_tracker_cache: int = 1000  # RASA_TRACKER_CACHE: conversations kept (bot/tracker_cache.py)
+    db_pool_size: int = 10  # SUPPORT_DB_POOL_SIZE: PostgreSQL connections kept per engine
+    db_pool_overflow: int = 10  # SUPPORT_DB_POOL_OVERFLOW: and opened beyond them at peaks
 
     @property
     def production(self) -> bool:
@@ -581,6 +584,9 @@ def get_settings() -> Settings:
         widget_turn_attempts=_int("WIDGET_TURN_ATTEMPTS", 3),
         widget_turn_backoff=_bounded_float("WIDGET_TURN_BACKOFF", 2.0, 0.0, 300.0),
         widget_turn_concurrency=_int("WIDGET_TURN_CONCURRENCY", 8),
+        rasa_tracker_cache=_int("RASA_TRACKER_CACHE", 1000, minimum=0),
+        db_pool_size=_int("SUPPORT_DB_POOL_SIZE", 10),
+        db_pool_overflow=_int("SUPPORT_DB_POOL_OVERFLOW", 10, minimum=0),
         widget_send_queue=_int("WIDGET_SEND_QUEUE", 256, minimum=8),
         widget_send_timeout=_bounded_float("WIDGET_SEND_TIMEOUT", 10.0, 0.1, 300.0),
         callback_countries=tuple(c.upper() for c in _list("CALLBACK_COUNTRIES", "DE,AT,CH,FR,GB")),

@@ -7,7 +7,9 @@ own). Markdown an action marks as such is rendered into rich-text ``blocks`` her
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Text
 
 from rasa.core.channels.channel import OutputChannel
@@ -19,17 +21,36 @@ __all__ = ["WidgetOutput"]
 
 logger = logging.getLogger("bot.channels.widget")  # the channel logs under one name
 
+RENDERED_KEPT = 256
+"""Markdown sources whose rendering is kept (FAQ articles repeat: each was parsed anew)."""
+_rendered: "OrderedDict[str, str]" = OrderedDict()  # source -> its blocks as JSON
+
+
+async def _blocks(source: str) -> List[Dict[str, Any]]:
+    """The blocks of ``source``: rendered once in a worker thread, then from the kept JSON
+    (every message gets blocks of its own)."""
+    from bot.richtext import markdown_to_blocks
+
+    kept = _rendered.get(source)
+    if kept is None:
+        kept = json.dumps(await asyncio.to_thread(markdown_to_blocks, source))
+        _rendered[source] = kept
+        while len(_rendered) > RENDERED_KEPT:
+            _rendered.popitem(last=False)
+    else:
+        _rendered.move_to_end(source)
+    return json.loads(kept)
+
 
 async def _render_markdown(extra: Dict[str, Any]) -> Dict[str, Any]:
     """A bot message's extras with its Markdown rendered as rich-text ``blocks``.
 
     An action marks Markdown with ``json_message={"format": "markdown", "markdown": ...}``
     (it arrives as ``custom``). The source is kept as ``markdown`` and rendered by
-    :func:`bot.richtext.markdown_to_blocks` in a worker thread; other ``custom`` keys stay.
+    :func:`bot.richtext.markdown_to_blocks` in a worker thread (once per source: see
+    :func:`_blocks`); other ``custom`` keys stay.
     Anything else (every ``data/messages.yml`` text, for one) is never read as Markdown.
     """
-    from bot.richtext import markdown_to_blocks
-
     custom = extra.get("custom")
     if not isinstance(custom, dict) or custom.get("format") != "markdown":
         return extra
@@ -39,7 +60,7 @@ async def _render_markdown(extra: Dict[str, Any]) -> Dict[str, Any]:
         rendered["custom"] = rest
     source = custom.get("markdown")
     if isinstance(source, str) and source.strip():
-        blocks = await asyncio.to_thread(markdown_to_blocks, source)
+        blocks = await _blocks(source)
         if blocks:
             rendered.update(markdown=source, blocks=blocks)
     return rendered

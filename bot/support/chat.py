@@ -559,13 +559,13 @@ class ChatStore(StoreBase):
             )
             if result.rowcount != 1:
                 return None
-            row = (await session.execute(
-                select(ChatMessage).where(ChatMessage.id == int(message_id))
-            )).scalar_one()
-            await session.refresh(row)
-            conversation = (await session.execute(
-                select(Conversation).where(Conversation.id == row.conversation_pk)
-            )).scalar_one()
+            # one read of the updated row and its conversation (nothing of it was loaded
+            # in this session before the UPDATE, so the values are the committed ones)
+            row, conversation = (await session.execute(
+                select(ChatMessage, Conversation)
+                .join(Conversation, Conversation.id == ChatMessage.conversation_pk)
+                .where(ChatMessage.id == int(message_id))
+            )).one()
             answered = bool((await session.execute(
                 select(exists().where(m.reply_to == int(message_id)))
             )).scalar())

@@ -132,3 +132,33 @@ async def test_at_most_turn_concurrency_turns_claim_and_run_at_once() -> None:
     await asyncio.wait_for(asyncio.gather(*list(channel._turn_tasks)), 5)
     assert sorted(finished) == [1, 2, 3, 4, 5, 6] and most == 2
     assert finished.index(1) < finished.index(6)  # widget:u0's two turns, in order
+
+
+async def test_markdown_is_rendered_once_per_source_and_each_message_gets_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bot.richtext
+    from bot.channels import widget_output
+
+    calls: List[str] = []
+    real = bot.richtext.markdown_to_blocks
+
+    def counting(source: str) -> Any:
+        calls.append(source)
+        return real(source)
+
+    monkeypatch.setattr(bot.richtext, "markdown_to_blocks", counting)
+    monkeypatch.setattr(widget_output, "_rendered", type(widget_output._rendered)())
+    monkeypatch.setattr(widget_output, "RENDERED_KEPT", 2)
+    extra = {"custom": {"format": "markdown", "markdown": "# Fees\n\n- none"}}
+    first = await widget_output._render_markdown(extra)
+    second = await widget_output._render_markdown(extra)
+    assert calls == ["# Fees\n\n- none"]
+    assert first == second and first["blocks"] == real("# Fees\n\n- none")
+    assert first["blocks"] is not second["blocks"]
+    first["blocks"].clear()  # one message's blocks changed: the next is whole
+    assert (await widget_output._render_markdown(extra))["blocks"] == second["blocks"]
+    for source in ("a", "b"):  # the oldest source is rendered again when it comes back
+        await widget_output._render_markdown({"custom": {"format": "markdown", "markdown": source}})
+    await widget_output._render_markdown(extra)
+    assert calls == ["# Fees\n\n- none", "a", "b", "# Fees\n\n- none"]
