@@ -164,3 +164,46 @@ async def test_presence_on_another_process_stops_the_offline_notification(
             await asyncio.sleep(0.1)
     finally:
         await client.close()
+
+
+async def test_a_conversation_moving_between_processes_keeps_its_form(
+        two_processes: Tuple[BotServers, BotServers]) -> None:
+    """Each process keeps the conversations it served (bot/tracker_cache.py): A's copy is
+    out of date once B ran a turn, and A must read the conversation again, not answer
+    from its copy (which would ask for the phone number a second time)."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from tests.conversations.runner import placeholders
+
+    a, b = two_processes
+    user = new_user("moving")
+    conversation = f"widget:{user}"
+    day = placeholders(datetime.now(timezone.utc), ZoneInfo("Europe/Berlin"))["open_day"]
+
+    on_a = await WidgetClient.connect(a, token_for(user))
+    await on_a.turn("hi")  # the first turn starts the session (read again after it)
+    asked = await on_a.turn("can someone call me back?")  # this one A keeps
+    assert "Which phone number should we call?" in " ".join(r["text"] for r in asked["replies"])
+    await on_a.close()
+
+    on_b = await WidgetClient.connect(b, token_for(user))
+    when = await on_b.turn("+49 152 34567891")
+    assert "When should we call you?" in " ".join(r["text"] for r in when["replies"])
+    await on_b.close()
+
+    on_a = await WidgetClient.connect(a, token_for(user))  # A served this conversation before
+    confirm = " ".join(r["text"] for r in (await on_a.turn(f"{day} at 11"))["replies"])
+    assert "Shall I book a call to +4915234567891" in confirm, confirm
+    assert "Which phone number" not in confirm
+    booked = " ".join(r["text"] for r in (await on_a.turn("yes"))["replies"])
+    assert "Booked" in booked and "+4915234567891" in booked, booked
+    await on_a.close()
+
+    said = [json.loads(data)["text"] for (data,) in _rows(
+        a, "SELECT data FROM events WHERE sender_id = %s AND type_name = 'user' ORDER BY id",
+        conversation) if not json.loads(data)["text"].startswith("/")]
+    assert said == ["hi", "can someone call me back?", "+49 152 34567891", f"{day} at 11",
+                    "yes"]
+    assert _rows(a, "SELECT phone, status FROM callbacks WHERE conversation_id = %s",
+                 conversation) == [("+4915234567891", "scheduled")]
