@@ -91,3 +91,45 @@ def test_rasa_builds_it_for_type_pika() -> None:
         assert rasa_pika.PikaEventBroker is event_broker.PikaEventBroker
     finally:
         rasa_pika.PikaEventBroker = original
+
+
+class _SlowExchange(_Exchange):
+    """Publishing takes a moment; records how many publishes overlapped."""
+
+    def __init__(self, fail_on: Any = ()) -> None:
+        super().__init__()
+        self.fail_on = set(fail_on)
+        self.running = 0
+        self.most = 0
+
+    async def publish(self, message: Any, routing_key: str) -> None:
+        import asyncio
+
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.001)
+            number = json.loads(message.body)["n"]
+            if number in self.fail_on:
+                raise ConnectionError("channel closed")
+            self.messages.append((message, routing_key))
+        finally:
+            self.running -= 1
+
+
+async def test_events_are_published_one_at_a_time_in_order_and_close_waits() -> None:
+    import asyncio
+
+    exchange = _SlowExchange(fail_on={7})
+    broker = event_broker.PikaEventBroker("localhost", "guest", "guest", queues=["q"],
+                                          event_loop=asyncio.get_running_loop())
+    broker._exchange = exchange
+    broker.raise_on_failure = False
+    for n in range(30):
+        broker.publish({"event": "action", "n": n})
+    assert len(broker._background_tasks) == 1  # one publisher, not a task per event
+    await broker.close()  # publishes what is queued first
+    assert [json.loads(m.body)["n"] for m, _ in exchange.messages] == [
+        n for n in range(30) if n != 7]
+    assert exchange.most == 1
+    assert [e["n"] for e in broker._unpublished_events] == [7]  # kept to be sent again
