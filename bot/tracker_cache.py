@@ -134,13 +134,6 @@ class CachedSQLTrackerStore(PingingSQLTrackerStore):
             self._sessions.pop(sender_id, None)
         logger.debug(f"Tracker with sender_id '{sender_id}' stored to database")
 
-    def forget(self, sender_id: Optional[Text] = None) -> None:
-        """Drop what is kept of one conversation (or of all): the next read is from the DB."""
-        if sender_id is None:
-            self._sessions.clear()
-        else:
-            self._sessions.pop(sender_id, None)
-
     # ----------------------------------------------------------------- private
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
