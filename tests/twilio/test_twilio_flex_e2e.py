@@ -115,6 +115,13 @@ async def test_flex_handoff_transfer_rename_email_and_wrap_up(flex_stack: Twilio
         assert db.execute("SELECT status FROM tickets WHERE reference = ?",
                           (reference,)).fetchone()[0] == "assigned"
 
+    # The Interaction's task.created is sent after Twilio's answer, which already gave the
+    # bridge the task: wait until it is processed, so that the TaskRouter events below are
+    # in a known order (before this wait a fast bridge let Maria's reservation events
+    # overtake it in the inbox: CI run of 1ba8904)
+    await _in_thread(lambda: wait_for("the Interaction's task.created processed", lambda: len(
+        _results(bot, inbox_before)) >= 1, logs=bot.logs))
+
     # a worker accepts: the customer reads the friendly name (the identity is an e-mail)
     maria = fake.add_worker("Maria Lopez", "maria.lopez@northwind.example")
     accepted = await _in_thread(fake.accept_task, task_sid, maria)
