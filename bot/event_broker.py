@@ -12,11 +12,10 @@ publishes from, in the order the events came (Rasa's own buffering when RabbitMQ
 unchanged: a failed event goes to ``_unpublished_events`` and is sent again on reconnect);
 ``close`` first lets that task finish what is queued (up to :data:`CLOSE_DRAIN_SECONDS`).
 
-:class:`PikaEventBroker` publishes the same message (Rasa's ``_message``: the event as JSON,
-persistent, ``app_id`` = ``RASA_ENVIRONMENT``) and makes the copy only for a log line that is
-written: the debug line when DEBUG is on, the error line when publishing fails (then the
-event is kept for re-sending and the failure raised as Rasa does). :func:`install` makes
-Rasa build it for ``event_broker: type: pika``.
+The message is Rasa's (``_message``: the event as JSON, persistent, ``app_id`` =
+``RASA_ENVIRONMENT``); the reduced copy is made only for a line that is written (the debug
+line when DEBUG is on, the error line when publishing fails). :func:`install` makes Rasa
+build this class for ``event_broker: type: pika``.
 """
 from __future__ import annotations
 
