@@ -35,7 +35,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional
 from sqlalchemy import MetaData, event, or_, select, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -235,9 +235,56 @@ _SQLITE_WRITE_LOCKS: "weakref.WeakKeyDictionary[Any, Dict[Any, asyncio.Lock]]" =
 )
 
 
+@asynccontextmanager
+async def write_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Open a Core connection in one read-write transaction (no ORM session).
+
+    The same transaction as :func:`write_session` (``BEGIN IMMEDIATE`` and the
+    process's writer queue on SQLite), for Core statements only: the hot path of a
+    bot turn (a customer message, the turn's claim, the bot's messages, the finish)
+    runs here, because an ORM session around a single ``UPDATE`` cost half of its CPU
+    (issue 14, ``bench/README.md``).
+
+    Args:
+        engine: The support database engine.
+
+    Yields:
+        The connection; it commits when the block exits normally, rolls back if it
+        raises.
+    """
+    writer = _write_engine(engine)
+    lock = _sqlite_write_lock_of(engine)
+    if lock is None:
+        async with writer.begin() as connection:
+            yield connection
+        return
+    async with lock:
+        async with writer.begin() as connection:
+            yield connection
+
+
+# One engine proxy per engine that carries the write option (SQLite's BEGIN IMMEDIATE):
+# setting it per connection (``execution_options``) branched a connection per call.
+_WRITE_ENGINES: "weakref.WeakKeyDictionary[Any, AsyncEngine]" = weakref.WeakKeyDictionary()
+
+
+def _write_engine(engine: AsyncEngine) -> AsyncEngine:
+    writer = _WRITE_ENGINES.get(engine.sync_engine)
+    if writer is None:
+        writer = _WRITE_ENGINES[engine.sync_engine] = engine.execution_options(
+            **{_WRITE_OPTION: True})
+    return writer
+
+
 def _sqlite_write_lock(factory: "sessionmaker[AsyncSession]") -> Optional[asyncio.Lock]:
     engine = factory.kw.get("bind")
-    if engine is None or engine.dialect.name != "sqlite":
+    if engine is None:
+        return None
+    return _sqlite_write_lock_of(engine)
+
+
+def _sqlite_write_lock_of(engine: AsyncEngine) -> Optional[asyncio.Lock]:
+    if engine.dialect.name != "sqlite":
         return None
     per_loop = _SQLITE_WRITE_LOCKS.setdefault(engine.sync_engine, {})
     loop = asyncio.get_running_loop()

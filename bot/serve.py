@@ -203,6 +203,13 @@ def _announce_listening(host: str, port: int) -> Any:
     return listening
 
 
+async def _close_action_client(_app: Any, _loop: Any) -> None:
+    """An ``after_server_stop`` listener: close the kept action-server connections."""
+    from bot import action_client
+
+    await action_client.close()
+
+
 def _refuse(message: str) -> int:
     print(f"Rasa server: refusing to start: {message}", file=sys.stderr, flush=True)
     return 2
@@ -239,7 +246,8 @@ def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: 
            sock: Optional[socket.socket] = None) -> None:
     import rasa.core.run
 
-    from bot import (action_validation, event_broker, multi_request, nlu_thread, resilience,
+    from bot import (action_client, action_validation, event_broker, graph_runner,
+                     multi_request, nlu_thread, resilience, rule_lookup, state_cache,
                      tracker_cache)
 
     action_validation.install()  # Rasa's per-call schema check, built once (issue 14)
@@ -248,10 +256,15 @@ def _serve(settings: Settings, args: argparse.Namespace, token: str, endpoints: 
     multi_request.install()  # each request of a message that asks several things (issue 12)
     nlu_thread.install()  # the NLU graph in a worker thread, off the event loop (issue 14)
     event_broker.install()  # RabbitMQ publishing without a deep copy per event (issue 14)
+    graph_runner.install()  # the model's graphs without dask's scheduler per run (issue 14)
+    rule_lookup.install()  # the rule policy's matching without repeated decoding (issue 14)
+    state_cache.install()  # ...and its conversation states built once per event (issue 14)
+    action_client.install()  # action-server requests on kept connections (issue 14)
 
     serve = contextlib.nullcontext() if sock is None else _sanic_serves_on(sock)
     listeners = [] if sock is None else [
         (_announce_listening(settings.rasa_interface, args.port), "after_server_start")]
+    listeners.append((_close_action_client, "after_server_stop"))
     with serve:
         rasa.core.run.serve_application(
             model_path=args.model,

@@ -23,14 +23,15 @@ Example::
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import db
 from bot.support.base import StoreBase
@@ -387,7 +388,7 @@ class ChatStore(StoreBase):
         """
         now = db.utcnow()
         try:
-            async with db.write_session(self._sessions) as session:
+            async with db.write_connection(self._engine) as session:
                 pk, number, state = await _conversation_key(session, conversation_id)
                 values: Dict[str, Any] = {"ended_at": None}
                 # a new session after leaving a person is the bot's again
@@ -444,7 +445,7 @@ class ChatStore(StoreBase):
         now = db.utcnow()
         clean = clean_buttons(buttons)
         extra_ = dict(extra) if extra else {}
-        async with db.write_session(self._sessions) as session:
+        async with db.write_connection(self._engine) as session:
             pk, number, _ = await _conversation_key(session, conversation_id)
             message_id = await insert_message(
                 session, conversation_pk=pk, session_no=number, sender=sender, text=text or "",
@@ -543,37 +544,22 @@ class ChatStore(StoreBase):
         """
         now = db.utcnow()
         until = now + timedelta(seconds=float(lease))
-        m = _MESSAGES.c
-        async with db.write_session(self._sessions) as session:
-            result = await session.execute(
-                update(_MESSAGES)
-                .where(
-                    m.id == int(message_id),
-                    m.sender == "customer",
-                    m.status.in_(TURN_PENDING),
-                    or_(m.claimed_until.is_(None), m.claimed_until <= now),
-                )
-                .values(status="processing", attempts=m.attempts + 1, claimed_by=owner[:64],
-                        claimed_until=until)
-                .execution_options(synchronize_session=False)
-            )
+        async with db.write_connection(self._engine) as connection:
+            result = await connection.execute(_claim_sql(), {
+                "message_id_": int(message_id), "now_": now, "owner_": owner[:64],
+                "until_": until})
             if result.rowcount != 1:
                 return None
-            # one read of the updated row and its conversation (nothing of it was loaded
-            # in this session before the UPDATE, so the values are the committed ones)
-            row, conversation = (await session.execute(
-                select(ChatMessage, Conversation)
-                .join(Conversation, Conversation.id == ChatMessage.conversation_pk)
-                .where(ChatMessage.id == int(message_id))
-            )).one()
-            answered = bool((await session.execute(
-                select(exists().where(m.reply_to == int(message_id)))
-            )).scalar())
+            # one read (Core, no ORM objects) of the updated row, its conversation and
+            # whether an earlier attempt stored replies already
+            row = (await connection.execute(_claimed_sql(),
+                                            {"message_id_": int(message_id)})).one()
+            message, conversation = _split_claimed(row)
             return TurnClaim(
-                message=MessageView.from_row(row, conversation.conversation_id),
+                message=MessageView.from_row(message, conversation.conversation_id),
                 conversation=ConversationView.from_row(conversation),
-                attempt=int(row.attempts),
-                answered=answered,
+                attempt=int(message.attempts),
+                answered=bool(row.answered),
             )
 
     async def do_renew_claim(self, message_id: int, owner: str, lease: float) -> bool:
@@ -583,16 +569,7 @@ class ChatStore(StoreBase):
             False when ``owner`` no longer holds the claim.
         """
         until = db.utcnow() + timedelta(seconds=float(lease))
-        m = _MESSAGES.c
-        async with db.write_session(self._sessions) as session:
-            result = await session.execute(
-                update(_MESSAGES)
-                .where(m.id == int(message_id), m.claimed_by == owner[:64],
-                       m.status == "processing")
-                .values(claimed_until=until)
-                .execution_options(synchronize_session=False)
-            )
-            return result.rowcount == 1
+        return await self._update_claimed(message_id, owner, {"claimed_until": until})
 
     async def do_finish_turn(self, message_id: int, owner: str, status: str) -> bool:
         """End ``owner``'s claimed turn: ``read`` (the bot answered) or ``delivered``.
@@ -603,10 +580,9 @@ class ChatStore(StoreBase):
         if status not in ("delivered", "read"):
             raise ValueError(f"status must be delivered or read, got {status!r}.")
         now = db.utcnow()
-        m = _MESSAGES.c
         values: Dict[str, Any] = {
             "status": status, "claimed_by": None, "claimed_until": None, "turn_error": None,
-            "delivered_at": func.coalesce(m.delivered_at, literal(now, type_=db.UTCDateTime())),
+            "delivered_at": now,  # kept when set: see _update_claimed_sql
         }
         if status == "read":
             values["read_at"] = now
@@ -630,15 +606,11 @@ class ChatStore(StoreBase):
 
     async def _update_claimed(self, message_id: int, owner: str, values: Dict[str, Any]) -> bool:
         """Set ``values`` on a turn ``owner`` still holds (``processing``); False otherwise."""
-        m = _MESSAGES.c
-        async with db.write_session(self._sessions) as session:
-            result = await session.execute(
-                update(_MESSAGES)
-                .where(m.id == int(message_id), m.claimed_by == owner[:64],
-                       m.status == "processing")
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+        statement = _update_claimed_sql(tuple(sorted(values)))
+        async with db.write_connection(self._engine) as connection:
+            result = await connection.execute(statement, {
+                "message_id_": int(message_id), "owner_": owner[:64],
+                **{f"{name}_": value for name, value in values.items()}})
             return result.rowcount == 1
 
     async def do_release_claims(self, owner: str) -> int:
@@ -858,12 +830,82 @@ _MESSAGES = ChatMessage.__table__
 _CONVERSATIONS = Conversation.__table__
 
 
+# The statements of a bot turn are built once and run with parameters: building one
+# (and its cache key) per call cost as much CPU as executing it (issue 14).
+@functools.lru_cache(maxsize=1)
+def _claim_sql() -> Any:
+    """Claim a pending customer message (see :meth:`ChatStore.do_claim_turn`)."""
+    m = _MESSAGES.c
+    return (
+        update(_MESSAGES)
+        .where(
+            m.id == bindparam("message_id_"),
+            m.sender == "customer",
+            m.status.in_(TURN_PENDING),
+            or_(m.claimed_until.is_(None),
+                m.claimed_until <= bindparam("now_", type_=m.claimed_until.type)),
+        )
+        .values(status="processing", attempts=m.attempts + 1,
+                claimed_by=bindparam("owner_", type_=m.claimed_by.type),
+                claimed_until=bindparam("until_", type_=m.claimed_until.type))
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _update_claimed_sql(columns: Tuple[str, ...]) -> Any:
+    """Set ``columns`` (parameters ``<name>_``) on a message ``:owner_`` holds.
+
+    ``delivered_at`` keeps an earlier value (``COALESCE``).
+    """
+    m = _MESSAGES.c
+    values: Dict[str, Any] = {}
+    for name in columns:
+        param = bindparam(f"{name}_", type_=m[name].type)
+        values[name] = func.coalesce(m.delivered_at, param) if name == "delivered_at" else param
+    return (
+        update(_MESSAGES)
+        .where(m.id == bindparam("message_id_"), m.claimed_by == bindparam("owner_"),
+               m.status == "processing")
+        .values(values)
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _claimed_sql() -> Any:
+    """The claimed message's columns (``m_*``), its conversation's (``c_*``), ``answered``."""
+    m, c = _MESSAGES.c, _CONVERSATIONS.c
+    message_id = bindparam("message_id_")
+    reply = _MESSAGES.alias("reply")  # not correlated with the claimed row's table
+    replies = select(reply.c.id).where(reply.c.reply_to == message_id)
+    return (
+        select(*[column.label(f"m_{column.name}") for column in _MESSAGES.c],
+               *[column.label(f"c_{column.name}") for column in _CONVERSATIONS.c],
+               exists(replies).label("answered"))
+        .select_from(_MESSAGES.join(_CONVERSATIONS, c.id == m.conversation_pk))
+        .where(m.id == message_id)
+    )
+
+
+def _split_claimed(row: Any) -> Tuple[SimpleNamespace, SimpleNamespace]:
+    """The message and the conversation of a :func:`_claimed_sql` row, as attribute bags."""
+    values = row._mapping
+    message = SimpleNamespace(**{c.name: values[f"m_{c.name}"] for c in _MESSAGES.c})
+    conversation = SimpleNamespace(**{c.name: values[f"c_{c.name}"] for c in _CONVERSATIONS.c})
+    return message, conversation
+
+
+
+@functools.lru_cache(maxsize=1)
+def _conversation_key_sql() -> Any:
+    c = _CONVERSATIONS.c
+    return (select(c.id, c.session, c.state)
+            .where(c.conversation_id == bindparam("conversation_id_")))
+
+
 async def _conversation_key(session: Any, conversation_id: str) -> Tuple[int, int, str]:
     """``(primary key, current session number, state)`` of a conversation (Core, cheap)."""
-    row = (await session.execute(
-        select(_CONVERSATIONS.c.id, _CONVERSATIONS.c.session, _CONVERSATIONS.c.state)
-        .where(_CONVERSATIONS.c.conversation_id == conversation_id)
-    )).first()
+    row = (await session.execute(_conversation_key_sql(),
+                                 {"conversation_id_": conversation_id})).first()
     if row is None:
         raise LookupError(f"No conversation {conversation_id}.")
     return row[0], row[1], row[2]

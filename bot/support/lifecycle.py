@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from bot.support.models import AuditLog, ChatMessage, Conversation, Ticket
 
@@ -274,15 +275,32 @@ async def insert_message(session: Any, *, conversation_pk: int, session_no: int,
     ``client_id`` raises the database's ``IntegrityError``: the caller answers with the
     stored message.
     """
-    result = await session.execute(insert(_MESSAGES).values(
+    result = await session.execute(_insert_message_sql(), dict(
         conversation_pk=conversation_pk, session=session_no, client_id=client_id,
         sender=sender, sender_name=sender_name, author_id=author_id, text=text,
         payload=payload, buttons=buttons or None, extra=extra or None, status=status,
         created_at=now, reply_to=reply_to,
     ))
-    await session.execute(update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == conversation_pk)
-                          .values(last_message_at=now, **(conversation_values or {})))
+    values = {"last_message_at": now, **(conversation_values or {})}
+    await session.execute(_touch_conversation_sql(tuple(sorted(values))),
+                          {"conversation_pk_": conversation_pk, **values})
     return int(result.inserted_primary_key[0])
+
+
+# The statements of a bot turn are built once and run with parameters: building one
+# (and its cache key) per call cost as much CPU as executing it (issue 14).
+@functools.lru_cache(maxsize=1)
+def _insert_message_sql() -> Any:
+    return insert(_MESSAGES)
+
+
+@functools.lru_cache(maxsize=16)
+def _touch_conversation_sql(columns: Tuple[str, ...]) -> Any:
+    """``UPDATE conversations SET <columns> WHERE id = :conversation_pk_``."""
+    return (update(_CONVERSATIONS)
+            .where(_CONVERSATIONS.c.id == bindparam("conversation_pk_"))
+            .values({name: bindparam(name, type_=_CONVERSATIONS.c[name].type)
+                     for name in columns}))
 
 
 @dataclass(frozen=True)

@@ -121,13 +121,19 @@ async def test_turns_read_what_rasa_reads_with_one_small_query(
         statements.clear()
         _turn(tracker, f"where is {number}", number)
         await store.save(tracker)
-        # one max(id) check, the inserts, no re-read of the session and no count()
-        assert not [s for s in statements if "count(" in s.lower() or "events.data" in s], statements
+        # one max(id) check, one INSERT of the turn's five events, the rows after the id
+        # checked (ours only?); no re-read of the session, no count() of it
+        assert [s.split(" (")[0].split(" FROM")[0] for s in statements] == [
+            "SELECT max(events.id) AS max_1", "INSERT INTO events",
+            "SELECT count(events.id) AS count_1, max(events.id) AS max_1"], statements
+        assert "events.id >" in statements[2]
         statements.clear()
         again = await store.retrieve("anna")
         assert [s.split(" FROM")[0] for s in statements] == ["SELECT max(events.id) AS max_1"]
         assert _as_dicts(again) == _as_dicts(await rasa.retrieve("anna"))
         assert again is not tracker  # every caller gets a tracker of its own
+        # ...with the saved turn's own event objects (not parsed back from their rows)
+        assert all(a is b for a, b in zip(again.events, tracker.events))
         assert again.get_slot("order_number") == number
         # Rasa's session starts at SessionStarted (action_session_start is older)
         assert len(again.events) == 2 + 5 * (n + 1)
@@ -151,6 +157,35 @@ async def test_events_written_elsewhere_are_read_again(store_url: str) -> None:
     await a.save(on_a)
     fresh = await _store(store_url, SQLTrackerStore).retrieve("ben")
     assert _as_dicts(fresh) == _as_dicts(on_a)
+
+
+@pytest.mark.postgres
+async def test_a_row_committed_by_someone_else_during_a_save_is_read_again(
+    postgres_url: str,
+) -> None:
+    """The save inserts its rows in one statement and takes the highest id after it: a row
+    another writer committed in between must not be taken for one of ours."""
+    store = _store(postgres_url)
+    await _new_conversation(store, "dora")
+    tracker = await store.retrieve("dora")
+    real = store._rows_after_sql
+    foreign = SlotSet("order_number", "104160").as_dict()
+
+    def with_a_foreign_row() -> Any:
+        with store.engine.begin() as connection:  # another writer, committed first
+            connection.execute(sa.insert(store.SQLEvent.__table__), {
+                "sender_id": "dora", "type_name": "slot", "timestamp": foreign["timestamp"],
+                "data": json.dumps(foreign)})
+        return real()
+
+    store._rows_after_sql = with_a_foreign_row
+    _turn(tracker, "where is 104205", "104205")
+    await store.save(tracker)
+    assert "dora" not in store._sessions  # not kept as if the foreign row were ours
+    again = await store.retrieve("dora")
+    rasa = await _store(postgres_url, SQLTrackerStore).retrieve("dora")
+    assert _as_dicts(again) == _as_dicts(rasa)
+    assert [e["event"] for e in _as_dicts(again)].count("slot") == 2  # ours and theirs
 
 
 async def test_an_out_of_date_tracker_is_saved_by_rasas_count_rule(store_url: str) -> None:
