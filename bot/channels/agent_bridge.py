@@ -98,8 +98,8 @@ class AgentBridge:
     async def _on_frames(self, event: Dict[str, Any]) -> None:
         """Frames stored by another subscriber (:data:`FRAMES_TOPIC`), to this process's
         sockets of the conversation, in order."""
-        for frame in event.get("frames") or ():
-            await self._channel.hub.push(event["conversation_id"], frame)
+        for frame in event.get("frames") or ():  # queued without a loop iteration each
+            await self._channel.hub.push(event["conversation_id"], frame, settle=False)
 
     async def notify_offline(self, event: Dict[str, Any]) -> bool:
         """POST the ``agent_reply`` notification to ``SUPPORT_NOTIFY_URL`` (if configured).

@@ -147,7 +147,8 @@ class _RecordingHub:
     def __init__(self) -> None:
         self.pushed: List[Tuple[str, Dict[str, Any]]] = []
 
-    async def push(self, conversation_id: str, frame: Dict[str, Any]) -> int:
+    async def push(self, conversation_id: str, frame: Dict[str, Any],
+                   settle: bool = True) -> int:
         self.pushed.append((conversation_id, frame))
         return 1
 

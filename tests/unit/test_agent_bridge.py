@@ -95,3 +95,49 @@ async def test_only_an_offline_customer_triggers_the_hook(monkeypatch: pytest.Mo
         assert calls == [EVENT]
     finally:
         bus().set_online(EVENT["conversation_id"], False)
+
+
+async def test_frames_from_other_processes_keep_up_with_a_busy_event_loop() -> None:
+    """Another process's turns reach this process's sockets through the live bus
+    (``widget.frames``). The subscriber must queue a whole burst at once: when it took one
+    loop iteration per frame, a loop busy with 200 conversations put it 1,000 events behind
+    (the bus's limit) and the newest frames, replies among them, were dropped (issue 14)."""
+    import asyncio
+
+    from bot.channels.hub import Connection
+    from bot.channels.widget_wire import FRAMES_TOPIC
+
+    class Socket:
+        def __init__(self) -> None:
+            self.sent: List[Any] = []
+
+        async def send(self, data: str) -> None:
+            self.sent.append(json.loads(data)["n"])
+
+    channel = Channel()
+    bridge = AgentBridge(channel)  # type: ignore[arg-type]
+    socket = Socket()
+    channel.hub.register(Connection(socket, "u1", "widget:u1", 0))
+    bridge.subscribe()
+    busy = True
+
+    async def other_work() -> None:  # the turns, sockets and stores of a loaded process
+        while busy:
+            await asyncio.sleep(0)
+
+    others = [asyncio.get_running_loop().create_task(other_work()) for _ in range(50)]
+    total = 3000
+    try:
+        for n in range(total):  # the relay hands over an event per message it reads
+            bus().deliver(FRAMES_TOPIC, {"conversation_id": "widget:u1",
+                                         "frames": [{"type": "typing", "n": n}]})
+            if n % 25 == 24:  # ...and reads the next ones from Redis
+                await asyncio.sleep(0)
+        for _ in range(200):
+            if len(socket.sent) >= total:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        busy = False
+        await asyncio.gather(*others)
+    assert socket.sent == list(range(total))  # every frame, in order, none dropped
