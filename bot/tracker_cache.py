@@ -14,12 +14,12 @@ is unchanged, the tracker is rebuilt from the kept texts as Rasa rebuilds it fro
 (``json.loads`` + ``deserialise_events`` + ``DialogueStateTracker.from_events``; each text
 is deserialised once and its event kept, a saved turn's events are kept as they are, and
 every caller gets a tracker of its own, whose events are shared as in Rasa's own tracker
-copies); when another process (or anything
-else) added events, the session is read again. The usual turn's statements are built once
-and sent with parameters; a turn's new events go in one multi-row ``INSERT``. ``save`` checks the same id in its transaction, appends only the events after
-the kept ones (Rasa's own rule: the tracker's events past the number stored), commits,
-then publishes those events to the event broker (after the commit, once; Rasa published
-them before inserting) and keeps the new texts.
+copies); when another process (or anything else) added events, the session is read again.
+The usual turn's statements are built once and sent with parameters; a turn's new events
+go in one multi-row ``INSERT``. ``save`` checks the same id in its transaction, appends
+only the events after the kept ones (Rasa's own rule: the tracker's events past the number
+stored), commits, then publishes those events to the event broker (after the commit, once;
+Rasa published them before inserting) and keeps the new texts.
 
 Correctness rests on what Rasa already relies on: events are only appended, and one turn of
 a conversation runs at a time (Rasa's lock store: Redis across processes). A save that

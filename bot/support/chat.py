@@ -26,8 +26,8 @@ import copy
 import functools
 import logging
 from dataclasses import dataclass
-from types import SimpleNamespace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
@@ -892,7 +892,6 @@ def _split_claimed(row: Any) -> Tuple[SimpleNamespace, SimpleNamespace]:
     message = SimpleNamespace(**{c.name: values[f"m_{c.name}"] for c in _MESSAGES.c})
     conversation = SimpleNamespace(**{c.name: values[f"c_{c.name}"] for c in _CONVERSATIONS.c})
     return message, conversation
-
 
 
 @functools.lru_cache(maxsize=1)
